@@ -1,0 +1,52 @@
+"""Domain errors: each failure a user or the outside world can cause has its own type."""
+
+from __future__ import annotations
+
+from pika_pipeline.jobs import ErrorCode
+
+
+class PipelineError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class MalformedMessage(PipelineError):
+    """A queue message that is not an S3 upload event this pipeline understands."""
+
+
+class UploadRejected(PipelineError):
+    """The upload cannot become a video; the job is recorded as REJECTED with this code."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class FalRequestFailed(PipelineError):
+    """fal refused the request for good (validation, auth): retrying would not help."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class FalUnavailable(PipelineError):
+    """fal could not be reached or asked us to back off: the message is retried later."""
+
+
+class JobConflict(PipelineError):
+    """A conditional write lost: another delivery already moved the job on."""
+
+
+class WebhookRejected(PipelineError):
+    """A webhook request that is not an authentic delivery for this job."""
+
+    def __init__(self, reason: str, status_code: int = 401) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status_code = status_code
+
+
+class VideoUnavailable(PipelineError):
+    """The finished video could not be fetched or stored; fal's retry will try again."""

@@ -1,0 +1,49 @@
+"""fal's queue API through the official fal_client, with its errors mapped to domain errors.
+
+Only the submit path imports this module: the webhook function never loads fal_client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fal_client
+import httpx
+
+from pika_pipeline.errors import FalRequestFailed, FalUnavailable
+from pika_pipeline.fal_errors import describe_detail
+from pika_pipeline.jobs import ErrorCode
+
+# fal_client retries these itself; if they still fail, the queue message is retried later.
+_RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
+
+class FalGateway:
+    def __init__(self, *, key: str, endpoint: str, timeout_seconds: float) -> None:
+        self._endpoint = endpoint
+        self._client = fal_client.SyncClient(key=key, default_timeout=timeout_seconds)
+
+    def submit(self, arguments: dict[str, Any], *, webhook_url: str) -> str:
+        """Queues one generation and returns fal's request id."""
+        try:
+            handle = self._client.submit(
+                self._endpoint, arguments=arguments, webhook_url=webhook_url
+            )
+        except fal_client.FalClientHTTPError as exc:
+            raise _domain_error(exc) from None
+        except (httpx.TransportError, fal_client.FalClientTimeoutError) as exc:
+            raise FalUnavailable(f"fal did not answer: {type(exc).__name__}") from None
+        return str(handle.request_id)
+
+
+def _domain_error(exc: fal_client.FalClientHTTPError) -> Exception:
+    status = exc.status_code
+    if status == 422:
+        return FalRequestFailed(ErrorCode.FAL_VALIDATION, describe_detail(exc.message))
+    if status in (401, 403):
+        return FalRequestFailed(
+            ErrorCode.FAL_AUTH, f"fal refused the API key (HTTP {status}); check the secret."
+        )
+    if status in _RETRYABLE_STATUSES or status >= 500:
+        return FalUnavailable(f"fal answered HTTP {status} ({exc.error_type or 'no error type'})")
+    return FalRequestFailed(ErrorCode.FAL_ERROR, f"fal answered HTTP {status}: {exc.message}")

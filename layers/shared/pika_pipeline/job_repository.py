@@ -1,0 +1,186 @@
+"""The jobs table in DynamoDB: claims, conditional status changes, and lookups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from pika_pipeline.errors import JobConflict
+from pika_pipeline.jobs import JobStatus, sources_of
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as read back from the table (a thin, typed view over the item)."""
+
+    item: dict[str, Any]
+
+    @property
+    def job_id(self) -> str:
+        return str(self.item["job_id"])
+
+    @property
+    def status(self) -> JobStatus:
+        return JobStatus(self.item["status"])
+
+    @property
+    def request_ids(self) -> frozenset[str]:
+        return frozenset(self.item.get("request_ids", ()))
+
+    @property
+    def submitted_at(self) -> str | None:
+        value = self.item.get("submitted_at")
+        return str(value) if value else None
+
+
+class JobRepository:
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def get(self, job_id: str) -> Job | None:
+        item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
+        return Job(item) if item else None
+
+    def claim(self, item: dict[str, Any], *, now_epoch: int, claim_seconds: int) -> bool:
+        """Creates the job as PENDING, or takes over a PENDING one whose claim ran out without
+        fal ever answering (a crashed submit). False when someone else owns the job."""
+        try:
+            self._table.put_item(
+                Item={
+                    **item,
+                    "status": JobStatus.PENDING,
+                    "claim_expires_at": now_epoch + claim_seconds,
+                    "created_at": item.get("created_at") or now_iso(),
+                    "updated_at": now_iso(),
+                },
+                ConditionExpression=(
+                    "attribute_not_exists(job_id) OR (#status = :pending "
+                    "AND attribute_not_exists(request_id) AND claim_expires_at < :now)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":pending": JobStatus.PENDING, ":now": now_epoch},
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def release_claim(self, job_id: str, *, attempts_error: str) -> None:
+        """After a transient failure: let the message's redelivery claim the job at once."""
+        self._table.update_item(
+            Key={"job_id": job_id},
+            UpdateExpression=(
+                "SET claim_expires_at = :zero, last_error = :error, updated_at = :now "
+                "ADD attempts :one"
+            ),
+            ConditionExpression="#status = :pending AND attribute_not_exists(request_id)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":zero": 0,
+                ":error": attempts_error,
+                ":now": now_iso(),
+                ":one": 1,
+                ":pending": JobStatus.PENDING,
+            },
+        )
+
+    def record_rejection(self, item: dict[str, Any]) -> bool:
+        """Writes a REJECTED job unless the upload already has a job. False if it had one."""
+        try:
+            self._table.put_item(
+                Item={
+                    **item,
+                    "status": JobStatus.REJECTED,
+                    "created_at": now_iso(),
+                    "updated_at": now_iso(),
+                },
+                ConditionExpression="attribute_not_exists(job_id)",
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def record_request_id(self, job_id: str, request_id: str) -> Job:
+        """Stores fal's request id: PENDING becomes SUBMITTED; a job the webhook already finished
+        keeps its status and just learns the id."""
+        now = now_iso()
+        try:
+            return self.transition(
+                job_id,
+                JobStatus.SUBMITTED,
+                attributes={"request_id": request_id, "submitted_at": now},
+                add_request_id=request_id,
+            )
+        except JobConflict:
+            attrs = self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET submitted_at = if_not_exists(submitted_at, :now), "
+                "request_id = if_not_exists(request_id, :rid), updated_at = :now "
+                "ADD request_ids :rids",
+                ExpressionAttributeValues={":now": now, ":rid": request_id, ":rids": {request_id}},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+            return Job(attrs)
+
+    def transition(
+        self,
+        job_id: str,
+        target: JobStatus,
+        *,
+        attributes: dict[str, Any] | None = None,
+        add_request_id: str | None = None,
+    ) -> Job:
+        """Moves the job to ``target`` if the transition table allows it from its current status.
+
+        Raises JobConflict when the job is missing or already elsewhere (a duplicate, a race lost).
+        """
+        sources = sorted(sources_of(target))
+        values: dict[str, Any] = {":target": target, ":now": now_iso()}
+        sets = ["#status = :target", "updated_at = :now"]
+        for index, value in enumerate((attributes or {}).values()):
+            values[f":a{index}"] = value
+            sets.append(f"#a{index} = :a{index}")
+        names = {"#status": "status"}
+        names.update({f"#a{i}": name for i, name in enumerate((attributes or {}).keys())})
+        placeholders = []
+        for index, status in enumerate(sources):
+            values[f":s{index}"] = status
+            placeholders.append(f":s{index}")
+        expression = "SET " + ", ".join(sets)
+        if add_request_id:
+            expression += " ADD request_ids :rids"
+            values[":rids"] = {add_request_id}
+        try:
+            attrs = self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression=expression,
+                ConditionExpression=(
+                    f"attribute_exists(job_id) AND #status IN ({', '.join(placeholders)})"
+                ),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                raise JobConflict(f"job {job_id} cannot move to {target}") from exc
+            raise
+        return Job(attrs)
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    code: str = exc.response.get("Error", {}).get("Code", "")
+    return code == "ConditionalCheckFailedException"

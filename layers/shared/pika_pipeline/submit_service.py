@@ -1,0 +1,216 @@
+"""The submit path: one upload event becomes exactly one paid fal job, or a recorded rejection."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
+
+from pika_pipeline.errors import FalRequestFailed, FalUnavailable, JobConflict, UploadRejected
+from pika_pipeline.image_check import SNIFF_BYTES, image_type
+from pika_pipeline.jobs import ErrorCode, JobStatus, job_id_for
+from pika_pipeline.observability import logger, metrics
+from pika_pipeline.uploads import Upload, uploads_from_message
+from pika_pipeline.video_request import VideoRequest, video_request_from_metadata
+from pika_pipeline.webhook_tokens import webhook_url_for
+
+if TYPE_CHECKING:
+    from pika_pipeline.config import SubmitSettings
+    from pika_pipeline.fal_gateway import FalGateway
+    from pika_pipeline.job_repository import JobRepository
+
+
+class SubmitOutcome(StrEnum):
+    SUBMITTED = "submitted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class InspectedObject:
+    metadata: dict[str, str]
+    size: int
+    head: bytes
+
+
+class SubmitService:
+    def __init__(
+        self,
+        *,
+        settings: SubmitSettings,
+        repository: JobRepository,
+        s3: Any,
+        fal: Callable[[], FalGateway],
+        token_key: Callable[[], str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._jobs = repository
+        self._s3 = s3
+        self._fal = fal
+        self._token_key = token_key
+        self._clock = clock
+
+    def process_message(self, body: str) -> list[SubmitOutcome]:
+        return [self.process_upload(upload) for upload in uploads_from_message(body)]
+
+    def process_upload(self, upload: Upload) -> SubmitOutcome:
+        if not self._is_watched(upload):
+            logger.info(
+                "Ignoring an object outside the input prefix",
+                extra={"bucket": upload.bucket, "object_key": upload.key},
+            )
+            return SubmitOutcome.IGNORED
+        job_id = job_id_for(bucket=upload.bucket, key=upload.key, version=upload.version)
+        logger.append_keys(job_id=job_id, object_key=upload.key)
+        source = {
+            "job_id": job_id,
+            "source_bucket": upload.bucket,
+            "source_key": upload.key,
+            "source_version": upload.version,
+        }
+        try:
+            request = self._read_request(upload)
+        except UploadRejected as rejection:
+            return self._reject(source, rejection)
+
+        started = self._clock()
+        claimed = self._jobs.claim(
+            {**source, **_request_attributes(request)},
+            now_epoch=int(started),
+            claim_seconds=self._settings.claim_seconds,
+        )
+        if not claimed:
+            logger.info("Upload already has a job; not submitting again")
+            metrics.add_metric(name="DuplicateUploads", unit=MetricUnit.Count, value=1)
+            return SubmitOutcome.DUPLICATE
+
+        image_url = self._s3.generate_presigned_url(
+            "get_object",
+            Params=_object_params(upload),
+            ExpiresIn=self._settings.presign_expires_seconds,
+        )
+        webhook_url = webhook_url_for(self._settings.webhook_url, job_id, self._token_key())
+        try:
+            request_id = self._fal().submit(
+                request.fal_arguments(image_url), webhook_url=webhook_url
+            )
+        except FalRequestFailed as failure:
+            metrics.add_metric(name="FalErrors", unit=MetricUnit.Count, value=1)
+            logger.warning("fal refused the request", extra={"error_code": failure.code})
+            self._fail(job_id, failure.code, failure.message)
+            return SubmitOutcome.FAILED
+        except FalUnavailable as exc:
+            metrics.add_metric(name="FalErrors", unit=MetricUnit.Count, value=1)
+            self._jobs.release_claim(job_id, attempts_error=str(exc))
+            raise
+
+        logger.append_keys(fal_request_id=request_id)
+        self._jobs.record_request_id(job_id, request_id)
+        metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name="SubmitLatency",
+            unit=MetricUnit.Milliseconds,
+            value=(self._clock() - started) * 1000,
+        )
+        logger.info("Submitted to fal")
+        return SubmitOutcome.SUBMITTED
+
+    def _is_watched(self, upload: Upload) -> bool:
+        return upload.bucket != self._settings.output_bucket and upload.key.startswith(
+            self._settings.input_prefix
+        )
+
+    def _read_request(self, upload: Upload) -> VideoRequest:
+        inspected = self._inspect(upload)
+        request = video_request_from_metadata(
+            inspected.metadata,
+            default_resolution=self._settings.default_resolution,
+            default_duration=self._settings.default_duration,
+            min_duration=self._settings.min_duration,
+            max_duration=self._settings.max_duration,
+        )
+        if inspected.size > self._settings.max_image_bytes:
+            raise UploadRejected(
+                ErrorCode.IMAGE_TOO_LARGE,
+                f"The image is {inspected.size} bytes; at most "
+                f"{self._settings.max_image_bytes} are accepted.",
+            )
+        if image_type(inspected.head) is None:
+            raise UploadRejected(
+                ErrorCode.UNSUPPORTED_IMAGE_TYPE,
+                "The object is not a PNG, JPEG or WebP image (checked by its first bytes).",
+            )
+        return request
+
+    def _inspect(self, upload: Upload) -> InspectedObject:
+        """One ranged GET gives the metadata, the total size and the file signature."""
+        if upload.size == 0:
+            raise UploadRejected(ErrorCode.EMPTY_OBJECT, "The uploaded object is empty.")
+        try:
+            response = self._s3.get_object(
+                **_object_params(upload), Range=f"bytes=0-{SNIFF_BYTES - 1}"
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "InvalidRange":
+                raise UploadRejected(
+                    ErrorCode.EMPTY_OBJECT, "The uploaded object is empty."
+                ) from exc
+            if code in ("NoSuchKey", "NoSuchVersion", "404"):
+                raise UploadRejected(
+                    ErrorCode.OBJECT_NOT_FOUND, "The object was deleted before it could be read."
+                ) from exc
+            raise
+        with response["Body"] as body:
+            head = body.read(SNIFF_BYTES)
+        content_range = str(response.get("ContentRange", ""))
+        size = int(content_range.rsplit("/", 1)[1]) if "/" in content_range else len(head)
+        if size == 0:
+            raise UploadRejected(ErrorCode.EMPTY_OBJECT, "The uploaded object is empty.")
+        return InspectedObject(metadata=dict(response.get("Metadata", {})), size=size, head=head)
+
+    def _reject(self, source: dict[str, Any], rejection: UploadRejected) -> SubmitOutcome:
+        recorded = self._jobs.record_rejection(
+            {**source, "error_code": rejection.code, "error_message": rejection.message}
+        )
+        if not recorded:
+            return SubmitOutcome.DUPLICATE
+        logger.warning(
+            "Upload rejected",
+            extra={"error_code": rejection.code, "error_message": rejection.message},
+        )
+        metrics.add_metric(name="JobsRejected", unit=MetricUnit.Count, value=1)
+        return SubmitOutcome.REJECTED
+
+    def _fail(self, job_id: str, code: ErrorCode, message: str) -> None:
+        try:
+            self._jobs.transition(
+                job_id,
+                JobStatus.FAILED,
+                attributes={"error_code": code, "error_message": message},
+            )
+        except JobConflict:
+            logger.info("Job already moved on; leaving it as it is")
+
+
+def _object_params(upload: Upload) -> dict[str, str]:
+    params = {"Bucket": upload.bucket, "Key": upload.key}
+    if upload.version_id and upload.version_id != "null":
+        params["VersionId"] = upload.version_id
+    return params
+
+
+def _request_attributes(request: VideoRequest) -> dict[str, Any]:
+    return {
+        name: value
+        for name, value in request.model_dump().items()
+        if value is not None and value != ""
+    }

@@ -1,0 +1,100 @@
+"""Which uploaded object a queue message names: EventBridge and plain S3 notification bodies."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from pika_pipeline.errors import MalformedMessage
+
+
+@dataclass(frozen=True)
+class Upload:
+    bucket: str
+    key: str
+    size: int | None
+    etag: str | None
+    version_id: str | None
+    sequencer: str | None
+
+    @property
+    def version(self) -> str:
+        """What tells two uploads of the same key apart: the version id when the bucket is
+        versioned, else the sequencer (which orders PUTs of one key), else the ETag."""
+        if self.version_id and self.version_id != "null":
+            return self.version_id
+        return self.sequencer or self.etag or ""
+
+
+def decode_notification_key(raw: str) -> str:
+    """S3 notifications URL-encode keys with ``+`` for spaces; EventBridge events do not."""
+    return unquote_plus(raw)
+
+
+def uploads_from_message(body: str) -> list[Upload]:
+    """The uploads named by one SQS message body; ``[]`` for S3's test event."""
+    try:
+        message = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise MalformedMessage(f"message body is not JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise MalformedMessage("message body is not a JSON object")
+    if message.get("Event") == "s3:TestEvent":
+        return []
+    if message.get("source") == "aws.s3" and "detail" in message:
+        return [_from_eventbridge(message)]
+    if isinstance(message.get("Records"), list):
+        return [_from_s3_record(record) for record in message["Records"]]
+    raise MalformedMessage("message is neither an EventBridge S3 event nor an S3 notification")
+
+
+def _from_eventbridge(event: dict[str, Any]) -> Upload:
+    if event.get("detail-type") != "Object Created":
+        raise MalformedMessage(f"unexpected EventBridge detail-type {event.get('detail-type')!r}")
+    try:
+        detail = event["detail"]
+        obj = detail["object"]
+        return Upload(
+            bucket=_text(detail["bucket"]["name"]),
+            key=_text(obj["key"]),
+            size=_size(obj.get("size")),
+            etag=obj.get("etag") or obj.get("eTag"),
+            version_id=obj.get("version-id"),
+            sequencer=obj.get("sequencer"),
+        )
+    except (KeyError, TypeError) as exc:
+        raise MalformedMessage(f"EventBridge event lacks {exc}") from exc
+
+
+def _from_s3_record(record: dict[str, Any]) -> Upload:
+    try:
+        if not str(record["eventName"]).startswith("ObjectCreated:"):
+            raise MalformedMessage(f"unexpected S3 event {record['eventName']!r}")
+        s3 = record["s3"]
+        obj = s3["object"]
+        return Upload(
+            bucket=_text(s3["bucket"]["name"]),
+            key=decode_notification_key(_text(obj["key"])),
+            size=_size(obj.get("size")),
+            etag=obj.get("eTag"),
+            version_id=obj.get("versionId"),
+            sequencer=obj.get("sequencer"),
+        )
+    except (KeyError, TypeError) as exc:
+        raise MalformedMessage(f"S3 notification record lacks {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise MalformedMessage(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _size(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedMessage(f"object size is not an integer: {value!r}")
+    return value

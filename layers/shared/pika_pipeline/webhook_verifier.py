@@ -1,0 +1,148 @@
+"""fal's webhook signature: Ed25519 over request id, user id, timestamp and the body's SHA-256.
+
+Fails closed: any missing header, malformed value or unknown key rejects the request.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from pika_pipeline.errors import WebhookRejected
+
+REQUEST_ID = "x-fal-webhook-request-id"
+USER_ID = "x-fal-webhook-user-id"
+TIMESTAMP = "x-fal-webhook-timestamp"
+SIGNATURE = "x-fal-webhook-signature"
+
+FetchJson = Callable[[str], bytes]
+
+
+def parse_jwks(document: bytes) -> list[Ed25519PublicKey]:
+    """The Ed25519 keys of a JWKS; ``x`` is base64url without padding, so pad it first."""
+    keys = []
+    for jwk in json.loads(document).get("keys", []):
+        if jwk.get("kty", "OKP") != "OKP" or jwk.get("crv", "Ed25519") != "Ed25519":
+            continue
+        x = str(jwk.get("x", ""))
+        try:
+            raw = base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
+            keys.append(Ed25519PublicKey.from_public_bytes(raw))
+        except (binascii.Error, ValueError):
+            continue
+    return keys
+
+
+class JwksKeys:
+    """fal's public keys, cached for at most ``max_age`` seconds (fal says no more than 24 h).
+
+    When a signature fails against the cached keys the set is fetched again, but at most once per
+    ``refetch_interval``, so a flood of forged requests cannot hammer the JWKS endpoint.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        fetch: FetchJson,
+        *,
+        max_age: float = 24 * 3600,
+        refetch_interval: float = 300,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._url = url
+        self._fetch = fetch
+        self._max_age = max_age
+        self._refetch_interval = refetch_interval
+        self._clock = clock
+        self._keys: list[Ed25519PublicKey] = []
+        self._fetched_at: float | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> list[Ed25519PublicKey]:
+        with self._lock:
+            if self._fetched_at is None or self._clock() - self._fetched_at > self._max_age:
+                self._load()
+            return self._keys
+
+    def refreshed(self) -> list[Ed25519PublicKey] | None:
+        """Fresh keys after a failed check, or None if they were fetched too recently."""
+        with self._lock:
+            if self._fetched_at is not None and (
+                self._clock() - self._fetched_at < self._refetch_interval
+            ):
+                return None
+            self._load()
+            return self._keys
+
+    def _load(self) -> None:
+        self._keys = parse_jwks(self._fetch(self._url))
+        self._fetched_at = self._clock()
+
+
+class WebhookVerifier:
+    def __init__(
+        self,
+        keys: JwksKeys,
+        *,
+        expected_user_id: str = "",
+        tolerance_seconds: int = 300,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = keys
+        self._expected_user_id = expected_user_id
+        self._tolerance = tolerance_seconds
+        self._clock = clock
+
+    def verify(self, headers: Mapping[str, str], body: bytes) -> str:
+        """Checks a delivery; returns fal's request id from the signed headers."""
+        values = {name: headers.get(name, "") for name in (REQUEST_ID, USER_ID, TIMESTAMP)}
+        signature_hex = headers.get(SIGNATURE, "")
+        missing = [name for name, value in values.items() if not value]
+        if missing or not signature_hex:
+            raise WebhookRejected("missing_signature_header")
+        if self._expected_user_id and values[USER_ID] != self._expected_user_id:
+            raise WebhookRejected("wrong_user_id")
+        try:
+            timestamp = int(values[TIMESTAMP])
+        except ValueError:
+            raise WebhookRejected("malformed_timestamp") from None
+        if abs(self._clock() - timestamp) > self._tolerance:
+            raise WebhookRejected("stale_timestamp")
+        try:
+            signature = bytes.fromhex(signature_hex)
+        except ValueError:
+            raise WebhookRejected("malformed_signature") from None
+        if len(signature) != 64:
+            raise WebhookRejected("malformed_signature")
+        message = "\n".join(
+            (
+                values[REQUEST_ID],
+                values[USER_ID],
+                values[TIMESTAMP],
+                hashlib.sha256(body).hexdigest(),
+            )
+        ).encode("utf-8")
+        if _any_verifies(self._keys.current(), signature, message):
+            return values[REQUEST_ID]
+        fresh = self._keys.refreshed()
+        if fresh is not None and _any_verifies(fresh, signature, message):
+            return values[REQUEST_ID]
+        raise WebhookRejected("bad_signature")
+
+
+def _any_verifies(keys: list[Ed25519PublicKey], signature: bytes, message: bytes) -> bool:
+    for key in keys:
+        try:
+            key.verify(signature, message)
+        except InvalidSignature:
+            continue
+        return True
+    return False

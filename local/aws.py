@@ -1,0 +1,241 @@
+"""The AWS side of the local stack: moto in server mode, holding the template's resources.
+
+Everything goes through boto3 over HTTP, exactly as the functions and a user's tools will.
+Resource types moto cannot emulate usefully (bucket and queue policies, layers, the functions
+themselves) are listed in ``NOT_EMULATED``; the Lambda runtime stands in for the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from local.template import Resolver
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+STACK_NAME = "pika-local"
+# moto accepts any credentials; these make the local stack's identity obvious in logs.
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+NOT_EMULATED = (
+    "AWS::S3::BucketPolicy",
+    "AWS::SQS::QueuePolicy",
+    "AWS::Serverless::LayerVersion",
+    "AWS::Serverless::Function",
+)
+
+
+def aws_environment(endpoint: str) -> dict[str, str]:
+    """What any boto3 or aws-cli process needs to talk to the local stack."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        **CREDENTIALS,
+    }
+
+
+class MotoServer:
+    """moto_server in its own process, on a loopback port."""
+
+    def __init__(self, port: int, log_path: Path) -> None:
+        self.port = port
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self._log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self._log_path.open("wb")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"moto server exited; see {self._log_path}")
+            try:
+                with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=1):  # noqa: S310
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"moto server did not start in 30 s; see {self._log_path}")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+
+
+@dataclass
+class ProvisionedStack:
+    """Logical id -> physical name, and the attributes other resources referred to."""
+
+    refs: dict[str, str] = field(default_factory=dict)
+    attributes: dict[tuple[str, str], str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+def provision(resolver: Resolver, endpoint: str) -> ProvisionedStack:
+    """Creates every resource the template declares that moto emulates, in dependency order."""
+    session = boto3.session.Session(
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=REGION,
+    )
+
+    def client(name: str) -> Any:
+        return session.client(name, endpoint_url=endpoint)
+
+    creators = {
+        "AWS::SecretsManager::Secret": lambda lid, p: _secret(client("secretsmanager"), lid, p),
+        "AWS::S3::Bucket": lambda lid, p: _bucket(client("s3"), lid, p),
+        "AWS::DynamoDB::Table": lambda lid, p: _table(client("dynamodb"), lid, p),
+        "AWS::SQS::Queue": lambda lid, p: _queue(client("sqs"), lid, p),
+        "AWS::Events::Rule": lambda lid, p: _rule(client("events"), lid, p, resolver),
+        "AWS::Logs::LogGroup": lambda lid, p: _log_group(client("logs"), lid, p),
+    }
+    stack = ProvisionedStack()
+    pending = dict(resolver.template["Resources"])
+    while pending:
+        progressed = False
+        for logical, resource in list(pending.items()):
+            kind = resource["Type"]
+            if kind not in creators:
+                stack.skipped.append(f"{logical} ({kind})")
+                del pending[logical]
+                continue
+            try:
+                properties = resolver.resolve(resource.get("Properties", {}))
+            except KeyError:
+                continue  # refers to something not created yet
+            ref, attributes = creators[kind](logical, properties)
+            resolver.refs[logical] = ref
+            stack.refs[logical] = ref
+            for attribute, value in attributes.items():
+                resolver.attributes[(logical, attribute)] = value
+                stack.attributes[(logical, attribute)] = value
+            del pending[logical]
+            progressed = True
+        if pending and not progressed:
+            raise RuntimeError(f"cannot resolve references of {sorted(pending)}")
+    return stack
+
+
+def physical_name(logical: str) -> str:
+    return f"{STACK_NAME}-{logical}".lower()
+
+
+def _arn(service: str, resource: str) -> str:
+    return f"arn:aws:{service}:{REGION}:{ACCOUNT_ID}:{resource}"
+
+
+def _secret(sm: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    generate = props.get("GenerateSecretString", {})
+    value = secrets.token_hex(max(16, int(generate.get("PasswordLength", 32)) // 2))
+    arn = sm.create_secret(Name=physical_name(logical), SecretString=value)["ARN"]
+    return arn, {"Id": arn}
+
+
+def _bucket(s3: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    name = physical_name(logical)
+    s3.create_bucket(Bucket=name)
+    if props.get("VersioningConfiguration"):
+        s3.put_bucket_versioning(
+            Bucket=name, VersioningConfiguration=props["VersioningConfiguration"]
+        )
+    notification = props.get("NotificationConfiguration", {})
+    if notification.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+        s3.put_bucket_notification_configuration(
+            Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+    if props.get("PublicAccessBlockConfiguration"):
+        s3.put_public_access_block(
+            Bucket=name,
+            PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"],
+        )
+    return name, {"Arn": f"arn:aws:s3:::{name}"}
+
+
+def _table(ddb: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    name = physical_name(logical)
+    arguments: dict[str, Any] = {
+        "TableName": name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if props.get("GlobalSecondaryIndexes"):
+        arguments["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    ddb.create_table(**arguments)
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl:
+        ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+    return name, {"Arn": _arn("dynamodb", f"table/{name}")}
+
+
+def _queue(sqs: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    name = physical_name(logical)
+    attributes: dict[str, str] = {
+        key: str(props[key])
+        for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
+        if key in props
+    }
+    if "RedrivePolicy" in props:
+        attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    return url, {"Arn": _arn("sqs", name), "QueueName": name, "QueueUrl": url}
+
+
+def _rule(
+    events: Any, logical: str, props: dict[str, Any], resolver: Resolver
+) -> tuple[str, dict[str, str]]:
+    name = physical_name(logical)
+    arn = events.put_rule(
+        Name=name, EventPattern=json.dumps(props["EventPattern"]), State="ENABLED"
+    )["RuleArn"]
+    events.put_targets(
+        Rule=name, Targets=[{"Id": t["Id"], "Arn": t["Arn"]} for t in props.get("Targets", [])]
+    )
+    return name, {"Arn": arn}
+
+
+def _log_group(logs: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    name = f"/aws/lambda/{physical_name(logical)}"
+    logs.create_log_group(logGroupName=name)
+    if "RetentionInDays" in props:
+        logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
+    return name, {"Arn": _arn("logs", f"log-group:{name}")}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def process_environment(extra: dict[str, str]) -> dict[str, str]:
+    """The parent's environment minus anything AWS- or fal-related, plus ``extra``."""
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "FAL_", "POWERTOOLS_")) and key != "SSL_CERT_FILE"
+    }
+    return {**base, **extra}

@@ -1,0 +1,412 @@
+"""fal's queue API over HTTPS: submit, status, result, cancel, the media files and the JWKS.
+
+Routes (as fal serves them; status/result/cancel drop the endpoint's subpath):
+  POST /{owner}/{app}[/{subpath}][?fal_webhook=URL]   submit
+  GET  /{owner}/{app}/requests/{id}/status            status (?logs=true|false|1|0)
+  GET  /{owner}/{app}/requests/{id}                   result
+  PUT  /{owner}/{app}/requests/{id}/cancel            cancel
+  GET  /files/{id}.mp4                                the rendered video
+  GET  /.well-known/jwks.json                         the webhook signing keys
+Control (for tests and the demo, not part of fal's API):
+  GET  /_emulator/requests     every submission seen, with its outcome and deliveries
+  POST /_emulator/faults       queue up faults (see Faults)
+  POST /_emulator/reset        forget requests and faults
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from local.fal_emulator.render import render_video
+from local.fal_emulator.signing import WebhookSigner
+
+PIKA_ENDPOINT = "fal-ai/pika/v2.1/image-to-video"
+
+
+class PikaInput(BaseModel):
+    """Pika v2.1 image-to-video input (fal's documented schema; the duration bounds are ours)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    image_url: str = Field(min_length=1)
+    prompt: str = Field(min_length=1)
+    seed: int | None = None
+    negative_prompt: str = ""
+    resolution: Literal["720p", "1080p"] = "720p"
+    duration: int = Field(default=5, ge=1, le=10)
+
+
+@dataclass
+class Faults:
+    """Queues of faults, each consumed by the next submission (FIFO).
+
+    submit:   HTTP statuses to answer a submit with instead of accepting it (e.g. 429, 500).
+    outcome:  "ok" | "error" | "validation_error" | "payload_error" for the next requests.
+    delivery: "normal" | "drop" | "duplicate" | "late" for the next requests' webhooks.
+    """
+
+    submit: deque[int] = field(default_factory=deque)
+    outcome: deque[str] = field(default_factory=deque)
+    delivery: deque[str] = field(default_factory=deque)
+    processing_seconds: float = 0.0
+    late_seconds: float = 5.0
+    fast: bool = False
+
+
+@dataclass
+class FalRequest:
+    request_id: str
+    app: str
+    arguments: dict[str, Any]
+    webhook_url: str | None
+    status: str = "IN_QUEUE"
+    outcome: str = "ok"
+    delivery: str = "normal"
+    output: dict[str, Any] | None = None
+    error_body: dict[str, Any] | None = None
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    submitted_at: float = field(default_factory=time.time)
+    cancelled: bool = False
+
+
+class Emulator:
+    def __init__(self, *, host: str, port: int, signer: WebhookSigner, fal_key: str) -> None:
+        self.base_url = f"https://{host}:{port}"
+        self.signer = signer
+        self.fal_key = fal_key
+        self.faults = Faults()
+        self.requests: dict[str, FalRequest] = {}
+        self.rejected_submits: list[dict[str, Any]] = []
+        self.files: dict[str, bytes] = {}
+        self.lock = threading.Lock()
+        self.workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
+        self.delivery_retry_delays = [0.5, 1, 2, 4, 8, 15, 30, 60, 120, 240]
+
+    # --- queue API -------------------------------------------------------------------------
+
+    def submit(self, app: str, body: bytes, webhook_url: str | None) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            if self.faults.submit:
+                status = self.faults.submit.popleft()
+                self.rejected_submits.append({"app": app, "status": status, "at": time.time()})
+                return status, _fault_body(status)
+        try:
+            arguments = json.loads(body or b"{}")
+            PikaInput.model_validate(arguments)
+        except (json.JSONDecodeError, ValidationError) as exc:
+            return 422, {"detail": _detail(exc)}
+        request_id = str(uuid.uuid4())
+        with self.lock:
+            request = FalRequest(request_id, app, arguments, webhook_url)
+            request.outcome = self.faults.outcome.popleft() if self.faults.outcome else "ok"
+            request.delivery = self.faults.delivery.popleft() if self.faults.delivery else "normal"
+            self.requests[request_id] = request
+            position = sum(1 for r in self.requests.values() if r.status == "IN_QUEUE") - 1
+        self.workers.submit(self._run, request)
+        return 200, {**self._urls(request), "status": "IN_QUEUE", "queue_position": position}
+
+    def status(self, request_id: str, with_logs: bool) -> tuple[int, dict[str, Any]]:
+        request = self.requests.get(request_id)
+        if request is None:
+            return 404, {"detail": "Request not found"}
+        body: dict[str, Any] = {**self._urls(request), "status": request.status}
+        if request.status == "IN_QUEUE":
+            body["queue_position"] = 0
+        else:
+            body["logs"] = [] if with_logs else None
+        if request.status == "COMPLETED":
+            body["metrics"] = {"inference_time": 1.0}
+            if request.error_body is not None:
+                body["error"] = str(request.error_body.get("detail"))
+                body["error_type"] = "model_error"
+            return 200, body
+        return 202, body
+
+    def result(self, request_id: str) -> tuple[int, dict[str, Any]]:
+        request = self.requests.get(request_id)
+        if request is None:
+            return 404, {"detail": "Request not found"}
+        if request.status != "COMPLETED":
+            return 400, {"detail": "Request is still in progress"}
+        if request.error_body is not None:
+            return 422, request.error_body
+        return 200, request.output or {}
+
+    def cancel(self, request_id: str) -> tuple[int, dict[str, Any]]:
+        request = self.requests.get(request_id)
+        if request is None:
+            return 404, {"status": "NOT_FOUND"}
+        if request.status == "COMPLETED":
+            return 400, {"status": "ALREADY_COMPLETED"}
+        request.cancelled = True
+        return 202, {"status": "CANCELLATION_REQUESTED"}
+
+    # --- the work ------------------------------------------------------------------------
+
+    def _run(self, request: FalRequest) -> None:
+        time.sleep(self.faults.processing_seconds)
+        if request.cancelled:
+            request.status = "COMPLETED"
+            request.error_body = {"detail": "Request was cancelled"}
+            return
+        request.status = "IN_PROGRESS"
+        try:
+            request.output = self._generate(request)
+        except Exception as exc:
+            request.error_body = {
+                "detail": [
+                    {"loc": ["body", "image_url"], "msg": str(exc), "type": "image_load_error"}
+                ]
+            }
+        if request.outcome == "error":
+            request.output, request.error_body = None, {"detail": "Internal server error"}
+        elif request.outcome == "validation_error":
+            request.output = None
+            request.error_body = {
+                "detail": [
+                    {
+                        "loc": ["body", "prompt"],
+                        "msg": "The prompt was flagged by the content checker",
+                        "type": "content_policy_violation",
+                    }
+                ]
+            }
+        request.status = "COMPLETED"
+        if request.webhook_url and request.delivery != "drop":
+            if request.delivery == "late":
+                time.sleep(self.faults.late_seconds)
+            copies = 2 if request.delivery == "duplicate" else 1
+            threads = [
+                threading.Thread(target=self._deliver, args=(request,), daemon=True)
+                for _ in range(copies)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+    def _generate(self, request: FalRequest) -> dict[str, Any]:
+        arguments = PikaInput.model_validate(request.arguments)
+        with urllib.request.urlopen(arguments.image_url, timeout=30) as response:  # noqa: S310
+            image = response.read()
+        video = render_video(
+            image,
+            resolution=arguments.resolution,
+            duration=arguments.duration,
+            fast=self.faults.fast,
+        )
+        with self.lock:
+            self.files[request.request_id] = video
+        return {
+            "video": {
+                "url": f"{self.base_url}/files/{request.request_id}.mp4",
+                "content_type": "video/mp4",
+                "file_name": "output.mp4",
+                "file_size": len(video),
+            }
+        }
+
+    def envelope(self, request: FalRequest) -> dict[str, Any]:
+        base = {"request_id": request.request_id, "gateway_request_id": request.request_id}
+        if request.outcome == "payload_error":
+            return {
+                **base,
+                "status": "OK",
+                "payload": None,
+                "error": None,
+                "payload_error": "Response payload is not JSON serializable. Either return a "
+                "JSON serializable object or use the queue endpoint to retrieve the response.",
+            }
+        if request.error_body is not None:
+            return {
+                **base,
+                "status": "ERROR",
+                "error": "Invalid status code: 422",
+                "payload": request.error_body,
+            }
+        return {**base, "status": "OK", "payload": request.output, "error": None}
+
+    def _deliver(self, request: FalRequest) -> None:
+        assert request.webhook_url
+        # Real deliveries serialize with sorted keys and Python's default separators.
+        body = json.dumps(self.envelope(request), sort_keys=True).encode("utf-8")
+        for delay in [0.0, *self.delivery_retry_delays]:
+            time.sleep(delay)
+            headers = {
+                "Content-Type": "application/json",
+                **self.signer.headers(request.request_id, body),
+            }
+            http_request = urllib.request.Request(  # noqa: S310
+                request.webhook_url, data=body, headers=headers, method="POST"
+            )
+            status: int | str
+            try:
+                with urllib.request.urlopen(http_request, timeout=15) as response:  # noqa: S310
+                    status = response.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except OSError as exc:
+                status = type(exc).__name__
+            with self.lock:
+                request.deliveries.append({"status": status, "at": time.time()})
+            if isinstance(status, int) and 200 <= status < 300:
+                return
+
+    def _urls(self, request: FalRequest) -> dict[str, str]:
+        owner, alias = request.app.split("/")[:2]
+        base = f"{self.base_url}/{owner}/{alias}/requests/{request.request_id}"
+        return {
+            "request_id": request.request_id,
+            "gateway_request_id": request.request_id,
+            "response_url": base,
+            "status_url": f"{base}/status",
+            "cancel_url": f"{base}/cancel",
+        }
+
+    # --- control -------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "requests": [
+                    {
+                        "request_id": r.request_id,
+                        "app": r.app,
+                        "arguments": r.arguments,
+                        "webhook_url": r.webhook_url,
+                        "status": r.status,
+                        "outcome": r.outcome,
+                        "delivery": r.delivery,
+                        "deliveries": list(r.deliveries),
+                    }
+                    for r in self.requests.values()
+                ],
+                "rejected_submits": list(self.rejected_submits),
+            }
+
+    def set_faults(self, spec: dict[str, Any]) -> None:
+        with self.lock:
+            for name in ("submit", "outcome", "delivery"):
+                getattr(self.faults, name).extend(spec.get(name, []))
+            for name in ("processing_seconds", "late_seconds", "fast"):
+                if name in spec:
+                    setattr(self.faults, name, spec[name])
+
+    def reset(self) -> None:
+        with self.lock:
+            self.faults = Faults()
+            self.requests.clear()
+            self.rejected_submits.clear()
+            self.files.clear()
+
+
+def _detail(exc: Exception) -> list[dict[str, Any]]:
+    if isinstance(exc, ValidationError):
+        return [
+            {"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]}
+            for error in exc.errors()
+        ]
+    return [{"loc": ["body"], "msg": "Invalid JSON body", "type": "value_error.jsondecode"}]
+
+
+def _fault_body(status: int) -> dict[str, Any]:
+    if status == 429:
+        return {"detail": "Too many requests", "error_type": "rate_limited"}
+    if status in (401, 403):
+        return {"detail": "Invalid API key"}
+    return {"detail": "Internal server error", "error_type": "internal_error"}
+
+
+def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            status = args[1] if len(args) > 1 else ""
+            print(f"fal-emulator {self.command} {self.path.split('?')[0]} {status}", flush=True)
+
+        def do_GET(self) -> None:
+            path, query = self._route()
+            if path == "/.well-known/jwks.json":
+                return self._json(200, emulator.signer.jwks())
+            if path == "/_emulator/requests":
+                return self._json(200, emulator.describe())
+            if path.startswith("/files/") and path.endswith(".mp4"):
+                video = emulator.files.get(path[len("/files/") : -len(".mp4")])
+                if video is None:
+                    return self._json(404, {"detail": "File not found"})
+                return self._send(200, video, "video/mp4")
+            parts = path.strip("/").split("/")
+            if len(parts) == 5 and parts[2] == "requests" and parts[4] == "status":
+                logs = query.get("logs", ["false"])[0] in ("1", "true")
+                return self._json(*emulator.status(parts[3], logs))
+            if len(parts) == 4 and parts[2] == "requests":
+                return self._json(*emulator.result(parts[3]))
+            return self._json(404, {"detail": "Not found"})
+
+        def do_POST(self) -> None:
+            path, query = self._route()
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if path == "/_emulator/faults":
+                emulator.set_faults(json.loads(body or b"{}"))
+                return self._json(200, {"ok": True})
+            if path == "/_emulator/reset":
+                emulator.reset()
+                return self._json(200, {"ok": True})
+            if not self._authorized():
+                return self._json(401, {"detail": "No credentials or invalid key"})
+            app = path.strip("/")
+            if app.count("/") < 1:
+                return self._json(404, {"detail": "Not found"})
+            webhook = query.get("fal_webhook", [None])[0]
+            return self._json(*emulator.submit(app, body, webhook))
+
+        def do_PUT(self) -> None:
+            path, _ = self._route()
+            parts = path.strip("/").split("/")
+            if len(parts) == 5 and parts[2] == "requests" and parts[4] == "cancel":
+                return self._json(*emulator.cancel(parts[3]))
+            return self._json(404, {"detail": "Not found"})
+
+        def _authorized(self) -> bool:
+            return self.headers.get("Authorization", "") == f"Key {emulator.fal_key}"
+
+        def _route(self) -> tuple[str, dict[str, list[str]]]:
+            parts = urlsplit(self.path)
+            return parts.path, parse_qs(parts.query)
+
+        def _json(self, status: int, body: dict[str, Any]) -> None:
+            self._send(status, json.dumps(body).encode("utf-8"), "application/json")
+
+        def _send(self, status: int, payload: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.send_header("x-fal-request-id", str(uuid.uuid4()))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    return Handler
+
+
+def serve(emulator: Emulator, port: int, context: Any) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(emulator))
+    server.daemon_threads = True
+    # Handshake in the request's thread, so one slow client cannot stall the accept loop.
+    server.socket = context.wrap_socket(
+        server.socket, server_side=True, do_handshake_on_connect=False
+    )
+    return server

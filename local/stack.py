@@ -1,0 +1,322 @@
+"""Starts the whole pipeline on this machine: ``python -m local.stack`` (or ``make stack``).
+
+moto server (AWS), the fal emulator (HTTPS) and one Lambda runtime process per function, all on
+loopback ports, with every resource and setting taken from template.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from local.aws import (
+    REGION,
+    MotoServer,
+    aws_environment,
+    free_port,
+    physical_name,
+    process_environment,
+    provision,
+)
+from local.template import REPO_ROOT, Resolver, load_template, parameter_defaults
+
+FAL_KEY_PREFIX = "local-emulator-key"
+
+
+@dataclass
+class StackInfo:
+    """Where everything is; written to ``stack.json`` for the runtimes and for people."""
+
+    state_dir: str
+    aws_endpoint: str
+    fal_url: str
+    fal_ca_file: str
+    webhook_url: str
+    outputs: dict[str, str]
+    resources: dict[str, str]
+    functions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    not_emulated: list[str] = field(default_factory=list)
+
+    def user_environment(self) -> dict[str, str]:
+        return aws_environment(self.aws_endpoint)
+
+
+class LocalStack:
+    def __init__(self, state_dir: Path | None = None, parameters: dict[str, str] | None = None):
+        self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="pika-local-"))
+        self.logs_dir = self.state_dir / "logs"
+        self._parameter_overrides = parameters or {}
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._moto: MotoServer | None = None
+        self.info: StackInfo | None = None
+
+    def __enter__(self) -> StackInfo:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> StackInfo:
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> StackInfo:
+        self._moto = MotoServer(free_port(), self.logs_dir / "moto.log")
+        self._moto.start()
+        fal_key = f"{FAL_KEY_PREFIX}-{secrets.token_hex(8)}"
+        fal_url, ca_file = self._start_emulator(fal_key)
+
+        template = load_template()
+        parameters = {
+            **parameter_defaults(template),
+            # The local stack's fal is the emulator: its keys, its media host.
+            "FalJwksUrl": f"{fal_url}/.well-known/jwks.json",
+            "MediaHosts": "127.0.0.1",
+            **self._parameter_overrides,
+        }
+        resolver = Resolver(template, parameters)
+        provisioned = provision(resolver, self._moto.endpoint)
+        self._create_fal_key_secret(parameters["FalKeySecretName"], fal_key)
+
+        functions = _functions(template)
+        ports = {name: free_port() for name, f in functions.items() if "FunctionUrlConfig" in f}
+        for name, port in ports.items():
+            resolver.attributes[(f"{name}Url", "FunctionUrl")] = f"http://127.0.0.1:{port}/"
+        specs = {
+            name: _function_spec(name, properties, resolver, ports.get(name))
+            for name, properties in functions.items()
+        }
+        outputs = {
+            name: str(resolver.resolve(output["Value"]))
+            for name, output in template.get("Outputs", {}).items()
+        }
+        self.info = StackInfo(
+            state_dir=str(self.state_dir),
+            aws_endpoint=self._moto.endpoint,
+            fal_url=fal_url,
+            fal_ca_file=str(ca_file),
+            webhook_url=outputs.get("WebhookUrl", ""),
+            outputs=outputs,
+            resources=provisioned.refs,
+            functions=specs,
+            not_emulated=provisioned.skipped,
+        )
+        stack_file = self.state_dir / "stack.json"
+        stack_file.write_text(json.dumps(asdict(self.info), indent=2))
+        for stale in self.state_dir.glob("*.ready"):
+            stale.unlink()
+        for name, spec in specs.items():
+            self._start_function(stack_file, name, spec)
+        for name in specs:
+            _wait_for(self.state_dir / f"{name}.ready", self._processes[name], self.logs_dir)
+        return self.info
+
+    def stop(self) -> None:
+        for process in self._processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self._processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self._processes.clear()
+        if self._moto:
+            self._moto.stop()
+            self._moto = None
+
+    def _start_emulator(self, fal_key: str) -> tuple[str, Path]:
+        port = free_port()
+        emulator_dir = self.state_dir / "fal"
+        (emulator_dir / "fal-emulator.json").unlink(missing_ok=True)
+        self._processes["fal-emulator"] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "local.fal_emulator",
+                "--port",
+                str(port),
+                "--state-dir",
+                str(emulator_dir),
+                "--fal-key",
+                fal_key,
+            ],
+            cwd=REPO_ROOT,
+            env=process_environment({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}),
+            stdout=(self.logs_dir / "fal-emulator.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        ready_file = emulator_dir / "fal-emulator.json"
+        _wait_for(ready_file, self._processes["fal-emulator"], self.logs_dir)
+        ready = json.loads(ready_file.read_text())
+        context = ssl.create_default_context(cafile=ready["ca_file"])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(  # noqa: S310
+                    f"{ready['url']}/.well-known/jwks.json", context=context, timeout=2
+                ):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        return str(ready["url"]), Path(ready["ca_file"])
+
+    def _create_fal_key_secret(self, name: str, value: str) -> None:
+        assert self._moto
+        env = aws_environment(self._moto.endpoint)
+        boto3.client(
+            "secretsmanager",
+            endpoint_url=self._moto.endpoint,
+            region_name=REGION,
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        ).create_secret(Name=name, SecretString=value)
+
+    def _start_function(self, stack_file: Path, name: str, spec: dict[str, Any]) -> None:
+        assert self.info
+        code_dir, layer_dir = spec["code_dir"], spec["layer_dir"]
+        env = process_environment(
+            {
+                **aws_environment(self.info.aws_endpoint),
+                **spec["environment"],
+                "AWS_LAMBDA_FUNCTION_NAME": spec["function_name"],
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec["memory"]),
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+                # How the functions find the emulator: fal_client's host and the CA that signed
+                # the emulator's certificate (the only local-only settings they get).
+                "FAL_QUEUE_RUN_HOST": self.info.fal_url.removeprefix("https://"),
+                "SSL_CERT_FILE": self.info.fal_ca_file,
+                # Lambda's order: function code (/var/task) first, then the layer (/opt/python).
+                "PYTHONPATH": os.pathsep.join([code_dir, layer_dir, str(REPO_ROOT)]),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        self._processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "local.lambda_runtime", str(stack_file), name],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=(self.logs_dir / f"{name}.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each function's properties with the template's Globals applied, as SAM does."""
+    globals_ = template.get("Globals", {}).get("Function", {})
+    merged = {}
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        properties = {**globals_, **resource["Properties"]}
+        variables = {
+            **globals_.get("Environment", {}).get("Variables", {}),
+            **resource["Properties"].get("Environment", {}).get("Variables", {}),
+        }
+        properties["Environment"] = {"Variables": variables}
+        merged[name] = properties
+    return merged
+
+
+def _function_spec(
+    name: str, properties: dict[str, Any], resolver: Resolver, url_port: int | None
+) -> dict[str, Any]:
+    layer_dirs = [
+        str(REPO_ROOT / resolver.template["Resources"][layer["Ref"]]["Properties"]["ContentUri"])
+        for layer in properties.get("Layers", [])
+    ]
+    spec: dict[str, Any] = {
+        "function_name": physical_name(name),
+        "handler": properties["Handler"],
+        "code_dir": str(REPO_ROOT / properties["CodeUri"]),
+        "layer_dir": os.pathsep.join(layer_dirs),
+        "memory": int(properties.get("MemorySize", 128)),
+        "timeout": int(properties.get("Timeout", 3)),
+        "environment": {
+            key: str(value)
+            for key, value in resolver.resolve(properties["Environment"]["Variables"]).items()
+        },
+        "function_url_port": url_port,
+    }
+    for event in properties.get("Events", {}).values():
+        if event["Type"] == "SQS":
+            queue_arn = resolver.resolve(event["Properties"]["Queue"])
+            queue_url = next(
+                value
+                for (logical, attribute), value in resolver.attributes.items()
+                if attribute == "QueueUrl"
+                and resolver.attributes.get((logical, "Arn")) == queue_arn
+            )
+            spec["sqs"] = {
+                "queue_url": queue_url,
+                "batch_size": int(event["Properties"].get("BatchSize", 10)),
+                "report_batch_item_failures": "ReportBatchItemFailures"
+                in event["Properties"].get("FunctionResponseTypes", []),
+            }
+    return spec
+
+
+def _wait_for(path: Path, process: subprocess.Popen[bytes], logs_dir: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"{path.stem} exited during start-up; see the logs in {logs_dir}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path.stem} did not start within 60 s; see {logs_dir}")
+        time.sleep(0.05)
+
+
+def describe(info: StackInfo) -> str:
+    env = info.user_environment()
+    lines = [
+        "pika-pipeline local stack is running.",
+        f"  AWS (moto server) : {info.aws_endpoint}",
+        f"  fal emulator      : {info.fal_url}  (CA: {info.fal_ca_file})",
+        f"  webhook URL       : {info.webhook_url}",
+        f"  input bucket      : {info.outputs['InputBucketName']}",
+        f"  output bucket     : {info.outputs['OutputBucketName']}",
+        f"  jobs table        : {info.outputs['JobsTableName']}",
+        f"  logs              : {info.state_dir}/logs",
+        "",
+        "Use it from another shell with boto3 or the aws CLI:",
+        *(f"  export {key}={shlex.quote(value)}" for key, value in env.items()),
+        f"  aws s3 cp photo.png s3://{info.outputs['InputBucketName']}/uploads/photo.png "
+        '--metadata prompt="a slow push-in, soft light"',
+        f"  aws dynamodb scan --table-name {info.outputs['JobsTableName']}",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    state_dir = REPO_ROOT / ".local-stack"
+    with LocalStack(state_dir) as info:
+        print(describe(info), flush=True)
+        print("\nPress Ctrl+C to stop.", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            print("\nStopping.", flush=True)
+
+
+if __name__ == "__main__":
+    main()
