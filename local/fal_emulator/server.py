@@ -261,7 +261,16 @@ class Emulator:
             except OSError as exc:
                 status = type(exc).__name__
             with self.lock:
-                request.deliveries.append({"status": status, "at": time.time()})
+                # Kept whole so tests can replay or tamper with a genuinely signed delivery.
+                request.deliveries.append(
+                    {
+                        "status": status,
+                        "at": time.time(),
+                        "url": request.webhook_url,
+                        "headers": headers,
+                        "body": body.decode("utf-8"),
+                    }
+                )
             if isinstance(status, int) and 200 <= status < 300:
                 return
 
@@ -325,6 +334,12 @@ def _detail(exc: Exception) -> list[dict[str, Any]]:
 def _fault_body(status: int) -> dict[str, Any]:
     if status == 429:
         return {"detail": "Too many requests", "error_type": "rate_limited"}
+    if status == 422:
+        return {
+            "detail": [
+                {"loc": ["body", "image_url"], "msg": "Unsupported image", "type": "value_error"}
+            ]
+        }
     if status in (401, 403):
         return {"detail": "Invalid API key"}
     return {"detail": "Internal server error", "error_type": "internal_error"}

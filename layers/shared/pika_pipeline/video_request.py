@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from email.errors import HeaderParseError
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -55,6 +55,13 @@ def decode_metadata_value(value: str) -> str:
         return str(make_header(decode_header(value)))
     except (HeaderParseError, LookupError, UnicodeDecodeError):
         return value
+
+
+def encode_metadata_value(value: str) -> str:
+    """The inverse, for uploaders: S3 metadata must be ASCII, so encode anything else."""
+    if value.isascii():
+        return value
+    return Header(value, "utf-8").encode(maxlinelen=10_000)
 
 
 def video_request_from_metadata(

@@ -1,0 +1,23 @@
+"""Shared fixtures: the local stack, started once per test session, and clients a user would use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local.stack import LocalStack, StackInfo
+from tests.support.pipeline import Pipeline
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
+    state_dir: Path = tmp_path_factory.mktemp("local-stack")
+    with LocalStack(state_dir) as info:
+        yield info
+
+
+@pytest.fixture(scope="session")
+def pipeline(stack: StackInfo) -> Pipeline:
+    return Pipeline(stack)

@@ -1,0 +1,43 @@
+"""A bad upload ends in a specific, recorded rejection, and fal is never paid for it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.pipeline import Pipeline
+
+
+@pytest.mark.parametrize(
+    ("metadata", "body", "error_code"),
+    [
+        ({}, None, "missing_prompt"),
+        ({"prompt": "   "}, None, "missing_prompt"),
+        ({"prompt": "x" * 1501}, None, "prompt_too_long"),
+        ({"prompt": "waves", "resolution": "4k"}, None, "invalid_resolution"),
+        ({"prompt": "waves", "duration": "five"}, None, "invalid_duration"),
+        ({"prompt": "waves", "duration": "60"}, None, "invalid_duration"),
+        ({"prompt": "waves", "seed": "-1"}, None, "invalid_seed"),
+        ({"prompt": "waves"}, b"this is a text file, not an image", "unsupported_image_type"),
+        ({"prompt": "waves"}, b"", "empty_object"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_a_bad_upload_is_rejected_with_its_reason(
+    pipeline: Pipeline, metadata: dict[str, str], body: bytes | None, error_code: str
+) -> None:
+    job_id = pipeline.upload(metadata, body=body, name="photo.png")
+
+    job = pipeline.wait_for_job(job_id)
+
+    assert job["status"] == "REJECTED"
+    assert job["error_code"] == error_code
+    assert job["error_message"]
+    assert pipeline.fal_requests_for(job_id) == []
+
+
+def test_an_image_named_png_is_checked_by_its_bytes_not_its_name(pipeline: Pipeline) -> None:
+    jpeg_named_png = pipeline.upload({"prompt": "waves", "duration": "1"}, name="photo.png")
+    fake = pipeline.upload({"prompt": "waves"}, body=b"GIF89a" + bytes(100), name="anim.png")
+
+    assert pipeline.wait_for_job(jpeg_named_png)["status"] == "COMPLETED"
+    assert pipeline.wait_for_job(fake)["error_code"] == "unsupported_image_type"

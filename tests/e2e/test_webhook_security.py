@@ -1,0 +1,185 @@
+"""The webhook URL is public: only fal, and only for this job, can change a job through it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.support.pipeline import Pipeline
+
+SIGNATURE_HEADERS = (
+    "X-Fal-Webhook-Request-Id",
+    "X-Fal-Webhook-User-Id",
+    "X-Fal-Webhook-Timestamp",
+    "X-Fal-Webhook-Signature",
+)
+
+
+@pytest.fixture(scope="module")
+def finished(pipeline: Pipeline) -> dict[str, Any]:
+    """A completed job and the genuine, fal-signed delivery that completed it."""
+    job_id = pipeline.upload({"prompt": "harbour lights", "duration": "1"})
+    job = pipeline.wait_for_job(job_id)
+    assert job["status"] == "COMPLETED"
+    return {"job": job, "delivery": pipeline.delivered(job_id)}
+
+
+@pytest.fixture
+def waiting_job(pipeline: Pipeline) -> dict[str, Any]:
+    """A submitted job whose webhook fal has not delivered (the emulator drops it)."""
+    pipeline.fal_faults(delivery=["drop"])
+    job_id = pipeline.upload({"prompt": "a job left waiting", "duration": "1"})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        requests = pipeline.fal_requests_for(job_id)
+        job = pipeline.job(job_id)
+        if requests and requests[0]["status"] == "COMPLETED" and job and "request_id" in job:
+            return {"job": job, "request": requests[0]}
+        time.sleep(0.25)
+    raise AssertionError("the job never reached fal")
+
+
+def _resign(body: bytes, headers: dict[str, str], key: Ed25519PrivateKey) -> dict[str, str]:
+    stamp = str(int(time.time()))
+    message = "\n".join(
+        (
+            headers["X-Fal-Webhook-Request-Id"],
+            headers["X-Fal-Webhook-User-Id"],
+            stamp,
+            hashlib.sha256(body).hexdigest(),
+        )
+    )
+    return {
+        **headers,
+        "X-Fal-Webhook-Timestamp": stamp,
+        "X-Fal-Webhook-Signature": key.sign(message.encode()).hex(),
+    }
+
+
+def _unchanged(pipeline: Pipeline, job: dict[str, Any]) -> bool:
+    return pipeline.job(job["job_id"]) == job
+
+
+def test_a_replayed_delivery_is_acknowledged_and_changes_nothing(
+    pipeline: Pipeline, finished: dict[str, Any]
+) -> None:
+    delivery = finished["delivery"]
+
+    status, body = pipeline.post_webhook(
+        delivery["url"], delivery["body"].encode(), delivery["headers"]
+    )
+
+    assert (status, body["outcome"]) == (200, "duplicate")
+    assert _unchanged(pipeline, finished["job"])
+
+
+def test_a_tampered_body_is_refused(pipeline: Pipeline, finished: dict[str, Any]) -> None:
+    delivery = finished["delivery"]
+    tampered = delivery["body"].replace('"status": "OK"', '"status": "ERROR"').encode()
+    assert tampered != delivery["body"].encode()
+
+    status, answer = pipeline.post_webhook(delivery["url"], tampered, delivery["headers"])
+
+    assert (status, answer["error"]) == (401, "bad_signature")
+    assert _unchanged(pipeline, finished["job"])
+
+
+def test_a_delivery_signed_with_another_key_is_refused(
+    pipeline: Pipeline, waiting_job: dict[str, Any]
+) -> None:
+    job = waiting_job["job"]
+    envelope = {
+        "request_id": job["request_id"],
+        "gateway_request_id": job["request_id"],
+        "status": "OK",
+        "error": None,
+        "payload": {"video": {"url": "https://attacker.example/evil.mp4"}},
+    }
+    url = waiting_job["request"]["webhook_url"]
+    body = json.dumps(envelope, sort_keys=True).encode()
+    headers = _resign(
+        body,
+        {
+            "X-Fal-Webhook-Request-Id": job["request_id"],
+            "X-Fal-Webhook-User-Id": "local-fal-user",
+            "X-Fal-Webhook-Timestamp": "0",
+            "X-Fal-Webhook-Signature": "",
+        },
+        Ed25519PrivateKey.generate(),  # not fal's key
+    )
+
+    status, answer = pipeline.post_webhook(url, body, headers)
+
+    assert (status, answer["error"]) == (401, "bad_signature")
+    assert _unchanged(pipeline, job)
+
+
+@pytest.mark.parametrize("missing", SIGNATURE_HEADERS)
+def test_a_delivery_missing_a_signature_header_is_refused(
+    pipeline: Pipeline, finished: dict[str, Any], missing: str
+) -> None:
+    delivery = finished["delivery"]
+    headers = {k: v for k, v in delivery["headers"].items() if k != missing}
+
+    status, answer = pipeline.post_webhook(delivery["url"], delivery["body"].encode(), headers)
+
+    assert (status, answer["error"]) == (401, "missing_signature_header")
+
+
+def test_a_stale_timestamp_is_refused(pipeline: Pipeline, finished: dict[str, Any]) -> None:
+    delivery = finished["delivery"]
+    headers = {**delivery["headers"], "X-Fal-Webhook-Timestamp": str(int(time.time()) - 301)}
+
+    status, answer = pipeline.post_webhook(delivery["url"], delivery["body"].encode(), headers)
+
+    assert (status, answer["error"]) == (401, "stale_timestamp")
+
+
+def test_a_genuine_delivery_for_one_job_cannot_complete_another(
+    pipeline: Pipeline, finished: dict[str, Any], waiting_job: dict[str, Any]
+) -> None:
+    delivery = finished["delivery"]
+    other_url = waiting_job["request"]["webhook_url"]  # the other job's own, valid token
+
+    status, answer = pipeline.post_webhook(
+        other_url, delivery["body"].encode(), delivery["headers"]
+    )
+
+    assert (status, answer["error"]) == (401, "foreign_request_id")
+    assert _unchanged(pipeline, waiting_job["job"])
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "job_id={job}", "job_id={job}&token=0000", "job_id=someone-else&token={token}"],
+)
+def test_a_url_without_this_jobs_token_is_refused(
+    pipeline: Pipeline, finished: dict[str, Any], query: str
+) -> None:
+    delivery = finished["delivery"]
+    genuine_query = delivery["url"].split("?", 1)[1]
+    params = dict(part.split("=", 1) for part in genuine_query.split("&"))
+    url = f"{pipeline.info.webhook_url}?" + query.format(
+        job=params["job_id"], token=params["token"]
+    )
+
+    status, answer = pipeline.post_webhook(url, delivery["body"].encode(), delivery["headers"])
+
+    assert (status, answer["error"]) == (401, "bad_token")
+
+
+def test_an_oversized_body_is_refused_before_parsing(
+    pipeline: Pipeline, finished: dict[str, Any]
+) -> None:
+    delivery = finished["delivery"]
+
+    status, answer = pipeline.post_webhook(
+        delivery["url"], b"{" + b" " * (300 * 1024) + b"}", delivery["headers"]
+    )
+
+    assert (status, answer["error"]) == (413, "body_too_large")

@@ -1,0 +1,128 @@
+"""What a test does with the running pipeline, through the same clients a user has."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from local.aws import REGION, aws_environment
+from local.stack import StackInfo
+from local.template import REPO_ROOT
+from pika_pipeline.jobs import TERMINAL_STATUSES, job_id_for
+
+SAMPLE_IMAGE = REPO_ROOT / "local" / "assets" / "sample.jpg"
+
+
+class Pipeline:
+    def __init__(self, info: StackInfo) -> None:
+        self.info = info
+        env = aws_environment(info.aws_endpoint)
+        session = boto3.session.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=REGION,
+        )
+        self.s3 = session.client("s3", endpoint_url=info.aws_endpoint)
+        self.sqs = session.client("sqs", endpoint_url=info.aws_endpoint)
+        self.table = session.resource("dynamodb", endpoint_url=info.aws_endpoint).Table(
+            info.outputs["JobsTableName"]
+        )
+        self.input_bucket = info.outputs["InputBucketName"]
+        self.output_bucket = info.outputs["OutputBucketName"]
+        self._tls = ssl.create_default_context(cafile=info.fal_ca_file)
+
+    # --- a user's actions -------------------------------------------------------------------
+
+    def upload(
+        self,
+        metadata: dict[str, str],
+        *,
+        body: bytes | None = None,
+        name: str | None = None,
+        key: str | None = None,
+    ) -> str:
+        """Uploads an image under the input prefix; returns the job id the pipeline will use."""
+        key = key or f"uploads/{uuid.uuid4().hex[:8]}/{name or 'photo.jpg'}"
+        response = self.s3.put_object(
+            Bucket=self.input_bucket,
+            Key=key,
+            Body=SAMPLE_IMAGE.read_bytes() if body is None else body,
+            Metadata=metadata,
+        )
+        return job_id_for(bucket=self.input_bucket, key=key, version=response["VersionId"])
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
+        return dict(item) if item else None
+
+    def wait_for_job(self, job_id: str, timeout: float = 60) -> dict[str, Any]:
+        """The job once it reaches a terminal status."""
+        deadline = time.monotonic() + timeout
+        item = None
+        while time.monotonic() < deadline:
+            item = self.job(job_id)
+            if item and item["status"] in TERMINAL_STATUSES:
+                return item
+            time.sleep(0.25)
+        raise AssertionError(f"job {job_id} did not finish in {timeout} s; last seen: {item}")
+
+    def download(self, bucket: str, key: str, target: Path) -> Path:
+        self.s3.download_file(bucket, key, str(target))
+        return target
+
+    def send_raw_message(self, body: str) -> None:
+        self.sqs.send_message(QueueUrl=self.info.outputs["SubmitQueueUrl"], MessageBody=body)
+
+    # --- the fal emulator's view --------------------------------------------------------------
+
+    def fal_requests(self) -> list[dict[str, Any]]:
+        requests: list[dict[str, Any]] = self._emulator("GET", "/_emulator/requests")["requests"]
+        return requests
+
+    def fal_requests_for(self, job_id: str) -> list[dict[str, Any]]:
+        return [r for r in self.fal_requests() if f"job_id={job_id}" in (r["webhook_url"] or "")]
+
+    def delivered(self, job_id: str) -> dict[str, Any]:
+        """The first webhook delivery fal made for the job: url, signed headers and body."""
+        (request,) = self.fal_requests_for(job_id)
+        delivery: dict[str, Any] = request["deliveries"][0]
+        return delivery
+
+    def fal_faults(self, **faults: Any) -> None:
+        self._emulator("POST", "/_emulator/faults", faults)
+
+    def _emulator(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(  # noqa: S310 - the local emulator
+            f"{self.info.fal_url}{path}", data=data, method=method
+        )
+        with urllib.request.urlopen(request, context=self._tls, timeout=10) as response:  # noqa: S310
+            result: dict[str, Any] = json.loads(response.read())
+            return result
+
+    # --- the webhook, as anyone on the internet can reach it ---------------------------------
+
+    def post_webhook(
+        self, url: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """POSTs to the webhook's Function URL as anyone on the internet could."""
+        assert url.startswith(self.info.webhook_url)
+        request = urllib.request.Request(  # noqa: S310 - the local Function URL
+            url,
+            data=body,
+            headers={"Content-Type": "application/json", **(headers or {})},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                return response.status, json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
