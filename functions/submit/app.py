@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
+
 from pika_pipeline.aws_clients import jobs_table, s3_client
 from pika_pipeline.config import SubmitSettings
 from pika_pipeline.fal_gateway import FalGateway

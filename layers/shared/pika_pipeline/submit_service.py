@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
-from pika_pipeline.errors import FalRequestFailed, FalUnavailable, JobConflict, UploadRejected
+from pika_pipeline.errors import (
+    FalRequestFailed,
+    FalUnavailable,
+    JobConflict,
+    MalformedMessage,
+    UploadRejected,
+)
 from pika_pipeline.image_check import SNIFF_BYTES, image_type
 from pika_pipeline.jobs import ErrorCode, JobStatus, job_id_for
 from pika_pipeline.observability import logger, metrics
@@ -59,7 +65,14 @@ class SubmitService:
         self._clock = clock
 
     def process_message(self, body: str) -> list[SubmitOutcome]:
-        return [self.process_upload(upload) for upload in uploads_from_message(body)]
+        try:
+            uploads = uploads_from_message(body)
+        except MalformedMessage as exc:
+            # Failing the batch item lets SQS move it to the DLQ after the receive limit.
+            logger.error("Malformed message", extra={"reason": str(exc)})
+            metrics.add_metric(name="MalformedMessages", unit=MetricUnit.Count, value=1)
+            raise
+        return [self.process_upload(upload) for upload in uploads]
 
     def process_upload(self, upload: Upload) -> SubmitOutcome:
         if not self._is_watched(upload):

@@ -1,0 +1,100 @@
+"""The local stack is built from template.yaml: what the template says is what runs locally."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+
+from local.aws import REGION, aws_environment
+from local.stack import StackInfo
+from local.template import Resolver, load_template, parameter_defaults
+from tests.support.pipeline import Pipeline
+
+
+def _client(stack: StackInfo, name: str) -> object:
+    env = aws_environment(stack.aws_endpoint)
+    return boto3.client(
+        name,
+        endpoint_url=stack.aws_endpoint,
+        region_name=REGION,
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def test_the_queue_has_the_templates_timeout_and_dead_letter_policy(stack: StackInfo) -> None:
+    template = load_template()["Resources"]
+    sqs = _client(stack, "sqs")
+    attributes = sqs.get_queue_attributes(  # type: ignore[attr-defined]
+        QueueUrl=stack.outputs["SubmitQueueUrl"], AttributeNames=["All"]
+    )["Attributes"]
+
+    queue = template["SubmitQueue"]["Properties"]
+    assert int(attributes["VisibilityTimeout"]) == queue["VisibilityTimeout"]
+    redrive = json.loads(attributes["RedrivePolicy"])
+    assert int(redrive["maxReceiveCount"]) == queue["RedrivePolicy"]["maxReceiveCount"]
+    assert redrive["deadLetterTargetArn"].endswith(
+        stack.outputs["SubmitDeadLetterQueueUrl"].rsplit("/", 1)[1]
+    )
+
+
+def test_the_upload_rule_has_the_templates_pattern(stack: StackInfo) -> None:
+    template = load_template()
+    resolver = Resolver(template, parameter_defaults(template), refs=dict(stack.resources))
+    expected = resolver.resolve(template["Resources"]["UploadRule"]["Properties"]["EventPattern"])
+    events = _client(stack, "events")
+
+    rule = events.describe_rule(Name=stack.resources["UploadRule"])  # type: ignore[attr-defined]
+
+    assert json.loads(rule["EventPattern"]) == expected
+
+
+def test_the_input_bucket_is_versioned_as_the_template_says(stack: StackInfo) -> None:
+    s3 = _client(stack, "s3")
+    versioning = s3.get_bucket_versioning(Bucket=stack.outputs["InputBucketName"])  # type: ignore[attr-defined]
+    assert versioning["Status"] == "Enabled"
+
+
+def test_functions_get_the_environment_the_template_gives_them(stack: StackInfo) -> None:
+    submit = stack.functions["SubmitFunction"]["environment"]
+    webhook = stack.functions["WebhookFunction"]["environment"]
+
+    assert submit["WEBHOOK_URL"] == stack.webhook_url
+    assert submit["JOBS_TABLE"] == webhook["JOBS_TABLE"] == stack.outputs["JobsTableName"]
+    assert submit["INPUT_PREFIX"] == "uploads/"
+    assert webhook["OUTPUT_BUCKET"] == stack.outputs["OutputBucketName"]
+    assert "FAL_KEY" not in submit  # the key is read from Secrets Manager, never the environment
+    assert stack.functions["SubmitFunction"]["sqs"]["report_batch_item_failures"] is True
+
+
+def test_objects_the_rule_does_not_watch_start_no_job(pipeline: Pipeline) -> None:
+    before = pipeline.table.scan(Select="COUNT")["Count"]
+    for key in ("elsewhere/photo.jpg", "uploads/notes.txt", "uploads/photo.gif"):
+        pipeline.s3.put_object(
+            Bucket=pipeline.input_bucket, Key=key, Body=b"x", Metadata={"prompt": "no"}
+        )
+    time.sleep(2)
+
+    assert pipeline.table.scan(Select="COUNT")["Count"] == before
+
+
+def test_a_message_naming_the_output_bucket_is_ignored(pipeline: Pipeline) -> None:
+    """The loop guard holds even if someone points a rule at the output bucket."""
+    before = pipeline.table.scan(Select="COUNT")["Count"]
+    pipeline.send_raw_message(
+        json.dumps(
+            {
+                "source": "aws.s3",
+                "detail-type": "Object Created",
+                "detail": {
+                    "bucket": {"name": pipeline.output_bucket},
+                    "object": {"key": "uploads/loop.mp4", "size": 10, "version-id": "v1"},
+                },
+            }
+        )
+    )
+    time.sleep(2)
+
+    assert pipeline.table.scan(Select="COUNT")["Count"] == before
