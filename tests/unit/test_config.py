@@ -1,0 +1,193 @@
+"""Each function's settings, read from its environment and validated at cold start."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from pika_pipeline.config import SubmitSettings, WebhookSettings
+
+COMMON = {
+    "JOBS_TABLE": "pika-jobs",
+    "OUTPUT_BUCKET": "pika-output",
+    "WEBHOOK_TOKEN_SECRET": "arn:aws:secretsmanager:us-east-1:111122223333:secret:token",
+}
+SUBMIT = {
+    **COMMON,
+    "INPUT_PREFIX": "uploads/",
+    "FAL_KEY_SECRET": "pika-pipeline/fal-key",
+    "WEBHOOK_URL": "https://abc123.lambda-url.us-east-1.on.aws/",
+    "DEFAULT_RESOLUTION": "720p",
+    "DEFAULT_DURATION": "5",
+    "PRESIGN_EXPIRES_SECONDS": "3600",
+}
+WEBHOOK = {
+    **COMMON,
+    "FAL_JWKS_URL": "https://rest.fal.ai/.well-known/jwks.json",
+    "MEDIA_HOSTS": "v3.fal.media,fal.media,storage.googleapis.com",
+}
+
+
+def validation_error_text(
+    settings: type[SubmitSettings | WebhookSettings], env: dict[str, str]
+) -> str:
+    with pytest.raises(ValidationError) as info:
+        settings.from_environment(env)
+    return str(info.value)
+
+
+# --- submit -----------------------------------------------------------------------------------
+
+
+def test_submit_settings_are_read_from_the_environment() -> None:
+    settings = SubmitSettings.from_environment(SUBMIT)
+
+    assert settings.jobs_table == "pika-jobs"
+    assert settings.output_bucket == "pika-output"
+    assert settings.input_prefix == "uploads/"
+    assert settings.fal_key_secret == "pika-pipeline/fal-key"
+    assert settings.webhook_url == "https://abc123.lambda-url.us-east-1.on.aws/"
+    assert settings.default_resolution == "720p"
+    assert settings.default_duration == 5
+    assert settings.presign_expires_seconds == 3600
+
+
+def test_submit_settings_have_documented_defaults_for_optional_knobs() -> None:
+    settings = SubmitSettings.from_environment(SUBMIT)
+
+    assert (settings.min_duration, settings.max_duration) == (1, 10)
+    assert settings.max_image_bytes == 20 * 1024 * 1024
+    assert settings.fal_endpoint == "fal-ai/pika/v2.1/image-to-video"
+    assert settings.fal_timeout_seconds == 10.0
+    assert settings.claim_seconds == 300
+
+
+def test_optional_submit_knobs_can_be_overridden() -> None:
+    env = SUBMIT | {"MAX_DURATION": "8", "FAL_ENDPOINT": "fal-ai/other", "CLAIM_SECONDS": "60"}
+
+    settings = SubmitSettings.from_environment(env)
+
+    assert (settings.max_duration, settings.fal_endpoint, settings.claim_seconds) == (
+        8,
+        "fal-ai/other",
+        60,
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "JOBS_TABLE",
+        "OUTPUT_BUCKET",
+        "WEBHOOK_TOKEN_SECRET",
+        "INPUT_PREFIX",
+        "FAL_KEY_SECRET",
+        "WEBHOOK_URL",
+        "DEFAULT_RESOLUTION",
+        "DEFAULT_DURATION",
+        "PRESIGN_EXPIRES_SECONDS",
+    ],
+)
+def test_a_missing_submit_variable_is_named_in_the_error(name: str) -> None:
+    env = {k: v for k, v in SUBMIT.items() if k != name}
+
+    assert name in validation_error_text(SubmitSettings, env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("JOBS_TABLE", ""),
+        ("WEBHOOK_URL", "abc123.lambda-url.us-east-1.on.aws"),
+        ("WEBHOOK_URL", "ftp://example.com/hook"),
+        ("DEFAULT_RESOLUTION", "4k"),
+        ("DEFAULT_DURATION", "five"),
+        ("DEFAULT_DURATION", "0"),
+        ("PRESIGN_EXPIRES_SECONDS", "30"),
+        ("MAX_IMAGE_BYTES", "0"),
+        ("FAL_TIMEOUT_SECONDS", "0"),
+    ],
+)
+def test_a_malformed_submit_variable_is_named_in_the_error(name: str, value: str) -> None:
+    assert name in validation_error_text(SubmitSettings, SUBMIT | {name: value})
+
+
+def test_unrelated_environment_variables_are_ignored() -> None:
+    env = SUBMIT | {"AWS_REGION": "us-east-1", "PATH": "/usr/bin", "_HANDLER": "app.handler"}
+
+    assert SubmitSettings.from_environment(env).jobs_table == "pika-jobs"
+
+
+def test_settings_are_read_from_the_process_environment_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in WEBHOOK.items():
+        monkeypatch.setenv(name, value)
+
+    assert WebhookSettings.from_environment().jobs_table == "pika-jobs"
+
+
+def test_settings_are_frozen() -> None:
+    settings = SubmitSettings.from_environment(SUBMIT)
+
+    with pytest.raises(ValidationError):
+        settings.jobs_table = "other"  # type: ignore[misc]
+
+
+# --- webhook ----------------------------------------------------------------------------------
+
+
+def test_webhook_settings_are_read_from_the_environment() -> None:
+    settings = WebhookSettings.from_environment(WEBHOOK)
+
+    assert settings.fal_jwks_url == "https://rest.fal.ai/.well-known/jwks.json"
+    assert settings.media_hosts == ("v3.fal.media", "fal.media", "storage.googleapis.com")
+    assert settings.fal_user_id == ""
+    assert settings.output_prefix == "videos/"
+    assert settings.max_body_bytes == 256 * 1024
+    assert settings.timestamp_tolerance_seconds == 300
+
+
+@pytest.mark.parametrize(
+    ("raw", "hosts"),
+    [
+        ("V3.FAL.Media", ("v3.fal.media",)),
+        (" v3.fal.media , Fal.Media ", ("v3.fal.media", "fal.media")),
+        ("v3.fal.media,,fal.media,", ("v3.fal.media", "fal.media")),
+    ],
+)
+def test_media_hosts_are_split_trimmed_and_lowercased(raw: str, hosts: tuple[str, ...]) -> None:
+    settings = WebhookSettings.from_environment(WEBHOOK | {"MEDIA_HOSTS": raw})
+
+    assert settings.media_hosts == hosts
+
+
+@pytest.mark.parametrize("raw", ["", " ", ",", " , ,"])
+def test_media_hosts_must_name_at_least_one_host(raw: str) -> None:
+    assert "MEDIA_HOSTS" in validation_error_text(WebhookSettings, WEBHOOK | {"MEDIA_HOSTS": raw})
+
+
+@pytest.mark.parametrize(
+    "name", ["JOBS_TABLE", "OUTPUT_BUCKET", "WEBHOOK_TOKEN_SECRET", "FAL_JWKS_URL", "MEDIA_HOSTS"]
+)
+def test_a_missing_webhook_variable_is_named_in_the_error(name: str) -> None:
+    env = {k: v for k, v in WEBHOOK.items() if k != name}
+
+    assert name in validation_error_text(WebhookSettings, env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FAL_JWKS_URL", "rest.fal.ai/.well-known/jwks.json"),
+        ("MAX_BODY_BYTES", "100"),
+        ("MAX_VIDEO_BYTES", "0"),
+    ],
+)
+def test_a_malformed_webhook_variable_is_named_in_the_error(name: str, value: str) -> None:
+    assert name in validation_error_text(WebhookSettings, WEBHOOK | {name: value})
+
+
+def test_the_webhook_does_not_need_the_submit_only_variables() -> None:
+    assert "FAL_KEY_SECRET" not in WEBHOOK
+    assert WebhookSettings.from_environment(WEBHOOK).output_bucket == "pika-output"
