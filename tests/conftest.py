@@ -14,7 +14,8 @@ from tests.support.pipeline import Pipeline
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
     state_dir: Path = tmp_path_factory.mktemp("local-stack")
-    with LocalStack(state_dir) as info:
+    # Tests compress time: fal outages are retried after 1, 2, 4... seconds instead of 30, 60...
+    with LocalStack(state_dir, parameters={"SubmitRetryBaseSeconds": "1"}) as info:
         yield info
 
 

@@ -25,16 +25,18 @@ def _client(stack: StackInfo, name: str) -> object:
 
 
 def test_the_queue_has_the_templates_timeout_and_dead_letter_policy(stack: StackInfo) -> None:
-    template = load_template()["Resources"]
+    template = load_template()
+    resolver = Resolver(template, parameter_defaults(template), refs=dict(stack.resources))
     sqs = _client(stack, "sqs")
     attributes = sqs.get_queue_attributes(  # type: ignore[attr-defined]
         QueueUrl=stack.outputs["SubmitQueueUrl"], AttributeNames=["All"]
     )["Attributes"]
 
-    queue = template["SubmitQueue"]["Properties"]
+    queue = template["Resources"]["SubmitQueue"]["Properties"]
     assert int(attributes["VisibilityTimeout"]) == queue["VisibilityTimeout"]
     redrive = json.loads(attributes["RedrivePolicy"])
-    assert int(redrive["maxReceiveCount"]) == queue["RedrivePolicy"]["maxReceiveCount"]
+    expected_receives = resolver.resolve(queue["RedrivePolicy"]["maxReceiveCount"])
+    assert int(redrive["maxReceiveCount"]) == int(expected_receives)
     assert redrive["deadLetterTargetArn"].endswith(
         stack.outputs["SubmitDeadLetterQueueUrl"].rsplit("/", 1)[1]
     )

@@ -20,6 +20,8 @@ SUBMIT = {
     "DEFAULT_RESOLUTION": "720p",
     "DEFAULT_DURATION": "5",
     "PRESIGN_EXPIRES_SECONDS": "3600",
+    "SUBMIT_MAX_ATTEMPTS": "5",
+    "SUBMIT_RETRY_BASE_SECONDS": "30",
 }
 WEBHOOK = {
     **COMMON,
@@ -50,6 +52,7 @@ def test_submit_settings_are_read_from_the_environment() -> None:
     assert settings.default_resolution == "720p"
     assert settings.default_duration == 5
     assert settings.presign_expires_seconds == 3600
+    assert (settings.max_attempts, settings.retry_base_seconds) == (5, 30)
 
 
 def test_submit_settings_have_documented_defaults_for_optional_knobs() -> None:
@@ -86,6 +89,8 @@ def test_optional_submit_knobs_can_be_overridden() -> None:
         "DEFAULT_RESOLUTION",
         "DEFAULT_DURATION",
         "PRESIGN_EXPIRES_SECONDS",
+        "SUBMIT_MAX_ATTEMPTS",
+        "SUBMIT_RETRY_BASE_SECONDS",
     ],
 )
 def test_a_missing_submit_variable_is_named_in_the_error(name: str) -> None:
@@ -106,6 +111,8 @@ def test_a_missing_submit_variable_is_named_in_the_error(name: str) -> None:
         ("PRESIGN_EXPIRES_SECONDS", "30"),
         ("MAX_IMAGE_BYTES", "0"),
         ("FAL_TIMEOUT_SECONDS", "0"),
+        ("SUBMIT_MAX_ATTEMPTS", "0"),
+        ("SUBMIT_RETRY_BASE_SECONDS", "-1"),
     ],
 )
 def test_a_malformed_submit_variable_is_named_in_the_error(name: str, value: str) -> None:
@@ -131,7 +138,7 @@ def test_settings_are_frozen() -> None:
     settings = SubmitSettings.from_environment(SUBMIT)
 
     with pytest.raises(ValidationError):
-        settings.jobs_table = "other"  # type: ignore[misc]
+        settings.jobs_table = "other"
 
 
 # --- webhook ----------------------------------------------------------------------------------
@@ -189,5 +196,4 @@ def test_a_malformed_webhook_variable_is_named_in_the_error(name: str, value: st
 
 
 def test_the_webhook_does_not_need_the_submit_only_variables() -> None:
-    assert "FAL_KEY_SECRET" not in WEBHOOK
     assert WebhookSettings.from_environment(WEBHOOK).output_bucket == "pika-output"

@@ -72,15 +72,6 @@ def test_deliveries_without_a_finished_video_yield_none(fields: dict[str, Any]) 
     assert delivery(**fields).video() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValidationError,
-    reason=(
-        "BUG fal_delivery.FalDelivery.video (lines 34-36): an OK delivery whose payload is "
-        '{"video": null} raises pydantic ValidationError instead of returning None, so the '
-        "webhook answers 500 (fal redelivers forever) instead of recording the failure"
-    ),
-)
 def test_an_ok_delivery_with_a_null_video_yields_none() -> None:
     assert delivery(status="OK", payload={"video": None}).video() is None
 
@@ -197,6 +188,8 @@ def test_bodies_that_are_not_fal_deliveries_do_not_validate(body: dict[str, Any]
     "video",
     [{"url": ""}, {"content_type": "video/mp4"}, {"url": "https://v", "file_size": -1}],
 )
-def test_a_video_without_a_usable_url_or_size_does_not_validate(video: dict[str, Any]) -> None:
-    with pytest.raises(ValidationError):
-        delivery(status="OK", payload={"video": video}).video()
+def test_a_video_without_a_usable_url_or_size_fails_the_job(video: dict[str, Any]) -> None:
+    unusable = delivery(status="OK", payload={"video": video})
+
+    assert unusable.video() is None
+    assert unusable.failure()[0] == "fal_error"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from email.charset import BASE64, Charset
 from email.header import Header
 
 import pytest
@@ -35,7 +36,9 @@ def rejection_code(metadata: Mapping[str, str]) -> ErrorCode:
 
 def b_encoded(text: str) -> str:
     """How S3 hands back non-ASCII metadata: RFC 2047, base64 ("B") encoding."""
-    return Header(text, "utf-8").encode()
+    charset = Charset("utf-8")
+    charset.header_encoding = BASE64  # Header would otherwise pick Q for mostly-ASCII text
+    return Header(text, charset).encode()
 
 
 # --- the happy path and defaults --------------------------------------------------------------
@@ -124,6 +127,11 @@ def test_b_encoded_prompt_is_decoded(text: str) -> None:
     assert encoded.startswith("=?utf-8?b?")
 
     assert request_from({"prompt": encoded}).prompt == text.strip()
+
+
+@pytest.mark.parametrize("text", ["café au lait", "一只猫在冲浪", "x" * 80 + "é"])
+def test_prompt_encoded_by_the_standard_library_is_decoded(text: str) -> None:
+    assert request_from({"prompt": Header(text, "utf-8").encode()}).prompt == text
 
 
 def test_q_encoded_prompt_is_decoded() -> None:

@@ -40,7 +40,8 @@ def vector_verifier(**kwargs: Any) -> WebhookVerifier:
 
 
 def case_named(name: str) -> dict[str, Any]:
-    [case] = [c for c in VECTORS["cases"] if c["name"] == name]
+    cases: list[dict[str, Any]] = [c for c in VECTORS["cases"] if c["name"] == name]
+    [case] = cases
     return case
 
 
@@ -209,6 +210,23 @@ def test_a_delivery_signed_with_a_key_not_in_the_jwks_is_rejected() -> None:
 
     with pytest.raises(WebhookRejected):
         verifier.verify(signed(stranger, BODY), BODY)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"{}\n", b"  {}  ", b'{"prompt": "caf\xc3\xa9"}\r\n', bytes(range(256))],
+    ids=["empty", "trailing-newline", "padded", "utf8-crlf", "binary"],
+)
+def test_the_signature_covers_the_raw_body_bytes_exactly(body: bytes) -> None:
+    key = Ed25519PrivateKey.generate()
+    verifier = WebhookVerifier(JwksKeys(JWKS_URL, CountingFetch(jwks(key))), clock=lambda: NOW)
+    headers = signed(key, body)
+
+    assert verifier.verify(headers, body) == "req-1"
+    for altered in (body.strip(), body + b"\n", b" " + body):
+        if altered != body:
+            with pytest.raises(WebhookRejected):
+                verifier.verify(headers, altered)
 
 
 @pytest.mark.parametrize("timestamp", ["soon", "1764000000.5", "", "0x1"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 import boto3
@@ -17,6 +18,17 @@ def s3_client() -> Any:
     return boto3.client("s3", config=_S3_CONFIG)
 
 
-@functools.cache
+_local = threading.local()
+
+
 def jobs_table(name: str) -> Any:
-    return boto3.resource("dynamodb").Table(name)
+    """One Table per thread: boto3 resources, unlike clients, are not thread-safe."""
+    tables: dict[str, Any] = _local.__dict__.setdefault("tables", {})
+    if name not in tables:
+        tables[name] = boto3.resource("dynamodb").Table(name)
+    return tables[name]
+
+
+@functools.cache
+def sqs_client() -> Any:
+    return boto3.client("sqs")

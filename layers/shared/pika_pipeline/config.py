@@ -38,8 +38,13 @@ class SubmitSettings(_Settings):
     fal_endpoint: str = Field(default="fal-ai/pika/v2.1/image-to-video", alias="FAL_ENDPOINT")
     # Per HTTP attempt; fal_client retries on its own, so the Lambda timeout covers ~10 attempts.
     fal_timeout_seconds: float = Field(default=10.0, alias="FAL_TIMEOUT_SECONDS", gt=0)
-    # A claimed job whose submit never finished (a crash) may be claimed again after this long.
+    # A claimed job whose submit never finished (a crash) may be claimed again after this long;
+    # longer than the function's timeout, so a live submit is never taken over.
     claim_seconds: int = Field(default=300, alias="CLAIM_SECONDS", ge=1)
+    # The queue's maxReceiveCount: the attempt that gives up and records fal_unavailable.
+    max_attempts: int = Field(alias="SUBMIT_MAX_ATTEMPTS", ge=1)
+    # fal outages are retried after base, 2x base, 4x base... seconds (SQS visibility).
+    retry_base_seconds: int = Field(alias="SUBMIT_RETRY_BASE_SECONDS", ge=0)
 
 
 class WebhookSettings(_Settings):

@@ -48,5 +48,9 @@ class WebhookRejected(PipelineError):
         self.status_code = status_code
 
 
+class SigningKeysUnavailable(PipelineError):
+    """fal's JWKS could not be fetched: the delivery is answered 503 so fal tries again."""
+
+
 class VideoUnavailable(PipelineError):
     """The finished video could not be fetched or stored; fal's retry will try again."""

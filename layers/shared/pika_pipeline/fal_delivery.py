@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pika_pipeline.fal_errors import describe_detail
 from pika_pipeline.jobs import ErrorCode
@@ -31,9 +31,12 @@ class FalDelivery(BaseModel):
 
     def video(self) -> FalVideo | None:
         """The finished video of an OK delivery (Pika's payload is ``{"video": File}``)."""
-        if self.status != "OK" or not self.payload or "video" not in self.payload:
+        if self.status != "OK" or not self.payload:
             return None
-        return FalVideo.model_validate(self.payload["video"])
+        try:
+            return FalVideo.model_validate(self.payload.get("video"))
+        except ValidationError:
+            return None  # recorded as a failure: fal said OK but sent no usable video
 
     def failure(self) -> tuple[ErrorCode, str]:
         """The error code and message a failed delivery ends the job with."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pika_pipeline.errors import JobConflict
-from pika_pipeline.jobs import JobStatus, sources_of
+from pika_pipeline.jobs import ErrorCode, JobStatus, sources_of
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -44,16 +45,24 @@ class Job:
 
 
 class JobRepository:
-    def __init__(self, table: Table) -> None:
-        self._table = table
+    def __init__(self, table: Callable[[], Table]) -> None:
+        # A factory, not a Table: records are processed on several threads and boto3 resources
+        # must not be shared between threads.
+        self._table_for_thread = table
+
+    @property
+    def _table(self) -> Table:
+        return self._table_for_thread()
 
     def get(self, job_id: str) -> Job | None:
         item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         return Job(item) if item else None
 
     def claim(self, item: dict[str, Any], *, now_epoch: int, claim_seconds: int) -> bool:
-        """Creates the job as PENDING, or takes over a PENDING one whose claim ran out without
-        fal ever answering (a crashed submit). False when someone else owns the job."""
+        """Creates the job as PENDING, or takes over one fal never accepted: a PENDING job whose
+        claim ran out (a crashed submit), or one FAILED as ``fal_unavailable`` (a message re-driven
+        from the dead-letter queue). False when the job exists otherwise: never a second submit.
+        """
         try:
             self._table.put_item(
                 Item={
@@ -64,11 +73,17 @@ class JobRepository:
                     "updated_at": now_iso(),
                 },
                 ConditionExpression=(
-                    "attribute_not_exists(job_id) OR (#status = :pending "
-                    "AND attribute_not_exists(request_id) AND claim_expires_at < :now)"
+                    "attribute_not_exists(job_id) OR (attribute_not_exists(request_id) AND ("
+                    "(#status = :pending AND claim_expires_at < :now) OR "
+                    "(#status = :failed AND error_code = :unavailable)))"
                 ),
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":pending": JobStatus.PENDING, ":now": now_epoch},
+                ExpressionAttributeValues={
+                    ":pending": JobStatus.PENDING,
+                    ":now": now_epoch,
+                    ":failed": JobStatus.FAILED,
+                    ":unavailable": ErrorCode.FAL_UNAVAILABLE,
+                },
             )
         except ClientError as exc:
             if _is_conditional_failure(exc):

@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     OBJECT_NOT_FOUND = "object_not_found"
     FAL_VALIDATION = "fal_validation"
     FAL_AUTH = "fal_auth"
+    FAL_UNAVAILABLE = "fal_unavailable"
     FAL_ERROR = "fal_error"
     FAL_PAYLOAD_ERROR = "fal_payload_error"
 

@@ -7,6 +7,20 @@ and the webhook's cold start races fal's 15 s delivery timeout.
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 logger = Logger()
 metrics = Metrics()
+
+
+def count(name: str, **dimension: str) -> None:
+    """Adds 1 to a metric; with a dimension (one error code, one reason) it is flushed alone,
+    so the dimension does not leak onto the invocation's other metrics."""
+    if not dimension:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+        return
+    with single_metric(
+        name=name, unit=MetricUnit.Count, value=1, default_dimensions=metrics.default_dimensions
+    ) as metric:
+        for key, value in dimension.items():
+            metric.add_dimension(name=key, value=value)

@@ -20,7 +20,7 @@ from pika_pipeline.errors import (
 )
 from pika_pipeline.image_check import SNIFF_BYTES, image_type
 from pika_pipeline.jobs import ErrorCode, JobStatus, job_id_for
-from pika_pipeline.observability import logger, metrics
+from pika_pipeline.observability import count, logger, metrics
 from pika_pipeline.uploads import Upload, uploads_from_message
 from pika_pipeline.video_request import VideoRequest, video_request_from_metadata
 from pika_pipeline.webhook_tokens import webhook_url_for
@@ -64,17 +64,22 @@ class SubmitService:
         self._token_key = token_key
         self._clock = clock
 
-    def process_message(self, body: str) -> list[SubmitOutcome]:
+    def process_message(self, body: str, *, final_attempt: bool = False) -> list[SubmitOutcome]:
+        """Processes every upload a queue message names.
+
+        Raises MalformedMessage or FalUnavailable to fail the message, so SQS delivers it again
+        (and, after the queue's receive limit, to the dead-letter queue). On the final attempt a
+        job fal never accepted is recorded as FAILED ``fal_unavailable`` before giving up.
+        """
         try:
             uploads = uploads_from_message(body)
         except MalformedMessage as exc:
-            # Failing the batch item lets SQS move it to the DLQ after the receive limit.
             logger.error("Malformed message", extra={"reason": str(exc)})
-            metrics.add_metric(name="MalformedMessages", unit=MetricUnit.Count, value=1)
+            count("MalformedMessages")
             raise
-        return [self.process_upload(upload) for upload in uploads]
+        return [self.process_upload(upload, final_attempt=final_attempt) for upload in uploads]
 
-    def process_upload(self, upload: Upload) -> SubmitOutcome:
+    def process_upload(self, upload: Upload, *, final_attempt: bool = False) -> SubmitOutcome:
         if not self._is_watched(upload):
             logger.info(
                 "Ignoring an object outside the input prefix",
@@ -82,7 +87,7 @@ class SubmitService:
             )
             return SubmitOutcome.IGNORED
         job_id = job_id_for(bucket=upload.bucket, key=upload.key, version=upload.version)
-        logger.append_keys(job_id=job_id, object_key=upload.key)
+        logger.thread_safe_append_keys(job_id=job_id, object_key=upload.key)
         source = {
             "job_id": job_id,
             "source_bucket": upload.bucket,
@@ -102,7 +107,7 @@ class SubmitService:
         )
         if not claimed:
             logger.info("Upload already has a job; not submitting again")
-            metrics.add_metric(name="DuplicateUploads", unit=MetricUnit.Count, value=1)
+            count("DuplicateUploads")
             return SubmitOutcome.DUPLICATE
 
         image_url = self._s3.generate_presigned_url(
@@ -116,18 +121,25 @@ class SubmitService:
                 request.fal_arguments(image_url), webhook_url=webhook_url
             )
         except FalRequestFailed as failure:
-            metrics.add_metric(name="FalErrors", unit=MetricUnit.Count, value=1)
+            count("FalErrors", error_type=failure.code)
             logger.warning("fal refused the request", extra={"error_code": failure.code})
             self._fail(job_id, failure.code, failure.message)
             return SubmitOutcome.FAILED
         except FalUnavailable as exc:
-            metrics.add_metric(name="FalErrors", unit=MetricUnit.Count, value=1)
+            count("FalErrors", error_type=ErrorCode.FAL_UNAVAILABLE)
             self._jobs.release_claim(job_id, attempts_error=str(exc))
+            if final_attempt:
+                logger.error("fal stayed unavailable; giving up", extra={"reason": str(exc)})
+                self._fail(job_id, ErrorCode.FAL_UNAVAILABLE, f"{exc} (after every attempt)")
+            else:
+                logger.warning(
+                    "fal unavailable; the message will be retried", extra={"reason": str(exc)}
+                )
             raise
 
-        logger.append_keys(fal_request_id=request_id)
+        logger.thread_safe_append_keys(fal_request_id=request_id)
         self._jobs.record_request_id(job_id, request_id)
-        metrics.add_metric(name="JobsSubmitted", unit=MetricUnit.Count, value=1)
+        count("JobsSubmitted")
         metrics.add_metric(
             name="SubmitLatency",
             unit=MetricUnit.Milliseconds,
@@ -200,7 +212,7 @@ class SubmitService:
             "Upload rejected",
             extra={"error_code": rejection.code, "error_message": rejection.message},
         )
-        metrics.add_metric(name="JobsRejected", unit=MetricUnit.Count, value=1)
+        count("JobsRejected", error_code=rejection.code)
         return SubmitOutcome.REJECTED
 
     def _fail(self, job_id: str, code: ErrorCode, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from email.errors import HeaderParseError
 from email.header import Header, decode_header, make_header
@@ -13,6 +14,7 @@ from pika_pipeline.errors import UploadRejected
 from pika_pipeline.jobs import ErrorCode
 
 Resolution = Literal["720p", "1080p"]
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 MAX_PROMPT_LENGTH = 1500
 MAX_SEED = 2**32 - 1
 
@@ -104,11 +106,17 @@ def video_request_from_metadata(
         raise UploadRejected(
             ErrorCode.INVALID_SEED, f"seed must be between 0 and {MAX_SEED}, got {seed}."
         )
-    negative = values.get("negative-prompt") or values.get("negative_prompt") or None
+    negative = (values.get("negative-prompt") or values.get("negative_prompt") or "").strip()
+    if len(negative) > MAX_PROMPT_LENGTH:
+        raise UploadRejected(
+            ErrorCode.PROMPT_TOO_LONG,
+            f"The negative prompt is {len(negative)} characters; at most {MAX_PROMPT_LENGTH} "
+            "are allowed.",
+        )
     try:
         return VideoRequest(
             prompt=prompt,
-            negative_prompt=negative,
+            negative_prompt=negative or None,
             seed=seed,
             resolution=resolution,  # type: ignore[arg-type]  # checked just above
             duration=duration,
@@ -122,7 +130,7 @@ def video_request_from_metadata(
 def _integer(raw: str | None, code: ErrorCode, name: str) -> int | None:
     if raw is None or not raw.strip():
         return None
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise UploadRejected(code, f"{name} must be a whole number, got {raw!r}.") from None
+    # Plain ASCII digits only: int() would also take "1_0" and full-width digits.
+    if not _WHOLE_NUMBER.fullmatch(raw.strip()):
+        raise UploadRejected(code, f"{name} must be a whole number, got {raw!r}.")
+    return int(raw.strip())

@@ -16,11 +16,16 @@ from urllib.parse import quote
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
-from pika_pipeline.errors import JobConflict, VideoUnavailable, WebhookRejected
+from pika_pipeline.errors import (
+    JobConflict,
+    SigningKeysUnavailable,
+    VideoUnavailable,
+    WebhookRejected,
+)
 from pika_pipeline.fal_delivery import FalDelivery
 from pika_pipeline.job_repository import Job, now_iso
 from pika_pipeline.jobs import TERMINAL_STATUSES, JobStatus
-from pika_pipeline.observability import logger, metrics
+from pika_pipeline.observability import count, logger, metrics
 from pika_pipeline.webhook_tokens import token_matches
 
 if TYPE_CHECKING:
@@ -67,8 +72,11 @@ class WebhookService:
             return self._handle(request)
         except WebhookRejected as rejection:
             logger.warning("Webhook rejected", extra={"reason": rejection.reason})
-            metrics.add_metric(name="WebhooksRejected", unit=MetricUnit.Count, value=1)
+            count("WebhooksRejected", reason=rejection.reason)
             return WebhookResponse(rejection.status_code, {"error": rejection.reason})
+        except SigningKeysUnavailable as exc:
+            logger.error("Cannot verify deliveries right now", extra={"reason": str(exc)})
+            return WebhookResponse(503, {"error": "signing_keys_unavailable"})
         except VideoUnavailable as exc:
             # 5xx makes fal deliver again later; nothing partial was stored.
             logger.warning("Video not stored; fal will retry", extra={"reason": str(exc)})
@@ -101,7 +109,7 @@ class WebhookService:
             raise WebhookRejected("foreign_request_id")
         if job.status in TERMINAL_STATUSES:
             logger.info("Duplicate delivery for a finished job", extra={"status": job.status})
-            metrics.add_metric(name="DuplicateDeliveries", unit=MetricUnit.Count, value=1)
+            count("DuplicateDeliveries")
             return WebhookResponse(200, {"outcome": "duplicate", "status": job.status})
 
         video = delivery.video()
@@ -133,9 +141,9 @@ class WebhookService:
             )
         except JobConflict:
             # A concurrent duplicate finished first; it wrote the same key with the same video.
-            metrics.add_metric(name="DuplicateDeliveries", unit=MetricUnit.Count, value=1)
+            count("DuplicateDeliveries")
             return WebhookResponse(200, {"outcome": "duplicate"})
-        metrics.add_metric(name="VideosCompleted", unit=MetricUnit.Count, value=1)
+        count("VideosCompleted")
         metrics.add_metric(name="VideoBytes", unit=MetricUnit.Bytes, value=stored.size)
         if generation_seconds is not None:
             metrics.add_metric(
@@ -156,7 +164,7 @@ class WebhookService:
         except JobConflict:
             return WebhookResponse(200, {"outcome": "duplicate"})
         logger.warning("fal could not make the video", extra={"error_code": code})
-        metrics.add_metric(name="VideosFailed", unit=MetricUnit.Count, value=1)
+        count("VideosFailed", error_code=code)
         return WebhookResponse(200, {"outcome": "failed", "error_code": code})
 
     def _generation_seconds(self, job: Job) -> float | None:

@@ -12,7 +12,10 @@ def token_for(job_id: str, key: str) -> str:
 
 
 def token_matches(job_id: str, token: str, key: str) -> bool:
-    return hmac.compare_digest(token_for(job_id, key), token)
+    # Compared as bytes: compare_digest refuses non-ASCII str, and a forged token may be anything.
+    return hmac.compare_digest(
+        token_for(job_id, key).encode("ascii"), token.encode("utf-8", "surrogatepass")
+    )
 
 
 def webhook_url_for(base_url: str, job_id: str, key: str) -> str:

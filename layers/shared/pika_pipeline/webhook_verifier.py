@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from pika_pipeline.errors import WebhookRejected
+from pika_pipeline.errors import SigningKeysUnavailable, WebhookRejected
 
 REQUEST_ID = "x-fal-webhook-request-id"
 USER_ID = "x-fal-webhook-user-id"
@@ -63,28 +63,43 @@ class JwksKeys:
         self._refetch_interval = refetch_interval
         self._clock = clock
         self._keys: list[Ed25519PublicKey] = []
-        self._fetched_at: float | None = None
+        self._loaded_at: float | None = None  # when the current keys were fetched
+        self._attempted_at: float | None = None  # the last fetch, successful or not
         self._lock = threading.Lock()
 
     def current(self) -> list[Ed25519PublicKey]:
         with self._lock:
-            if self._fetched_at is None or self._clock() - self._fetched_at > self._max_age:
-                self._load()
+            now = self._clock()
+            if self._loaded_at is not None and now - self._loaded_at <= self._max_age:
+                return self._keys
+            if self._recently_attempted(now):
+                raise SigningKeysUnavailable("fal's signing keys could not be fetched recently")
+            self._load(now)
             return self._keys
 
     def refreshed(self) -> list[Ed25519PublicKey] | None:
-        """Fresh keys after a failed check, or None if they were fetched too recently."""
+        """Fresh keys after a failed check; None if a fetch was tried too recently or failed."""
         with self._lock:
-            if self._fetched_at is not None and (
-                self._clock() - self._fetched_at < self._refetch_interval
-            ):
+            now = self._clock()
+            if self._recently_attempted(now):
                 return None
-            self._load()
+            try:
+                self._load(now)
+            except SigningKeysUnavailable:
+                return None
             return self._keys
 
-    def _load(self) -> None:
-        self._keys = parse_jwks(self._fetch(self._url))
-        self._fetched_at = self._clock()
+    def _recently_attempted(self, now: float) -> bool:
+        return self._attempted_at is not None and now - self._attempted_at < self._refetch_interval
+
+    def _load(self, now: float) -> None:
+        # Every attempt counts, failed ones too, so a JWKS outage is not hammered by requests.
+        self._attempted_at = now
+        try:
+            keys = parse_jwks(self._fetch(self._url))
+        except Exception as exc:
+            raise SigningKeysUnavailable(f"cannot load fal's signing keys: {exc}") from None
+        self._keys, self._loaded_at = keys, now
 
 
 class WebhookVerifier:
