@@ -20,7 +20,7 @@ from typing import Any
 
 import boto3
 
-from local.template import Resolver
+from local.template import REPO_ROOT, Resolver
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -47,7 +47,7 @@ def aws_environment(endpoint: str) -> dict[str, str]:
 
 
 class MotoServer:
-    """moto_server in its own process, on a loopback port."""
+    """moto's server in its own process, on a loopback port (see local/moto_server.py)."""
 
     def __init__(self, port: int, log_path: Path) -> None:
         self.port = port
@@ -58,7 +58,8 @@ class MotoServer:
     def start(self) -> None:
         log = self._log_path.open("wb")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "local.moto_server", "127.0.0.1", str(self.port)],
+            cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -101,7 +101,9 @@ class Emulator:
         with self.lock:
             if self.faults.submit:
                 status = self.faults.submit.popleft()
-                self.rejected_submits.append({"app": app, "status": status, "at": time.time()})
+                self.rejected_submits.append(
+                    {"app": app, "status": status, "webhook_url": webhook_url, "at": time.time()}
+                )
                 return status, _fault_body(status)
         try:
             arguments = json.loads(body or b"{}")

@@ -2,31 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import time
 
-from tests.support.pipeline import Pipeline
-
-
-def _eventbridge_body(bucket: str, key: str, version_id: str) -> str:
-    return json.dumps(
-        {
-            "version": "0",
-            "id": "3e6b4d1a-redelivery",
-            "detail-type": "Object Created",
-            "source": "aws.s3",
-            "account": "123456789012",
-            "time": "2026-11-25T12:00:00Z",
-            "region": "us-east-1",
-            "resources": [f"arn:aws:s3:::{bucket}"],
-            "detail": {
-                "version": "0",
-                "bucket": {"name": bucket},
-                "object": {"key": key, "size": 100171, "version-id": version_id},
-                "reason": "PutObject",
-            },
-        }
-    )
+from tests.support.pipeline import Pipeline, eventbridge_body
 
 
 def test_a_redelivered_upload_event_does_not_submit_again(pipeline: Pipeline) -> None:
@@ -35,7 +13,7 @@ def test_a_redelivered_upload_event_does_not_submit_again(pipeline: Pipeline) ->
     assert first["status"] == "COMPLETED"
 
     # S3 and EventBridge deliver at least once: the same object version arrives again.
-    body = _eventbridge_body(first["source_bucket"], first["source_key"], first["source_version"])
+    body = eventbridge_body(first["source_bucket"], first["source_key"], first["source_version"])
     pipeline.send_raw_message(body)
     pipeline.send_raw_message(body)
     time.sleep(3)

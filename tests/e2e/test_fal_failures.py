@@ -21,6 +21,15 @@ def test_a_content_policy_error_from_fal_fails_the_job_with_fals_message(
     assert "output_key" not in job
 
 
+def test_an_internal_error_at_fal_fails_the_job_with_fals_message(pipeline: Pipeline) -> None:
+    pipeline.fal_faults(outcome=["error"])
+
+    job = pipeline.wait_for_job(pipeline.upload({"prompt": "waves", "duration": "1"}))
+
+    assert (job["status"], job["error_code"]) == ("FAILED", "fal_error")
+    assert job["error_message"] == "Internal server error"
+
+
 def test_an_unserializable_payload_from_fal_fails_the_job(pipeline: Pipeline) -> None:
     pipeline.fal_faults(outcome=["payload_error"])
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.pipeline import Pipeline
+from pika_pipeline.jobs import job_id_for
+from tests.support.pipeline import Pipeline, eventbridge_body
 
 
 @pytest.mark.parametrize(
@@ -41,3 +42,24 @@ def test_an_image_named_png_is_checked_by_its_bytes_not_its_name(pipeline: Pipel
 
     assert pipeline.wait_for_job(jpeg_named_png)["status"] == "COMPLETED"
     assert pipeline.wait_for_job(fake)["error_code"] == "unsupported_image_type"
+
+
+def test_an_image_above_the_size_limit_is_rejected_before_paying(pipeline: Pipeline) -> None:
+    too_big = b"\x89PNG\r\n\x1a\n" + bytes(20 * 1024 * 1024)
+
+    job = pipeline.wait_for_job(pipeline.upload({"prompt": "waves"}, body=too_big))
+
+    assert (job["status"], job["error_code"]) == ("REJECTED", "image_too_large")
+    assert pipeline.fal_requests_for(job["job_id"]) == []
+
+
+def test_an_object_deleted_before_it_was_read_is_rejected(pipeline: Pipeline) -> None:
+    bucket = pipeline.own_bucket()
+    key = "uploads/gone.jpg"
+    version = pipeline.put_image(bucket, key, {"prompt": "gone"})
+    pipeline.s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
+
+    pipeline.send_raw_message(eventbridge_body(bucket, key, version))
+    job = pipeline.wait_for_job(job_id_for(bucket=bucket, key=key, version=version))
+
+    assert (job["status"], job["error_code"]) == ("REJECTED", "object_not_found")

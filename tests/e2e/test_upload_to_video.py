@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from email.header import Header
 from pathlib import Path
 
@@ -74,3 +75,21 @@ def test_defaults_from_the_template_apply_when_metadata_omits_them(pipeline: Pip
     assert request["arguments"]["resolution"] == "720p"
     assert request["arguments"]["duration"] == 5
     assert "seed" not in request["arguments"]
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        "=?UTF-8?B?" + base64.b64encode("Lumière d'été".encode()).decode() + "?=",
+        "=?UTF-8?Q?Lumi=C3=A8re_d'=C3=A9t=C3=A9?=",
+    ],
+    ids=["base64", "quoted-printable"],
+)
+def test_a_non_ascii_prompt_arrives_intact_in_either_s3_encoding(
+    pipeline: Pipeline, encoded: str
+) -> None:
+    job = pipeline.wait_for_job(pipeline.upload({"prompt": encoded, "duration": "1"}))
+
+    assert job["prompt"] == "Lumière d'été"
+    (request,) = pipeline.fal_requests_for(job["job_id"])
+    assert request["arguments"]["prompt"] == "Lumière d'été"

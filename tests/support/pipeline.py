@@ -21,6 +21,28 @@ from pika_pipeline.jobs import TERMINAL_STATUSES, job_id_for
 SAMPLE_IMAGE = REPO_ROOT / "local" / "assets" / "sample.jpg"
 
 
+def eventbridge_body(bucket: str, key: str, version_id: str, size: int = 100171) -> str:
+    """An S3 Object Created event as EventBridge delivers it to the queue."""
+    return json.dumps(
+        {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "account": "123456789012",
+            "time": "2026-11-25T12:00:00Z",
+            "region": REGION,
+            "resources": [f"arn:aws:s3:::{bucket}"],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": bucket},
+                "object": {"key": key, "size": size, "version-id": version_id},
+                "reason": "PutObject",
+            },
+        }
+    )
+
+
 class Pipeline:
     def __init__(self, info: StackInfo) -> None:
         self.info = info
@@ -80,6 +102,41 @@ class Pipeline:
 
     def send_raw_message(self, body: str) -> None:
         self.sqs.send_message(QueueUrl=self.info.outputs["SubmitQueueUrl"], MessageBody=body)
+
+    def send_batch(self, bodies: list[str]) -> None:
+        """Messages sent together, so the function receives them in one batch."""
+        self.sqs.send_message_batch(
+            QueueUrl=self.info.outputs["SubmitQueueUrl"],
+            Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)],
+        )
+
+    def own_bucket(self) -> str:
+        """A versioned bucket no rule watches: only the messages a test sends start jobs."""
+        name = f"customer-uploads-{uuid.uuid4().hex[:8]}"
+        self.s3.create_bucket(Bucket=name)
+        self.s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        return name
+
+    def put_image(self, bucket: str, key: str, metadata: dict[str, str]) -> str:
+        """Puts the sample image; returns its version id."""
+        version: str = self.s3.put_object(
+            Bucket=bucket, Key=key, Body=SAMPLE_IMAGE.read_bytes(), Metadata=metadata
+        )["VersionId"]
+        return version
+
+    def wait_for_dead_letter(self, marker: str, timeout: float = 45) -> str:
+        """The dead-lettered message whose body contains ``marker`` (then removed from the DLQ)."""
+        url = self.info.outputs["SubmitDeadLetterQueueUrl"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=1
+            ).get("Messages", []):
+                if marker in message["Body"]:
+                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                    body: str = message["Body"]
+                    return body
+        raise AssertionError(f"no message with {marker!r} reached the dead-letter queue")
 
     # --- the fal emulator's view --------------------------------------------------------------
 

@@ -63,24 +63,33 @@ class JobRepository:
         claim ran out (a crashed submit), or one FAILED as ``fal_unavailable`` (a message re-driven
         from the dead-letter queue). False when the job exists otherwise: never a second submit.
         """
+        fields = {
+            **{k: v for k, v in item.items() if k != "job_id"},
+            "status": JobStatus.PENDING,
+            "claim_expires_at": now_epoch + claim_seconds,
+            "updated_at": now_iso(),
+        }
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values: dict[str, Any] = {f":f{i}": value for i, value in enumerate(fields.values())}
+        sets = [f"#f{i} = :f{i}" for i in range(len(fields))]
         try:
-            self._table.put_item(
-                Item={
-                    **item,
-                    "status": JobStatus.PENDING,
-                    "claim_expires_at": now_epoch + claim_seconds,
-                    "created_at": item.get("created_at") or now_iso(),
-                    "updated_at": now_iso(),
-                },
+            # An update, not a put: a re-claimed job keeps its history (attempts, created_at).
+            self._table.update_item(
+                Key={"job_id": item["job_id"]},
+                UpdateExpression="SET "
+                + ", ".join([*sets, "created_at = if_not_exists(created_at, :now)"])
+                + " REMOVE error_code, error_message",
                 ConditionExpression=(
                     "attribute_not_exists(job_id) OR (attribute_not_exists(request_id) AND ("
-                    "(#status = :pending AND claim_expires_at < :now) OR "
+                    "(#status = :pending AND claim_expires_at < :now_epoch) OR "
                     "(#status = :failed AND error_code = :unavailable)))"
                 ),
-                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeNames={**names, "#status": "status"},
                 ExpressionAttributeValues={
+                    **values,
+                    ":now": now_iso(),
                     ":pending": JobStatus.PENDING,
-                    ":now": now_epoch,
+                    ":now_epoch": now_epoch,
                     ":failed": JobStatus.FAILED,
                     ":unavailable": ErrorCode.FAL_UNAVAILABLE,
                 },

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pika_pipeline.errors import FalUnavailable
+from pika_pipeline.errors import FalUnavailable, MalformedMessage
 from pika_pipeline.observability import logger
 
 if TYPE_CHECKING:
@@ -48,12 +48,18 @@ class SubmitBatch:
         try:
             self._service.process_message(record.body, final_attempt=final)
         except FalUnavailable:
-            if not final:
-                self._postpone(record, receive_count)
+            # Back off while fal recovers; after the last attempt, hand the message straight
+            # back so its next receive moves it to the dead-letter queue.
+            self._postpone(
+                record, 0 if final else retry_delay(receive_count, self._retry_base_seconds)
+            )
+            raise
+        except MalformedMessage:
+            # It can never succeed: burn through the receive limit now, not over hours.
+            self._postpone(record, 0)
             raise
 
-    def _postpone(self, record: SQSRecord, receive_count: int) -> None:
-        delay = retry_delay(receive_count, self._retry_base_seconds)
+    def _postpone(self, record: SQSRecord, delay: int) -> None:
         self._sqs.change_message_visibility(
             QueueUrl=self._queue_url(record.event_source_arn),
             ReceiptHandle=record.receipt_handle,

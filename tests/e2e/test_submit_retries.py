@@ -1,0 +1,128 @@
+"""Exactly one paid job per upload, under crashes, concurrency and fal outages."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from pika_pipeline.jobs import job_id_for
+from tests.support.pipeline import Pipeline, eventbridge_body
+
+
+def test_the_same_upload_twice_in_one_batch_is_submitted_once(pipeline: Pipeline) -> None:
+    bucket = pipeline.own_bucket()
+    key = "uploads/twice.jpg"
+    version = pipeline.put_image(bucket, key, {"prompt": "twice", "duration": "1"})
+    body = eventbridge_body(bucket, key, version)
+
+    pipeline.send_batch([body, body])
+    job = pipeline.wait_for_job(job_id_for(bucket=bucket, key=key, version=version))
+
+    assert job["status"] == "COMPLETED"
+    assert len(pipeline.fal_requests_for(job["job_id"])) == 1
+
+
+def test_a_job_stranded_by_a_crash_between_claim_and_submit_is_submitted_on_redelivery(
+    pipeline: Pipeline,
+) -> None:
+    bucket = pipeline.own_bucket()
+    key = "uploads/crashed.jpg"
+    version = pipeline.put_image(bucket, key, {"prompt": "after a crash", "duration": "1"})
+    job_id = job_id_for(bucket=bucket, key=key, version=version)
+    # What a submit that died right after claiming leaves behind: PENDING, no request id,
+    # and a claim that has run out.
+    pipeline.table.put_item(
+        Item={
+            "job_id": job_id,
+            "status": "PENDING",
+            "source_bucket": bucket,
+            "source_key": key,
+            "source_version": version,
+            "claim_expires_at": int(time.time()) - 1,
+        }
+    )
+
+    pipeline.send_raw_message(eventbridge_body(bucket, key, version))
+    job = pipeline.wait_for_job(job_id)
+
+    assert job["status"] == "COMPLETED"
+    assert len(pipeline.fal_requests_for(job_id)) == 1
+
+
+def test_a_live_claim_is_not_taken_over_by_a_duplicate(pipeline: Pipeline) -> None:
+    bucket = pipeline.own_bucket()
+    key = "uploads/in-flight.jpg"
+    version = pipeline.put_image(bucket, key, {"prompt": "in flight", "duration": "1"})
+    job_id = job_id_for(bucket=bucket, key=key, version=version)
+    claim = {
+        "job_id": job_id,
+        "status": "PENDING",
+        "source_bucket": bucket,
+        "source_key": key,
+        "source_version": version,
+        "claim_expires_at": int(time.time()) + 300,
+    }
+    pipeline.table.put_item(Item=claim)
+
+    pipeline.send_raw_message(eventbridge_body(bucket, key, version))
+    time.sleep(3)
+
+    assert pipeline.fal_requests_for(job_id) == []
+    job = pipeline.job(job_id)
+    assert job is not None
+    assert job["status"] == "PENDING"
+
+
+def test_a_fal_outage_is_retried_and_the_attempt_is_recorded(pipeline: Pipeline) -> None:
+    pipeline.fal_faults(submit=[500])
+
+    job_id = pipeline.upload({"prompt": "after an outage", "duration": "1"})
+    job = pipeline.wait_for_job(job_id)
+
+    assert job["status"] == "COMPLETED"
+    assert int(job["attempts"]) == 1
+    assert "HTTP 500" in job["last_error"]
+    assert len(pipeline.fal_requests_for(job_id)) == 1
+
+
+def test_fal_down_for_every_attempt_fails_the_job_and_dead_letters_the_message(
+    pipeline: Pipeline,
+) -> None:
+    marker = f"outage-{uuid.uuid4().hex[:8]}"
+    pipeline.fal_faults(submit=[503] * 5)
+
+    job_id = pipeline.upload({"prompt": "fal is down", "duration": "1"}, name=f"{marker}.jpg")
+    job = pipeline.wait_for_job(job_id, timeout=90)
+
+    assert job["status"] == "FAILED"
+    assert job["error_code"] == "fal_unavailable"
+    assert int(job["attempts"]) == 5
+    assert pipeline.fal_requests_for(job_id) == []
+    assert marker in pipeline.wait_for_dead_letter(marker)
+
+
+def test_a_refused_fal_key_fails_the_job_as_fal_auth(pipeline: Pipeline) -> None:
+    pipeline.fal_faults(submit=[401])
+
+    job = pipeline.wait_for_job(pipeline.upload({"prompt": "bad key", "duration": "1"}))
+
+    assert job["status"] == "FAILED"
+    assert job["error_code"] == "fal_auth"
+
+
+def test_a_batch_with_one_bad_upload_still_makes_the_other_nine_videos(
+    pipeline: Pipeline,
+) -> None:
+    bucket = pipeline.own_bucket()
+    uploads = []
+    for index in range(10):
+        key = f"uploads/batch/{index}.jpg"
+        metadata = {"prompt": f"frame {index}", "duration": "1"} if index else {}  # 0: no prompt
+        uploads.append((key, pipeline.put_image(bucket, key, metadata)))
+    job_ids = [job_id_for(bucket=bucket, key=key, version=version) for key, version in uploads]
+
+    pipeline.send_batch([eventbridge_body(bucket, key, version) for key, version in uploads])
+    jobs = [pipeline.wait_for_job(job_id) for job_id in job_ids]
+
+    assert jobs[0]["error_code"] == "missing_prompt"
+    assert [job["status"] for job in jobs[1:]] == ["COMPLETED"] * 9
