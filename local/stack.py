@@ -42,6 +42,7 @@ class StackInfo:
 
     state_dir: str
     aws_endpoint: str
+    aws_fault_proxy: str  # what the functions use for AWS: moto behind local/fault_proxy.py
     fal_url: str
     fal_ca_file: str
     webhook_url: str
@@ -80,6 +81,7 @@ class LocalStack:
     def _start(self) -> StackInfo:
         self._moto = MotoServer(free_port(), self.logs_dir / "moto.log")
         self._moto.start()
+        fault_proxy = self._start_fault_proxy(self._moto.endpoint)
         fal_key = f"{FAL_KEY_PREFIX}-{secrets.token_hex(8)}"
         fal_url, ca_file = self._start_emulator(fal_key)
 
@@ -110,6 +112,7 @@ class LocalStack:
         self.info = StackInfo(
             state_dir=str(self.state_dir),
             aws_endpoint=self._moto.endpoint,
+            aws_fault_proxy=fault_proxy,
             fal_url=fal_url,
             fal_ca_file=str(ca_file),
             webhook_url=outputs.get("WebhookUrl", ""),
@@ -180,6 +183,37 @@ class LocalStack:
                 time.sleep(0.1)
         return str(ready["url"]), Path(ready["ca_file"])
 
+    def _start_fault_proxy(self, upstream: str) -> str:
+        port = free_port()
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "local.fault_proxy",
+                "--port",
+                str(port),
+                "--upstream",
+                upstream,
+            ],
+            cwd=REPO_ROOT,
+            env=process_environment({"PYTHONPATH": str(REPO_ROOT)}),
+            stdout=(self.logs_dir / "fault-proxy.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        self._processes["fault-proxy"] = process
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_faults", timeout=1):  # noqa: S310
+                    return url
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the fault proxy did not start; see {self.logs_dir}"
+                    ) from None
+                time.sleep(0.05)
+
     def _create_fal_key_secret(self, name: str, value: str) -> None:
         assert self._moto
         env = aws_environment(self._moto.endpoint)
@@ -196,7 +230,7 @@ class LocalStack:
         code_dir, layer_dir = spec["code_dir"], spec["layer_dir"]
         env = process_environment(
             {
-                **aws_environment(self.info.aws_endpoint),
+                **aws_environment(self.info.aws_fault_proxy),
                 **spec["environment"],
                 "AWS_LAMBDA_FUNCTION_NAME": spec["function_name"],
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec["memory"]),

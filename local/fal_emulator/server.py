@@ -15,7 +15,9 @@ Control (for tests and the demo, not part of fal's API):
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -34,6 +36,8 @@ from local.fal_emulator.render import render_video
 from local.fal_emulator.signing import WebhookSigner
 
 PIKA_ENDPOINT = "fal-ai/pika/v2.1/image-to-video"
+# Past the webhook's 8 MiB multipart threshold, so the copy takes more than one part.
+LARGE_VIDEO_BYTES = 12 * 1024 * 1024
 
 
 class PikaInput(BaseModel):
@@ -54,13 +58,21 @@ class Faults:
     """Queues of faults, each consumed by the next submission (FIFO).
 
     submit:   HTTP statuses to answer a submit with instead of accepting it (e.g. 429, 500).
+    submit_delay: seconds to wait before answering an accepted submit (the request is queued
+              first, as fal does, so a client that times out and retries creates a second one).
     outcome:  "ok" | "error" | "validation_error" | "payload_error" for the next requests.
     delivery: "normal" | "drop" | "duplicate" | "late" for the next requests' webhooks.
+    media:    how the next requests' videos are served: "normal", "large" (padded past the
+              multipart threshold), "truncated_once" (the first download breaks off), "wrong_size"
+              (file_size off by one), "not_mp4", "redirect_private" (a 302 to 169.254.169.254),
+              "foreign_host" (a URL on a host no allowlist has).
     """
 
     submit: deque[int] = field(default_factory=deque)
+    submit_delay: deque[float] = field(default_factory=deque)
     outcome: deque[str] = field(default_factory=deque)
     delivery: deque[str] = field(default_factory=deque)
+    media: deque[str] = field(default_factory=deque)
     processing_seconds: float = 0.0
     late_seconds: float = 5.0
     fast: bool = False
@@ -75,6 +87,8 @@ class FalRequest:
     status: str = "IN_QUEUE"
     outcome: str = "ok"
     delivery: str = "normal"
+    media: str = "normal"
+    downloads: int = 0
     output: dict[str, Any] | None = None
     error_body: dict[str, Any] | None = None
     deliveries: list[dict[str, Any]] = field(default_factory=list)
@@ -115,9 +129,13 @@ class Emulator:
             request = FalRequest(request_id, app, arguments, webhook_url)
             request.outcome = self.faults.outcome.popleft() if self.faults.outcome else "ok"
             request.delivery = self.faults.delivery.popleft() if self.faults.delivery else "normal"
+            request.media = self.faults.media.popleft() if self.faults.media else "normal"
             self.requests[request_id] = request
             position = sum(1 for r in self.requests.values() if r.status == "IN_QUEUE") - 1
         self.workers.submit(self._run, request)
+        with self.lock:
+            delay = self.faults.submit_delay.popleft() if self.faults.submit_delay else 0.0
+        time.sleep(delay)
         return 200, {**self._urls(request), "status": "IN_QUEUE", "queue_position": position}
 
     def status(self, request_id: str, with_logs: bool) -> tuple[int, dict[str, Any]]:
@@ -210,16 +228,38 @@ class Emulator:
             duration=arguments.duration,
             fast=self.faults.fast,
         )
+        if request.media == "large":
+            padding = LARGE_VIDEO_BYTES - len(video)
+            video += padding.to_bytes(4, "big") + b"free" + bytes(padding - 8)
+        elif request.media == "not_mp4":
+            video = b"<html><body>502 Bad Gateway</body></html>"
         with self.lock:
             self.files[request.request_id] = video
+        url = f"{self.base_url}/files/{request.request_id}.mp4"
+        if request.media == "foreign_host":
+            url = f"https://media.example.invalid/files/{request.request_id}.mp4"
         return {
             "video": {
-                "url": f"{self.base_url}/files/{request.request_id}.mp4",
+                "url": url,
                 "content_type": "video/mp4",
                 "file_name": "output.mp4",
-                "file_size": len(video),
+                "file_size": len(video) + (1 if request.media == "wrong_size" else 0),
             }
         }
+
+    def download(self, request_id: str) -> tuple[str, bytes | None]:
+        """How to serve a video: ("ok"|"truncate"|"redirect", bytes)."""
+        with self.lock:
+            request = self.requests.get(request_id)
+            video = self.files.get(request_id)
+            if request is None or video is None:
+                return "missing", None
+            request.downloads += 1
+            if request.media == "redirect_private":
+                return "redirect", None
+            if request.media == "truncated_once" and request.downloads == 1:
+                return "truncate", video
+            return "ok", video
 
     def envelope(self, request: FalRequest) -> dict[str, Any]:
         base = {"request_id": request.request_id, "gateway_request_id": request.request_id}
@@ -310,7 +350,7 @@ class Emulator:
 
     def set_faults(self, spec: dict[str, Any]) -> None:
         with self.lock:
-            for name in ("submit", "outcome", "delivery"):
+            for name in ("submit", "submit_delay", "outcome", "delivery", "media"):
                 getattr(self.faults, name).extend(spec.get(name, []))
             for name in ("processing_seconds", "late_seconds", "fast"):
                 if name in spec:
@@ -362,10 +402,7 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             if path == "/_emulator/requests":
                 return self._json(200, emulator.describe())
             if path.startswith("/files/") and path.endswith(".mp4"):
-                video = emulator.files.get(path[len("/files/") : -len(".mp4")])
-                if video is None:
-                    return self._json(404, {"detail": "File not found"})
-                return self._send(200, video, "video/mp4")
+                return self._serve_file(path[len("/files/") : -len(".mp4")])
             parts = path.strip("/").split("/")
             if len(parts) == 5 and parts[2] == "requests" and parts[4] == "status":
                 logs = query.get("logs", ["false"])[0] in ("1", "true")
@@ -397,6 +434,30 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             if len(parts) == 5 and parts[2] == "requests" and parts[4] == "cancel":
                 return self._json(*emulator.cancel(parts[3]))
             return self._json(404, {"detail": "Not found"})
+
+        def _serve_file(self, request_id: str) -> None:
+            how, video = emulator.download(request_id)
+            if how == "missing":
+                return self._json(404, {"detail": "File not found"})
+            if how == "redirect":
+                self.send_response(302)
+                self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            assert video is not None
+            if how == "truncate":
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Length", str(len(video)))
+                self.end_headers()
+                self.wfile.write(video[: len(video) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return None
+            return self._send(200, video, "video/mp4")
 
         def _authorized(self) -> bool:
             return self.headers.get("Authorization", "") == f"Key {emulator.fal_key}"

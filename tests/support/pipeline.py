@@ -149,9 +149,14 @@ class Pipeline:
 
     def delivered(self, job_id: str) -> dict[str, Any]:
         """The first webhook delivery fal made for the job: url, signed headers and body."""
-        (request,) = self.fal_requests_for(job_id)
-        delivery: dict[str, Any] = request["deliveries"][0]
-        return delivery
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            (request,) = self.fal_requests_for(job_id)
+            if request["deliveries"]:  # recorded once the webhook has answered
+                delivery: dict[str, Any] = request["deliveries"][0]
+                return delivery
+            time.sleep(0.1)
+        raise AssertionError(f"fal made no delivery for job {job_id}")
 
     def fal_faults(self, **faults: Any) -> None:
         self._emulator("POST", "/_emulator/faults", faults)

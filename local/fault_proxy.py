@@ -1,0 +1,169 @@
+"""A proxy between the functions and moto that injects AWS errors on demand.
+
+The functions' AWS_ENDPOINT_URL points here; everything is forwarded to moto unchanged unless a
+fault rule matches, in which case the request gets the error AWS itself would send (S3's XML,
+DynamoDB's JSON). Tests arm rules to prove that a failure half-way (an S3 part upload, a
+DynamoDB write) loses nothing.
+
+  POST /_faults        {"service": "s3", "operation": "UploadPart", "times": 5, "status": 500}
+                       ("rate": 0.1 instead of "times" fails a fraction of matching calls)
+  POST /_faults/reset  forget every rule
+  GET  /_faults        the rules and how often each fired
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import threading
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+_TARGET_SERVICES = {
+    "DynamoDB": "dynamodb",
+    "AmazonSQS": "sqs",
+    "secretsmanager": "secretsmanager",
+    "AWSEvents": "events",
+}
+# Hop-by-hop headers are the proxy's own business, not the upstream's.
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+
+
+@dataclass
+class FaultRule:
+    service: str
+    operation: str
+    status: int = 500
+    times: int | None = None
+    rate: float | None = None
+    fired: int = 0
+
+    def fires(self) -> bool:
+        if self.times is not None:
+            if self.fired >= self.times:
+                return False
+        elif self.rate is None or random.random() >= self.rate:
+            return False
+        self.fired += 1
+        return True
+
+
+def operation_of(method: str, path: str, headers: dict[str, str]) -> tuple[str, str]:
+    """(service, operation) of an AWS request, as far as the rules need to tell."""
+    target = headers.get("x-amz-target", "")
+    if target:  # the JSON protocols name the operation in a header
+        prefix, _, operation = target.rpartition(".")
+        return _TARGET_SERVICES.get(prefix.split("_")[0], prefix.lower()), operation
+    query = parse_qs(urlsplit(path).query, keep_blank_values=True)
+    if method == "PUT" and "partNumber" in query:
+        return "s3", "UploadPart"
+    if method == "POST" and "uploads" in query:
+        return "s3", "CreateMultipartUpload"
+    if method == "POST" and "uploadId" in query:
+        return "s3", "CompleteMultipartUpload"
+    if method == "DELETE" and "uploadId" in query:
+        return "s3", "AbortMultipartUpload"
+    names = {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}
+    return "s3", names.get(method, method)
+
+
+def error_body(service: str, status: int) -> tuple[bytes, str]:
+    if service == "dynamodb":
+        kind = "InternalServerError" if status >= 500 else "ThrottlingException"
+        body = {"__type": f"com.amazonaws.dynamodb.v20120810#{kind}", "message": "injected fault"}
+        return json.dumps(body).encode(), "application/x-amz-json-1.0"
+    code = "InternalError" if status >= 500 else "SlowDown"
+    xml = f"<Error><Code>{code}</Code><Message>injected fault</Message></Error>"
+    return xml.encode(), "application/xml"
+
+
+class FaultProxy:
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self.upstream_host = parts.hostname or "127.0.0.1"
+        self.upstream_port = parts.port or 80
+        self.rules: list[FaultRule] = []
+        self.lock = threading.Lock()
+
+    def match(self, service: str, operation: str) -> FaultRule | None:
+        with self.lock:
+            for rule in self.rules:
+                if rule.service == service and rule.operation in ("*", operation) and rule.fires():
+                    return rule
+        return None
+
+
+def make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _handle(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path.startswith("/_faults"):
+                return self._control(body)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            service, operation = operation_of(self.command, self.path, headers)
+            rule = proxy.match(service, operation)
+            if rule is not None:
+                payload, content_type = error_body(service, rule.status)
+                return self._reply(rule.status, {"Content-Type": content_type}, payload)
+            connection = http.client.HTTPConnection(
+                proxy.upstream_host, proxy.upstream_port, timeout=60
+            )
+            try:
+                forwarded = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                connection.request(self.command, self.path, body=body, headers=forwarded)
+                response = connection.getresponse()
+                payload = response.read()
+                reply_headers = {
+                    k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP
+                }
+                self._reply(response.status, reply_headers, payload)
+            finally:
+                connection.close()
+            return None
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _handle
+
+        def _control(self, body: bytes) -> None:
+            with proxy.lock:
+                if self.command == "POST" and self.path == "/_faults/reset":
+                    proxy.rules.clear()
+                elif self.command == "POST":
+                    proxy.rules.append(FaultRule(**json.loads(body)))
+                state = [asdict(rule) for rule in proxy.rules]
+            self._reply(200, {"Content-Type": "application/json"}, json.dumps(state).encode())
+
+        def _reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                if name.lower() != "content-length":
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream", required=True)
+    args = parser.parse_args()
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(FaultProxy(args.upstream)))
+    server.daemon_threads = True
+    print(json.dumps({"fault_proxy": f"http://127.0.0.1:{args.port}"}), flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
