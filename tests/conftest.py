@@ -14,8 +14,10 @@ from tests.support.pipeline import Pipeline
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
     state_dir: Path = tmp_path_factory.mktemp("local-stack")
-    # Tests compress time: fal outages are retried after 1, 2, 4... seconds instead of 30, 60...
-    with LocalStack(state_dir, parameters={"SubmitRetryBaseSeconds": "1"}) as info:
+    # Tests compress time: fal outages are retried after 1, 2, 4... seconds instead of 30, 60...,
+    # and one HTTP attempt to fal times out after 2 s instead of 10.
+    parameters = {"SubmitRetryBaseSeconds": "1", "FalTimeoutSeconds": "2"}
+    with LocalStack(state_dir, parameters=parameters) as info:
         yield info
 
 

@@ -17,9 +17,10 @@ from aws_lambda_powertools.utilities.batch import (
     async_process_partial_response,
 )
 
-from pika_pipeline.aws_clients import jobs_table, s3_client, sqs_client
+from pika_pipeline.aws_clients import events_client, jobs_table, s3_client, sqs_client
 from pika_pipeline.config import SubmitSettings
 from pika_pipeline.fal_gateway import FalGateway
+from pika_pipeline.job_events import JobEvents
 from pika_pipeline.job_repository import JobRepository
 from pika_pipeline.observability import logger, metrics
 from pika_pipeline.secrets_store import read_fal_key, read_secret
@@ -51,6 +52,7 @@ def batch() -> SubmitBatch:
             )
         ),
         token_key=lambda: read_secret(settings.webhook_token_secret),
+        events=JobEvents(events_client(), settings.event_bus_name),
     )
     return SubmitBatch(
         service=service,

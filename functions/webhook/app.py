@@ -7,9 +7,10 @@ import functools
 import json
 from typing import TYPE_CHECKING, Any
 
-from pika_pipeline.aws_clients import jobs_table, s3_client
+from pika_pipeline.aws_clients import events_client, jobs_table, s3_client
 from pika_pipeline.config import WebhookSettings
 from pika_pipeline.http_fetch import fetch_bytes
+from pika_pipeline.job_events import JobEvents
 from pika_pipeline.job_repository import JobRepository
 from pika_pipeline.observability import logger, metrics
 from pika_pipeline.secrets_store import read_secret
@@ -38,6 +39,7 @@ def service() -> WebhookService:
             max_bytes=settings.max_video_bytes,
         ),
         token_key=lambda: read_secret(settings.webhook_token_secret),
+        events=JobEvents(events_client(), settings.event_bus_name),
         output_prefix=settings.output_prefix,
         max_body_bytes=settings.max_body_bytes,
     )

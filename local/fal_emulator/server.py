@@ -206,17 +206,11 @@ class Emulator:
             }
         request.status = "COMPLETED"
         if request.webhook_url and request.delivery != "drop":
-            if request.delivery == "late":
-                time.sleep(self.faults.late_seconds)
-            copies = 2 if request.delivery == "duplicate" else 1
-            threads = [
-                threading.Thread(target=self._deliver, args=(request,), daemon=True)
-                for _ in range(copies)
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            # Deliveries (and their retries) run on their own threads: a webhook that keeps
+            # failing must not hold up the rendering of other requests.
+            delay = self.faults.late_seconds if request.delivery == "late" else 0.0
+            for _ in range(2 if request.delivery == "duplicate" else 1):
+                threading.Thread(target=self._deliver, args=(request, delay), daemon=True).start()
 
     def _generate(self, request: FalRequest) -> dict[str, Any]:
         arguments = PikaInput.model_validate(request.arguments)
@@ -281,8 +275,9 @@ class Emulator:
             }
         return {**base, "status": "OK", "payload": request.output, "error": None}
 
-    def _deliver(self, request: FalRequest) -> None:
+    def _deliver(self, request: FalRequest, delay: float) -> None:
         assert request.webhook_url
+        time.sleep(delay)
         # Real deliveries serialize with sorted keys and Python's default separators.
         body = json.dumps(self.envelope(request), sort_keys=True).encode("utf-8")
         for delay in [0.0, *self.delivery_retry_delays]:

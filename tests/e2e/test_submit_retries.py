@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from pika_pipeline.jobs import job_id_for
 from tests.support.pipeline import Pipeline, eventbridge_body
@@ -126,3 +128,47 @@ def test_a_batch_with_one_bad_upload_still_makes_the_other_nine_videos(
 
     assert jobs[0]["error_code"] == "missing_prompt"
     assert [job["status"] for job in jobs[1:]] == ["COMPLETED"] * 9
+
+
+def test_fal_clients_retry_after_a_timeout_is_counted_and_both_results_are_recognised(
+    pipeline: Pipeline,
+) -> None:
+    """fal queued the first POST but answered after the client's timeout, so fal_client POSTed
+    again: two paid requests exist. The job keeps both ids and stores one video, and the second
+    result is acknowledged as a duplicate, neither refused nor stored twice."""
+    pipeline.fal_faults(submit_delay=[3])  # longer than the 2 s attempt timeout
+
+    job_id = pipeline.upload({"prompt": "ambiguous", "duration": "1"})
+    job = pipeline.wait_for_job(job_id)
+
+    assert job["status"] == "COMPLETED"
+    requests = _eventually(lambda: _all_delivered(pipeline, job_id, expected=2))
+    assert {r["request_id"] for r in requests} == _eventually(
+        lambda: _request_ids_if(pipeline, job_id, count=2)
+    )
+    assert [r["deliveries"][0]["status"] for r in requests] == [200, 200]
+    stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
+    assert stored["KeyCount"] == 1
+
+
+def _eventually[T](probe: Callable[[], T | None], timeout: float = 20) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value is not None:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def _all_delivered(pipeline: Pipeline, job_id: str, expected: int) -> list[dict[str, Any]] | None:
+    requests = pipeline.fal_requests_for(job_id)
+    if len(requests) == expected and all(r["deliveries"] for r in requests):
+        return requests
+    return None
+
+
+def _request_ids_if(pipeline: Pipeline, job_id: str, count: int) -> set[str] | None:
+    job = pipeline.job(job_id) or {}
+    ids = set(job.get("request_ids", ()))
+    return ids if len(ids) == count else None

@@ -131,13 +131,28 @@ def test_a_delivery_missing_a_signature_header_is_refused(
     assert (status, answer["error"]) == (401, "missing_signature_header")
 
 
-def test_a_stale_timestamp_is_refused(pipeline: Pipeline, finished: dict[str, Any]) -> None:
+@pytest.mark.parametrize("offset", [-301, 301], ids=["past", "future"])
+def test_a_timestamp_outside_five_minutes_is_refused(
+    pipeline: Pipeline, finished: dict[str, Any], offset: int
+) -> None:
     delivery = finished["delivery"]
-    headers = {**delivery["headers"], "X-Fal-Webhook-Timestamp": str(int(time.time()) - 301)}
+    headers = {**delivery["headers"], "X-Fal-Webhook-Timestamp": str(int(time.time()) + offset)}
 
     status, answer = pipeline.post_webhook(delivery["url"], delivery["body"].encode(), headers)
 
     assert (status, answer["error"]) == (401, "stale_timestamp")
+
+
+def test_a_body_the_function_url_base64_encodes_is_verified_on_its_raw_bytes(
+    pipeline: Pipeline, finished: dict[str, Any]
+) -> None:
+    delivery = finished["delivery"]
+    # A non-text content type makes Function URLs pass the body base64-encoded.
+    headers = {**delivery["headers"], "Content-Type": "application/octet-stream"}
+
+    status, answer = pipeline.post_webhook(delivery["url"], delivery["body"].encode(), headers)
+
+    assert (status, answer["outcome"]) == (200, "duplicate")
 
 
 def test_a_genuine_delivery_for_one_job_cannot_complete_another(

@@ -138,6 +138,52 @@ class Pipeline:
                     return body
         raise AssertionError(f"no message with {marker!r} reached the dead-letter queue")
 
+    # --- what integrations downstream see ---------------------------------------------------
+
+    def subscribe(self) -> str:
+        """A queue subscribed to the pipeline's completion events, as an integration would."""
+        name = f"integration-{uuid.uuid4().hex[:8]}"
+        events = boto3.client(
+            "events",
+            endpoint_url=self.info.aws_endpoint,
+            region_name=REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        url: str = self.sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        events.put_rule(Name=name, EventPattern=json.dumps({"source": ["pika-pipeline"]}))
+        events.put_targets(Rule=name, Targets=[{"Id": "integration", "Arn": arn}])
+        return url
+
+    def events_for(self, queue_url: str, job_id: str, timeout: float = 15) -> list[dict[str, Any]]:
+        """The completion events about one job that reached the subscribed queue."""
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not found:
+            for message in self.sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", []):
+                event = json.loads(message["Body"])
+                if event["detail"]["job_id"] == job_id:
+                    found.append(event)
+        return found
+
+    # --- faults in AWS, as the functions see it ----------------------------------------------
+
+    def aws_faults(self, **rule: Any) -> None:
+        request = urllib.request.Request(  # noqa: S310 - the local fault proxy
+            f"{self.info.aws_fault_proxy}/_faults", data=json.dumps(rule).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+            pass
+
+    def multipart_uploads_in_progress(self) -> list[str]:
+        uploads = self.s3.list_multipart_uploads(Bucket=self.output_bucket).get("Uploads", [])
+        return [upload["Key"] for upload in uploads]
+
     # --- the fal emulator's view --------------------------------------------------------------
 
     def fal_requests(self) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ COMMON = {
     "JOBS_TABLE": "pika-jobs",
     "OUTPUT_BUCKET": "pika-output",
     "WEBHOOK_TOKEN_SECRET": "arn:aws:secretsmanager:us-east-1:111122223333:secret:token",
+    "EVENT_BUS_NAME": "default",
 }
 SUBMIT = {
     **COMMON,
@@ -83,6 +84,7 @@ def test_optional_submit_knobs_can_be_overridden() -> None:
         "JOBS_TABLE",
         "OUTPUT_BUCKET",
         "WEBHOOK_TOKEN_SECRET",
+        "EVENT_BUS_NAME",
         "INPUT_PREFIX",
         "FAL_KEY_SECRET",
         "WEBHOOK_URL",

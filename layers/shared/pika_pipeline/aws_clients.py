@@ -32,3 +32,8 @@ def jobs_table(name: str) -> Any:
 @functools.cache
 def sqs_client() -> Any:
     return boto3.client("sqs")
+
+
+@functools.cache
+def events_client() -> Any:
+    return boto3.client("events")

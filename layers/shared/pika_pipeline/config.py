@@ -19,6 +19,7 @@ class _Settings(BaseModel):
     jobs_table: str = Field(alias="JOBS_TABLE", min_length=1)
     output_bucket: str = Field(alias="OUTPUT_BUCKET", min_length=1)
     webhook_token_secret: str = Field(alias="WEBHOOK_TOKEN_SECRET", min_length=1)
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME", min_length=1)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Self:

@@ -119,23 +119,17 @@ class JobRepository:
             },
         )
 
-    def record_rejection(self, item: dict[str, Any]) -> bool:
-        """Writes a REJECTED job unless the upload already has a job. False if it had one."""
+    def record_rejection(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        """Writes a REJECTED job unless the upload already has a job (then returns None)."""
+        now = now_iso()
+        stored = {**item, "status": JobStatus.REJECTED, "created_at": now, "updated_at": now}
         try:
-            self._table.put_item(
-                Item={
-                    **item,
-                    "status": JobStatus.REJECTED,
-                    "created_at": now_iso(),
-                    "updated_at": now_iso(),
-                },
-                ConditionExpression="attribute_not_exists(job_id)",
-            )
+            self._table.put_item(Item=stored, ConditionExpression="attribute_not_exists(job_id)")
         except ClientError as exc:
             if _is_conditional_failure(exc):
-                return False
+                return None
             raise
-        return True
+        return stored
 
     def record_request_id(self, job_id: str, request_id: str) -> Job:
         """Stores fal's request id: PENDING becomes SUBMITTED; a job the webhook already finished

@@ -28,6 +28,7 @@ from pika_pipeline.webhook_tokens import webhook_url_for
 if TYPE_CHECKING:
     from pika_pipeline.config import SubmitSettings
     from pika_pipeline.fal_gateway import FalGateway
+    from pika_pipeline.job_events import JobEvents
     from pika_pipeline.job_repository import JobRepository
 
 
@@ -55,9 +56,11 @@ class SubmitService:
         s3: Any,
         fal: Callable[[], FalGateway],
         token_key: Callable[[], str],
+        events: JobEvents,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
+        self._events = events
         self._jobs = repository
         self._s3 = s3
         self._fal = fal
@@ -203,11 +206,11 @@ class SubmitService:
         return InspectedObject(metadata=dict(response.get("Metadata", {})), size=size, head=head)
 
     def _reject(self, source: dict[str, Any], rejection: UploadRejected) -> SubmitOutcome:
-        recorded = self._jobs.record_rejection(
-            {**source, "error_code": rejection.code, "error_message": rejection.message}
-        )
-        if not recorded:
+        item = {**source, "error_code": rejection.code, "error_message": rejection.message}
+        recorded = self._jobs.record_rejection(item)
+        if recorded is None:
             return SubmitOutcome.DUPLICATE
+        self._events.finished(recorded)
         logger.warning(
             "Upload rejected",
             extra={"error_code": rejection.code, "error_message": rejection.message},
@@ -217,13 +220,15 @@ class SubmitService:
 
     def _fail(self, job_id: str, code: ErrorCode, message: str) -> None:
         try:
-            self._jobs.transition(
+            job = self._jobs.transition(
                 job_id,
                 JobStatus.FAILED,
                 attributes={"error_code": code, "error_message": message},
             )
         except JobConflict:
             logger.info("Job already moved on; leaving it as it is")
+            return
+        self._events.finished(job)
 
 
 def _object_params(upload: Upload) -> dict[str, str]:

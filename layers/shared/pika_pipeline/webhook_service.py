@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -29,6 +30,7 @@ from pika_pipeline.observability import count, logger, metrics
 from pika_pipeline.webhook_tokens import token_matches
 
 if TYPE_CHECKING:
+    from pika_pipeline.job_events import JobEvents
     from pika_pipeline.job_repository import JobRepository
     from pika_pipeline.video_store import VideoStore
     from pika_pipeline.webhook_verifier import WebhookVerifier
@@ -55,6 +57,7 @@ class WebhookService:
         verifier: WebhookVerifier,
         store: VideoStore,
         token_key: Callable[[], str],
+        events: JobEvents,
         output_prefix: str,
         max_body_bytes: int,
         clock: Callable[[], float] = time.time,
@@ -63,6 +66,7 @@ class WebhookService:
         self._verifier = verifier
         self._store = store
         self._token_key = token_key
+        self._events = events
         self._output_prefix = output_prefix
         self._max_body_bytes = max_body_bytes
         self._clock = clock
@@ -126,23 +130,27 @@ class WebhookService:
             },
         )
         generation_seconds = self._generation_seconds(job)
+        attributes: dict[str, Any] = {
+            "output_bucket": stored.bucket,
+            "output_key": stored.key,
+            "video_bytes": stored.size,
+            "completed_at": now_iso(),
+            "completed_request_id": delivery.request_id,
+        }
+        if generation_seconds is not None:
+            attributes["generation_seconds"] = Decimal(str(round(generation_seconds, 3)))
         try:
-            self._jobs.transition(
+            completed = self._jobs.transition(
                 job_id,
                 JobStatus.COMPLETED,
-                attributes={
-                    "output_bucket": stored.bucket,
-                    "output_key": stored.key,
-                    "video_bytes": stored.size,
-                    "completed_at": now_iso(),
-                    "completed_request_id": delivery.request_id,
-                },
+                attributes=attributes,
                 add_request_id=delivery.request_id,
             )
         except JobConflict:
             # A concurrent duplicate finished first; it wrote the same key with the same video.
             count("DuplicateDeliveries")
             return WebhookResponse(200, {"outcome": "duplicate"})
+        self._events.finished(completed)
         count("VideosCompleted")
         metrics.add_metric(name="VideoBytes", unit=MetricUnit.Bytes, value=stored.size)
         if generation_seconds is not None:
@@ -155,7 +163,7 @@ class WebhookService:
     def _record_failure(self, job: Job, delivery: FalDelivery) -> WebhookResponse:
         code, message = delivery.failure()
         try:
-            self._jobs.transition(
+            failed = self._jobs.transition(
                 job.job_id,
                 JobStatus.FAILED,
                 attributes={"error_code": code, "error_message": message},
@@ -163,6 +171,7 @@ class WebhookService:
             )
         except JobConflict:
             return WebhookResponse(200, {"outcome": "duplicate"})
+        self._events.finished(failed)
         logger.warning("fal could not make the video", extra={"error_code": code})
         count("VideosFailed", error_code=code)
         return WebhookResponse(200, {"outcome": "failed", "error_code": code})

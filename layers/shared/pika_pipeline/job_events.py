@@ -1,0 +1,89 @@
+"""Completion events on EventBridge, so integrations subscribe instead of polling the table.
+
+Source ``pika-pipeline``; detail types ``Video Completed`` and ``Video Failed`` (fal failed, or the
+upload was rejected). Publishing happens after the status change is stored; a publishing error is
+logged and counted but never undoes or retries the job (the table stays the source of truth).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from pika_pipeline.job_repository import Job
+from pika_pipeline.jobs import JobStatus
+from pika_pipeline.observability import count, logger
+
+SOURCE = "pika-pipeline"
+COMPLETED = "Video Completed"
+FAILED = "Video Failed"
+
+
+def event_detail(item: dict[str, Any]) -> dict[str, Any]:
+    """The event's detail: the job, where it came from, where its video is, or why it failed."""
+    video = None
+    if item.get("output_key"):
+        video = {
+            "bucket": item.get("output_bucket"),
+            "key": item.get("output_key"),
+            "bytes": item.get("video_bytes"),
+        }
+    error = None
+    if item.get("error_code"):
+        error = {"code": item["error_code"], "message": item.get("error_message", "")}
+    detail: dict[str, Any] = _plain(
+        {
+            "job_id": item["job_id"],
+            "status": item["status"],
+            "source": {
+                "bucket": item.get("source_bucket"),
+                "key": item.get("source_key"),
+                "version": item.get("source_version"),
+            },
+            "video": video,
+            "fal_request_id": item.get("completed_request_id") or item.get("request_id"),
+            "generation_seconds": item.get("generation_seconds"),
+            "prompt": item.get("prompt"),
+            "error": error,
+            "finished_at": item.get("updated_at"),
+        }
+    )
+    return detail
+
+
+class JobEvents:
+    def __init__(self, events: Any, bus_name: str) -> None:
+        self._events = events
+        self._bus_name = bus_name
+
+    def finished(self, job: Job | dict[str, Any]) -> None:
+        item = job.item if isinstance(job, Job) else job
+        detail_type = COMPLETED if item["status"] == JobStatus.COMPLETED else FAILED
+        try:
+            response = self._events.put_events(
+                Entries=[
+                    {
+                        "Source": SOURCE,
+                        "DetailType": detail_type,
+                        "Detail": json.dumps(event_detail(item)),
+                        "EventBusName": self._bus_name,
+                        "Resources": [],
+                    }
+                ]
+            )
+            if response.get("FailedEntryCount"):
+                raise RuntimeError(str(response.get("Entries")))
+        except Exception as exc:  # never fail a stored result because the announcement failed
+            logger.error("Could not publish the job's event", extra={"reason": str(exc)})
+            count("EventsNotPublished")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, set, tuple)):
+        return [_plain(v) for v in value]
+    return value
