@@ -151,6 +151,20 @@ def test_fal_clients_retry_after_a_timeout_is_counted_and_both_results_are_recog
     assert stored["KeyCount"] == 1
 
 
+def test_a_late_error_from_a_second_request_never_regresses_a_completed_job(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.fal_faults(submit_delay=[3], outcome=["ok", "error"])
+
+    job_id = pipeline.upload({"prompt": "late error", "duration": "1"})
+    _eventually(lambda: _all_delivered(pipeline, job_id, expected=2))
+    job = pipeline.wait_for_job(job_id)
+
+    assert job["status"] == "COMPLETED"
+    assert "error_code" not in job
+    assert pipeline.s3.head_object(Bucket=job["output_bucket"], Key=job["output_key"])
+
+
 def _eventually[T](probe: Callable[[], T | None], timeout: float = 20) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
