@@ -6,6 +6,8 @@ SHELL := /bin/bash
 VENV := .venv
 SAM_VENV := .venv-sam
 SAM_CLI_VERSION := 1.170.0
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
 PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
 # SAM CLI talks to no AWS account in these targets; dummy credentials keep it from looking for any.
@@ -39,6 +41,12 @@ $(SAM_VENV)/.installed: Makefile local/find-python.sh
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION)
 	@touch $@
 
+# checkov pins its own dependency tree too.
+$(CHECKOV_VENV)/.installed: Makefile local/find-python.sh
+	@python313="$$(sh local/find-python.sh)"; "$$python313" -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	@touch $@
+
 demo: $(VENV)/.installed
 	$(PY) -m local.demo --image "$(IMAGE)" --prompt "$(PROMPT)" \
 	  --negative-prompt "$(NEGATIVE_PROMPT)" --seed "$(SEED)" \
@@ -54,9 +62,11 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy layers/shared/pika_pipeline functions local tests
 
-template: $(VENV)/.installed $(SAM_VENV)/.installed
+template: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation \
+	  --compact --quiet --skip-download
 
 # Builds for arm64 without Docker: sam needs a python3.13 on PATH, so put the one we found first.
 build: $(SAM_VENV)/.installed

@@ -20,7 +20,7 @@ from typing import Any
 
 import boto3
 
-from local.template import REPO_ROOT, Resolver
+from local.template import REPO_ROOT, Resolver, is_created
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -31,6 +31,8 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 NOT_EMULATED = (
     "AWS::S3::BucketPolicy",
     "AWS::SQS::QueuePolicy",
+    "AWS::SNS::Subscription",
+    "AWS::CloudWatch::Alarm",
     "AWS::Serverless::LayerVersion",
     "AWS::Serverless::Function",
 )
@@ -110,6 +112,7 @@ def provision(resolver: Resolver, endpoint: str) -> ProvisionedStack:
         "AWS::SQS::Queue": lambda lid, p: _queue(client("sqs"), lid, p),
         "AWS::Events::Rule": lambda lid, p: _rule(client("events"), lid, p, resolver),
         "AWS::Logs::LogGroup": lambda lid, p: _log_group(client("logs"), lid, p),
+        "AWS::SNS::Topic": lambda lid, p: _topic(client("sns"), lid, p),
     }
     stack = ProvisionedStack()
     pending = dict(resolver.template["Resources"])
@@ -117,6 +120,9 @@ def provision(resolver: Resolver, endpoint: str) -> ProvisionedStack:
         progressed = False
         for logical, resource in list(pending.items()):
             kind = resource["Type"]
+            if not is_created(resolver, resource):
+                del pending[logical]
+                continue
             if kind not in creators:
                 stack.skipped.append(f"{logical} ({kind})")
                 del pending[logical]
@@ -214,6 +220,11 @@ def _rule(
         Rule=name, Targets=[{"Id": t["Id"], "Arn": t["Arn"]} for t in props.get("Targets", [])]
     )
     return name, {"Arn": arn}
+
+
+def _topic(sns: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    arn: str = sns.create_topic(Name=physical_name(logical))["TopicArn"]
+    return arn, {"TopicName": physical_name(logical)}
 
 
 def _log_group(logs: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:

@@ -41,6 +41,9 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return document
 
 
+NO_VALUE = object()  # what Ref AWS::NoValue resolves to: the property is dropped
+
+
 @dataclass
 class Resolver:
     """Resolves Ref, GetAtt, Sub, Join and If against parameters and local physical resources."""
@@ -61,7 +64,7 @@ class Resolver:
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self.resolve(item) for item in value]
+            return [item for item in map(self.resolve, value) if item is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
@@ -80,7 +83,8 @@ class Resolver:
                 condition, when_true, when_false = argument
                 chosen = when_true if self.condition(condition) else when_false
                 return self.resolve(chosen)
-        return {key: self.resolve(item) for key, item in value.items()}
+        resolved = {key: self.resolve(item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not NO_VALUE}
 
     def condition(self, name: str) -> bool:
         return bool(self._evaluate(self.template.get("Conditions", {})[name]))
@@ -101,7 +105,9 @@ class Resolver:
                 return self.condition(argument)
         return self.resolve(expression)
 
-    def _ref(self, name: str) -> str:
+    def _ref(self, name: str) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
         if name in self.parameters:
             return self.parameters[name]
         if name in self.pseudo:
@@ -132,6 +138,12 @@ def parameter_defaults(template: dict[str, Any]) -> dict[str, str]:
     return {
         name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()
     }
+
+
+def is_created(resolver: Resolver, resource: dict[str, Any]) -> bool:
+    """False for a resource whose Condition is false (it does not exist in this stack)."""
+    condition = resource.get("Condition")
+    return condition is None or resolver.condition(condition)
 
 
 def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:

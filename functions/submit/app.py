@@ -42,7 +42,9 @@ def batch() -> SubmitBatch:
     settings = SubmitSettings.from_environment()
     service = SubmitService(
         settings=settings,
-        repository=JobRepository(lambda: jobs_table(settings.jobs_table)),
+        repository=JobRepository(
+            lambda: jobs_table(settings.jobs_table), retention_days=settings.job_retention_days
+        ),
         s3=s3_client(),
         fal=functools.cache(
             lambda: FalGateway(

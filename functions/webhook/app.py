@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 def service() -> WebhookService:
     settings = WebhookSettings.from_environment()
     return WebhookService(
-        repository=JobRepository(lambda: jobs_table(settings.jobs_table)),
+        repository=JobRepository(
+            lambda: jobs_table(settings.jobs_table), retention_days=settings.job_retention_days
+        ),
         verifier=WebhookVerifier(
             JwksKeys(settings.fal_jwks_url, fetch_bytes),
             expected_user_id=settings.fal_user_id,

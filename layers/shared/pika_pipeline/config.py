@@ -20,6 +20,8 @@ class _Settings(BaseModel):
     output_bucket: str = Field(alias="OUTPUT_BUCKET", min_length=1)
     webhook_token_secret: str = Field(alias="WEBHOOK_TOKEN_SECRET", min_length=1)
     event_bus_name: str = Field(alias="EVENT_BUS_NAME", min_length=1)
+    # 0 keeps job records; otherwise DynamoDB's TTL removes them this many days after creation.
+    job_retention_days: int = Field(default=0, alias="JOB_RETENTION_DAYS", ge=0)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Self:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,10 +46,11 @@ class Job:
 
 
 class JobRepository:
-    def __init__(self, table: Callable[[], Table]) -> None:
+    def __init__(self, table: Callable[[], Table], *, retention_days: int = 0) -> None:
         # A factory, not a Table: records are processed on several threads and boto3 resources
         # must not be shared between threads.
         self._table_for_thread = table
+        self._retention_seconds = retention_days * 86400
 
     @property
     def _table(self) -> Table:
@@ -72,12 +74,17 @@ class JobRepository:
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values: dict[str, Any] = {f":f{i}": value for i, value in enumerate(fields.values())}
         sets = [f"#f{i} = :f{i}" for i in range(len(fields))]
+        sets.append("created_at = if_not_exists(created_at, :now)")
+        if self._retention_seconds:  # DynamoDB's TTL deletes the record after the retention
+            sets.append("expires_at = if_not_exists(expires_at, :expires)")
         try:
             # An update, not a put: a re-claimed job keeps its history (attempts, created_at).
             self._table.update_item(
                 Key={"job_id": item["job_id"]},
                 UpdateExpression="SET "
-                + ", ".join([*sets, "created_at = if_not_exists(created_at, :now)"])
+                + ", ".join(
+                    [*sets, "created_at = if_not_exists(created_at, :now)", *self._ttl_set()]
+                )
                 + " REMOVE error_code, error_message",
                 ConditionExpression=(
                     "attribute_not_exists(job_id) OR (attribute_not_exists(request_id) AND ("
@@ -92,6 +99,7 @@ class JobRepository:
                     ":now_epoch": now_epoch,
                     ":failed": JobStatus.FAILED,
                     ":unavailable": ErrorCode.FAL_UNAVAILABLE,
+                    **self._ttl_value(now_epoch),
                 },
             )
         except ClientError as exc:
@@ -99,6 +107,14 @@ class JobRepository:
                 return False
             raise
         return True
+
+    def _ttl_set(self) -> list[str]:
+        return (
+            ["expires_at = if_not_exists(expires_at, :expires)"] if self._retention_seconds else []
+        )
+
+    def _ttl_value(self, now_epoch: int) -> dict[str, int]:
+        return {":expires": now_epoch + self._retention_seconds} if self._retention_seconds else {}
 
     def release_claim(self, job_id: str, *, attempts_error: str) -> None:
         """After a transient failure: let the message's redelivery claim the job at once."""
@@ -123,6 +139,8 @@ class JobRepository:
         """Writes a REJECTED job unless the upload already has a job (then returns None)."""
         now = now_iso()
         stored = {**item, "status": JobStatus.REJECTED, "created_at": now, "updated_at": now}
+        if self._retention_seconds:
+            stored["expires_at"] = int(time.time()) + self._retention_seconds
         try:
             self._table.put_item(Item=stored, ConditionExpression="attribute_not_exists(job_id)")
         except ClientError as exc:

@@ -14,11 +14,12 @@ metrics = Metrics()
 
 
 def count(name: str, **dimension: str) -> None:
-    """Adds 1 to a metric; with a dimension (one error code, one reason) it is flushed alone,
-    so the dimension does not leak onto the invocation's other metrics."""
+    """Adds 1 to a metric; with a dimension (an error code, a reason) also to its breakdown,
+    flushed alone so the dimension does not leak onto the invocation's other metrics."""
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
     if not dimension:
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
         return
+    # The same metric once more, broken down (alarms watch the total, dashboards the parts).
     with single_metric(
         name=name, unit=MetricUnit.Count, value=1, default_dimensions=metrics.default_dimensions
     ) as metric:
