@@ -81,11 +81,7 @@ class JobRepository:
             # An update, not a put: a re-claimed job keeps its history (attempts, created_at).
             self._table.update_item(
                 Key={"job_id": item["job_id"]},
-                UpdateExpression="SET "
-                + ", ".join(
-                    [*sets, "created_at = if_not_exists(created_at, :now)", *self._ttl_set()]
-                )
-                + " REMOVE error_code, error_message",
+                UpdateExpression="SET " + ", ".join(sets) + " REMOVE error_code, error_message",
                 ConditionExpression=(
                     "attribute_not_exists(job_id) OR (attribute_not_exists(request_id) AND ("
                     "(#status = :pending AND claim_expires_at < :now_epoch) OR "
@@ -107,11 +103,6 @@ class JobRepository:
                 return False
             raise
         return True
-
-    def _ttl_set(self) -> list[str]:
-        return (
-            ["expires_at = if_not_exists(expires_at, :expires)"] if self._retention_seconds else []
-        )
 
     def _ttl_value(self, now_epoch: int) -> dict[str, int]:
         return {":expires": now_epoch + self._retention_seconds} if self._retention_seconds else {}
