@@ -69,9 +69,10 @@ template: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	  --compact --quiet --skip-download
 
 # Builds for arm64 without Docker: sam needs a python3.13 on PATH, so put the one we found first.
-build: $(SAM_VENV)/.installed
+build: $(VENV)/.installed $(SAM_VENV)/.installed
 	@python313="$$(sh local/find-python.sh)"; \
 	  PATH="$$(dirname "$$python313"):$$PATH" $(SAM_ENV) $(SAM) build --template template.yaml
+	$(PY) -m local.build_report .aws-sam/build
 
 pytest: $(VENV)/.installed
 	$(PY) -m pytest -q

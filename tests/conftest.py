@@ -16,7 +16,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
     state_dir: Path = tmp_path_factory.mktemp("local-stack")
     # Tests compress time: fal outages are retried after 1, 2, 4... seconds instead of 30, 60...,
     # and one HTTP attempt to fal times out after 2 s instead of 10.
-    parameters = {"SubmitRetryBaseSeconds": "1", "FalTimeoutSeconds": "2"}
+    # Job records carry a TTL, as with JobRetentionDays set in a deployment.
+    parameters = {"SubmitRetryBaseSeconds": "1", "FalTimeoutSeconds": "2", "JobRetentionDays": "30"}
     with LocalStack(state_dir, parameters=parameters) as info:
         yield info
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from email.header import Header
 from pathlib import Path
 
@@ -96,3 +97,12 @@ def test_a_non_ascii_prompt_arrives_intact_in_either_s3_encoding(
     assert job["prompt"] == "Lumière d'été"
     (request,) = pipeline.fal_requests_for(job["job_id"])
     assert request["arguments"]["prompt"] == "Lumière d'été"
+
+
+def test_a_job_record_expires_after_the_retention_the_stack_was_given(pipeline: Pipeline) -> None:
+    job = pipeline.wait_for_job(pipeline.upload({}))  # any job will do: a rejected one is quick
+
+    created = datetime.fromisoformat(job["created_at"]).timestamp()
+    assert int(job["expires_at"]) == pytest.approx(created + 30 * 86400, abs=5)
+    ttl = pipeline.table.meta.client.describe_time_to_live(TableName=pipeline.table.name)
+    assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"

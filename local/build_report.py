@@ -1,0 +1,72 @@
+"""Checks what `sam build` produced: every native extension is an arm64 (aarch64) binary, and each
+function and layer is far under Lambda's size limit. Prints the sizes; exits 1 on a problem.
+
+Run after `sam build`: ``python -m local.build_report [.aws-sam/build]``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from local.template import REPO_ROOT
+
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+EM_AARCH64 = 183  # the ELF header's e_machine for arm64
+ELF_MACHINES = {3: "x86", 62: "x86_64", 40: "arm", EM_AARCH64: "aarch64"}
+
+
+@dataclass
+class BuildReport:
+    sizes: dict[str, int] = field(default_factory=dict)
+    wrong_architecture: list[str] = field(default_factory=list)
+    native_extensions: int = 0
+
+    @property
+    def problems(self) -> list[str]:
+        found = [f"{path} is not an aarch64 binary" for path in self.wrong_architecture]
+        found += [
+            f"{name} is {size / 2**20:.1f} MiB unzipped, over Lambda's limit"
+            for name, size in self.sizes.items()
+            if size > LAMBDA_UNZIPPED_LIMIT
+        ]
+        return found
+
+
+def elf_machine(path: Path) -> str | None:
+    with path.open("rb") as handle:
+        header = handle.read(20)
+    if header[:4] != b"\x7fELF":
+        return None
+    machine = int.from_bytes(header[18:20], "little" if header[5] == 1 else "big")
+    return ELF_MACHINES.get(machine, str(machine))
+
+
+def inspect(build_dir: Path) -> BuildReport:
+    report = BuildReport()
+    for artifact in sorted(p for p in build_dir.iterdir() if p.is_dir()):
+        files = [p for p in artifact.rglob("*") if p.is_file()]
+        report.sizes[artifact.name] = sum(p.stat().st_size for p in files)
+        for path in files:
+            if ".so" in path.suffixes and (machine := elf_machine(path)) is not None:
+                report.native_extensions += 1
+                if machine != "aarch64":
+                    report.wrong_architecture.append(f"{path.relative_to(build_dir)} ({machine})")
+    return report
+
+
+def main() -> int:
+    build_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO_ROOT / ".aws-sam" / "build"
+    report = inspect(build_dir)
+    for name, size in report.sizes.items():
+        print(f"  {name:<20} {size / 2**20:8.1f} MiB unzipped")
+    all_arm64 = not report.wrong_architecture
+    print(f"  native extensions: {report.native_extensions}, all aarch64: {all_arm64}")
+    for problem in report.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if report.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
