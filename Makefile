@@ -60,7 +60,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy layers/shared/pika_pipeline functions local tests
+	$(VENV)/bin/mypy layers/shared/pika_pipeline cli/pika_pipeline_cli functions local tests
 
 template: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml

@@ -50,6 +50,7 @@ class StackInfo:
     resources: dict[str, str]
     functions: dict[str, dict[str, Any]] = field(default_factory=dict)
     not_emulated: list[str] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)  # what boto3 or aws-cli needs
 
     def user_environment(self) -> dict[str, str]:
         return aws_environment(self.aws_endpoint)
@@ -120,6 +121,7 @@ class LocalStack:
             resources=provisioned.refs,
             functions=specs,
             not_emulated=provisioned.skipped,
+            environment=aws_environment(self._moto.endpoint),
         )
         stack_file = self.state_dir / "stack.json"
         stack_file.write_text(json.dumps(asdict(self.info), indent=2))

@@ -1,0 +1,76 @@
+"""Where a pipeline's resources are: a deployed stack's outputs, or the running local stack's.
+
+Both give the same output names (the template's Outputs), so every command works the same way
+against AWS and against the local stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+LOCAL_STACK_FILE = Path(".local-stack") / "stack.json"
+
+
+class CliError(Exception):
+    """A problem the user can fix, printed as one line."""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    outputs: dict[str, str]
+    session: boto3.session.Session
+    endpoint_url: str | None = None
+
+    def client(self, name: str) -> Any:
+        return self.session.client(name, endpoint_url=self.endpoint_url)
+
+    def table(self) -> Any:
+        resource = self.session.resource("dynamodb", endpoint_url=self.endpoint_url)
+        return resource.Table(self.output("JobsTableName"))
+
+    def output(self, name: str) -> str:
+        if name not in self.outputs:
+            raise CliError(f"the stack has no output {name!r}; is it a pika-pipeline stack?")
+        return self.outputs[name]
+
+
+def find_pipeline(*, stack: str | None, local_stack_file: Path | None) -> Pipeline:
+    if stack:
+        return _deployed(stack)
+    path = local_stack_file or Path(os.environ.get("PIKA_LOCAL_STACK", LOCAL_STACK_FILE))
+    if path.exists():
+        return _local(path)
+    raise CliError(
+        "no pipeline given: pass --stack NAME for a deployed stack, or start the local stack "
+        "with `make stack`"
+    )
+
+
+def _deployed(name: str) -> Pipeline:
+    session = boto3.session.Session()
+    try:
+        stacks = session.client("cloudformation").describe_stacks(StackName=name)["Stacks"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ValidationError":
+            raise CliError(f"no stack named {name!r} in this account and region") from None
+        raise
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    return Pipeline(outputs=outputs, session=session)
+
+
+def _local(path: Path) -> Pipeline:
+    info = json.loads(path.read_text())
+    environment = info["environment"]  # what the local stack tells its users to export
+    session = boto3.session.Session(
+        aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
+        region_name=environment["AWS_DEFAULT_REGION"],
+    )
+    return Pipeline(outputs=info["outputs"], session=session, endpoint_url=info["aws_endpoint"])
