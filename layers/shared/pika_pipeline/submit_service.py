@@ -89,6 +89,7 @@ class SubmitService:
                 extra={"bucket": upload.bucket, "object_key": upload.key},
             )
             return SubmitOutcome.IGNORED
+        count("UploadsReceived")
         job_id = job_id_for(bucket=upload.bucket, key=upload.key, version=upload.version)
         logger.thread_safe_append_keys(job_id=job_id, object_key=upload.key)
         source = {

@@ -93,7 +93,7 @@ class WebhookService:
         token = request.query.get("token", "")
         if not job_id or not token or not token_matches(job_id, token, self._token_key()):
             raise WebhookRejected("bad_token")
-        logger.append_keys(job_id=job_id)
+        logger.thread_safe_append_keys(job_id=job_id)
         signed_request_id = self._verifier.verify(request.headers, request.body)
         try:
             delivery = FalDelivery.model_validate_json(request.body)
@@ -101,7 +101,7 @@ class WebhookService:
             raise WebhookRejected("malformed_body", status_code=400) from None
         if delivery.request_id != signed_request_id:
             raise WebhookRejected("request_id_mismatch")
-        logger.append_keys(fal_request_id=delivery.request_id)
+        logger.thread_safe_append_keys(fal_request_id=delivery.request_id)
 
         job = self._jobs.get(job_id)
         if job is None:
