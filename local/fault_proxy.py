@@ -7,8 +7,9 @@ DynamoDB write) loses nothing.
 
   POST /_faults        {"service": "s3", "operation": "UploadPart", "times": 5, "status": 500}
                        ("rate": 0.1 instead of "times" fails a fraction of matching calls)
-  POST /_faults/reset  forget every rule
+  POST /_faults/reset  forget every rule, and zero the call counts
   GET  /_faults        the rules and how often each fired
+  GET  /_faults/calls  how many calls of each service.operation went through (benchmarks)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import http.client
 import json
 import random
 import threading
+from collections import Counter
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -87,10 +89,12 @@ class FaultProxy:
         self.upstream_host = parts.hostname or "127.0.0.1"
         self.upstream_port = parts.port or 80
         self.rules: list[FaultRule] = []
+        self.calls: Counter[str] = Counter()
         self.lock = threading.Lock()
 
     def match(self, service: str, operation: str) -> FaultRule | None:
         with self.lock:
+            self.calls[f"{service}.{operation}"] += 1
             for rule in self.rules:
                 if rule.service == service and rule.operation in ("*", operation) and rule.fires():
                     return rule
@@ -134,11 +138,18 @@ def make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
         def _control(self, body: bytes) -> None:
             with proxy.lock:
-                if self.command == "POST" and self.path == "/_faults/reset":
+                state: Any
+                if self.path == "/_faults/calls":
+                    state = dict(proxy.calls)
+                elif self.command == "POST" and self.path == "/_faults/reset":
                     proxy.rules.clear()
+                    proxy.calls.clear()
+                    state = []
                 elif self.command == "POST":
                     proxy.rules.append(FaultRule(**json.loads(body)))
-                state = [asdict(rule) for rule in proxy.rules]
+                    state = [asdict(rule) for rule in proxy.rules]
+                else:
+                    state = [asdict(rule) for rule in proxy.rules]
             self._reply(200, {"Content-Type": "application/json"}, json.dumps(state).encode())
 
         def _reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
