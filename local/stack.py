@@ -57,8 +57,17 @@ class StackInfo:
 
 
 class LocalStack:
-    def __init__(self, state_dir: Path | None = None, parameters: dict[str, str] | None = None):
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        parameters: dict[str, str] | None = None,
+        *,
+        run_schedules: bool = True,
+    ):
+        """``run_schedules=False`` leaves scheduled functions to be invoked on demand only
+        (through their Invoke API), as tests do to decide when the reconciler runs."""
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="pika-local-"))
+        self._run_schedules = run_schedules
         self.logs_dir = self.state_dir / "logs"
         self._parameter_overrides = parameters or {}
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -103,7 +112,7 @@ class LocalStack:
         for name, port in ports.items():
             resolver.attributes[(f"{name}Url", "FunctionUrl")] = f"http://127.0.0.1:{port}/"
         specs = {
-            name: _function_spec(name, properties, resolver, ports.get(name))
+            name: _function_spec(name, properties, resolver, ports.get(name), self._run_schedules)
             for name, properties in functions.items()
         }
         outputs = {
@@ -274,7 +283,11 @@ def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _function_spec(
-    name: str, properties: dict[str, Any], resolver: Resolver, url_port: int | None
+    name: str,
+    properties: dict[str, Any],
+    resolver: Resolver,
+    url_port: int | None,
+    run_schedules: bool,
 ) -> dict[str, Any]:
     layer_dirs = [
         str(REPO_ROOT / resolver.template["Resources"][layer["Ref"]]["Properties"]["ContentUri"])
@@ -294,6 +307,16 @@ def _function_spec(
         "function_url_port": url_port,
     }
     for event in properties.get("Events", {}).values():
+        if event["Type"] == "Schedule":
+            spec["schedule"] = {
+                "every_seconds": _rate_seconds(resolver.resolve(event["Properties"]["Schedule"])),
+                "enabled": run_schedules,
+                "event": json.loads(
+                    (REPO_ROOT / "events" / "reconciler-schedule.json").read_text()
+                ),
+            }
+            spec["invoke_port"] = free_port()
+            spec["invoke_url"] = f"http://127.0.0.1:{spec['invoke_port']}"
         if event["Type"] == "SQS":
             queue_arn = resolver.resolve(event["Properties"]["Queue"])
             queue_url = next(
@@ -309,6 +332,12 @@ def _function_spec(
                 in event["Properties"].get("FunctionResponseTypes", []),
             }
     return spec
+
+
+def _rate_seconds(expression: str) -> int:
+    """Seconds between runs of ``rate(N minute|minutes|hour|hours|day|days)``."""
+    amount, unit = expression.removeprefix("rate(").removesuffix(")").split()
+    return int(amount) * {"minute": 60, "hour": 3600, "day": 86400}[unit.rstrip("s")]
 
 
 def _wait_for(path: Path, process: subprocess.Popen[bytes], logs_dir: Path) -> None:

@@ -16,9 +16,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
     state_dir: Path = tmp_path_factory.mktemp("local-stack")
     # Tests compress time: fal outages are retried after 1, 2, 4... seconds instead of 30, 60...,
     # and one HTTP attempt to fal times out after 2 s instead of 10.
-    # Job records carry a TTL, as with JobRetentionDays set in a deployment.
-    parameters = {"SubmitRetryBaseSeconds": "1", "FalTimeoutSeconds": "2", "JobRetentionDays": "30"}
-    with LocalStack(state_dir, parameters=parameters) as info:
+    # Job records carry a TTL, as with JobRetentionDays set in a deployment. The reconciler only
+    # runs when a test invokes it, looks at jobs after 1 s, and expires them after 8 s.
+    parameters = {
+        "SubmitRetryBaseSeconds": "1",
+        "FalTimeoutSeconds": "2",
+        "JobRetentionDays": "30",
+        "ReconcileAfterSeconds": "1",
+        "JobDeadlineSeconds": "8",
+        "ReconcileBatchSize": "3",
+    }
+    with LocalStack(state_dir, parameters=parameters, run_schedules=False) as info:
         yield info
 
 

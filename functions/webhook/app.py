@@ -12,6 +12,7 @@ from pika_pipeline.config import WebhookSettings
 from pika_pipeline.http_fetch import fetch_bytes
 from pika_pipeline.job_events import JobEvents
 from pika_pipeline.job_repository import JobRepository
+from pika_pipeline.job_results import JobResults
 from pika_pipeline.observability import logger, metrics
 from pika_pipeline.secrets_store import read_secret
 from pika_pipeline.video_store import VideoStore
@@ -25,24 +26,28 @@ if TYPE_CHECKING:
 @functools.cache
 def service() -> WebhookService:
     settings = WebhookSettings.from_environment()
+    repository = JobRepository(
+        lambda: jobs_table(settings.jobs_table), retention_days=settings.job_retention_days
+    )
     return WebhookService(
-        repository=JobRepository(
-            lambda: jobs_table(settings.jobs_table), retention_days=settings.job_retention_days
-        ),
+        repository=repository,
         verifier=WebhookVerifier(
             JwksKeys(settings.fal_jwks_url, fetch_bytes),
             expected_user_id=settings.fal_user_id,
             tolerance_seconds=settings.timestamp_tolerance_seconds,
         ),
-        store=VideoStore(
-            s3=s3_client(),
-            bucket=settings.output_bucket,
-            allowed_hosts=settings.media_hosts,
-            max_bytes=settings.max_video_bytes,
+        results=JobResults(
+            repository=repository,
+            store=VideoStore(
+                s3=s3_client(),
+                bucket=settings.output_bucket,
+                allowed_hosts=settings.media_hosts,
+                max_bytes=settings.max_video_bytes,
+            ),
+            events=JobEvents(events_client(), settings.event_bus_name),
+            output_prefix=settings.output_prefix,
         ),
         token_key=lambda: read_secret(settings.webhook_token_secret),
-        events=JobEvents(events_client(), settings.event_bus_name),
-        output_prefix=settings.output_prefix,
         max_body_bytes=settings.max_body_bytes,
     )
 

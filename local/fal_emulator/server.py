@@ -336,6 +336,7 @@ class Emulator:
                         "status": r.status,
                         "outcome": r.outcome,
                         "delivery": r.delivery,
+                        "cancelled": r.cancelled,
                         "deliveries": list(r.deliveries),
                     }
                     for r in self.requests.values()

@@ -11,10 +11,13 @@ import json
 import signal
 import sys
 import threading
+import traceback
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-from local.lambda_runtime import function_url, sqs_poller
+from local.lambda_runtime import function_url, invoke_api, sqs_poller
+from local.lambda_runtime.context import LocalLambdaContext
 
 
 def main() -> None:
@@ -40,6 +43,17 @@ def main() -> None:
         server = function_url.serve(port=spec["function_url_port"], **common)
         ready.write_text("ready")
         server.serve_forever()
+    elif spec.get("schedule"):
+        schedule = spec["schedule"]
+        if schedule["enabled"]:
+            threading.Thread(
+                target=_every,
+                args=(schedule["every_seconds"], schedule["event"], stop, common),
+                daemon=True,
+            ).start()
+        server = invoke_api.serve(port=spec["invoke_port"], **common)
+        ready.write_text("ready")
+        server.serve_forever()
     elif spec.get("sqs"):
         ready.write_text("ready")
         sqs_poller.poll_forever(
@@ -51,6 +65,15 @@ def main() -> None:
         )
     else:
         raise SystemExit(f"{function} has no event source the local runtime knows")
+
+
+def _every(seconds: int, event: dict[str, Any], stop: threading.Event, f: dict[str, Any]) -> None:
+    """EventBridge's schedule: the handler runs every ``seconds`` with a Scheduled Event."""
+    while not stop.wait(seconds):
+        try:
+            f["handler"](event, LocalLambdaContext(f["function_name"], f["memory"], f["timeout"]))
+        except Exception:
+            traceback.print_exc()
 
 
 if __name__ == "__main__":

@@ -63,8 +63,13 @@ def test_every_status_has_a_row_in_the_transition_table() -> None:
     assert set(ALLOWED_TRANSITIONS) == set(JobStatus)
 
 
-def test_terminal_statuses_are_completed_failed_and_rejected() -> None:
-    assert {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.REJECTED} == TERMINAL_STATUSES
+def test_terminal_statuses_are_completed_failed_rejected_and_expired() -> None:
+    assert {
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.REJECTED,
+        JobStatus.EXPIRED,
+    } == TERMINAL_STATUSES
 
 
 @pytest.mark.parametrize("terminal", sorted(TERMINAL_STATUSES))

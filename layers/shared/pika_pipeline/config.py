@@ -44,6 +44,8 @@ class SubmitSettings(_Settings):
     # A claimed job whose submit never finished (a crash) may be claimed again after this long;
     # longer than the function's timeout, so a live submit is never taken over.
     claim_seconds: int = Field(default=300, alias="CLAIM_SECONDS", ge=1)
+    # When the reconciler first looks at a claimed job (and how long it waits between looks).
+    reconcile_after_seconds: int = Field(alias="RECONCILE_AFTER_SECONDS", ge=1)
     # The queue's maxReceiveCount: the attempt that gives up and records fal_unavailable.
     max_attempts: int = Field(alias="SUBMIT_MAX_ATTEMPTS", ge=1)
     # fal outages are retried after base, 2x base, 4x base... seconds (SQS visibility).
@@ -68,3 +70,10 @@ class WebhookSettings(_Settings):
                 raise ValueError("MEDIA_HOSTS must name at least one host")
             return hosts
         return value
+
+
+class ReconcilerSettings(SubmitSettings, WebhookSettings):
+    """The reconciler submits (crashed claims) and records results, so it needs both."""
+
+    deadline_seconds: int = Field(alias="JOB_DEADLINE_SECONDS", ge=1)
+    max_jobs: int = Field(alias="RECONCILE_MAX_JOBS", ge=1)

@@ -5,12 +5,14 @@ Only the submit path imports this module: the webhook function never loads fal_c
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import fal_client
 import httpx
 
 from pika_pipeline.errors import FalRequestFailed, FalUnavailable
+from pika_pipeline.fal_delivery import FalDelivery
 from pika_pipeline.fal_errors import describe_detail
 from pika_pipeline.jobs import ErrorCode
 
@@ -34,6 +36,36 @@ class FalGateway:
         except (httpx.TransportError, fal_client.FalClientTimeoutError) as exc:
             raise FalUnavailable(f"fal did not answer: {type(exc).__name__}") from None
         return str(handle.request_id)
+
+    def outcome(self, request_id: str) -> FalDelivery | None:
+        """What became of a request, as the delivery fal would have sent; None while it runs."""
+        try:
+            status = self._client.status(self._endpoint, request_id)
+            if not isinstance(status, fal_client.Completed):
+                return None
+            try:
+                output = self._client.result(self._endpoint, request_id)
+            except fal_client.FalClientHTTPError as exc:
+                # A failed request's result is its error: the same body an ERROR webhook carries.
+                detail = exc.message if isinstance(exc.message, list) else str(exc.message)
+                return FalDelivery(
+                    request_id=request_id,
+                    status="ERROR",
+                    error=f"Invalid status code: {exc.status_code}",
+                    payload={"detail": detail},
+                )
+        except fal_client.FalClientHTTPError as exc:
+            raise FalUnavailable(
+                f"fal answered HTTP {exc.status_code} about {request_id}"
+            ) from None
+        except (httpx.TransportError, fal_client.FalClientTimeoutError) as exc:
+            raise FalUnavailable(f"fal did not answer: {type(exc).__name__}") from None
+        return FalDelivery(request_id=request_id, status="OK", payload=output)
+
+    def cancel(self, request_id: str) -> None:
+        """Best effort: a request that finished meanwhile cannot be cancelled, and that is fine."""
+        with contextlib.suppress(fal_client.FalClientHTTPError, httpx.TransportError):
+            self._client.cancel(self._endpoint, request_id)
 
 
 def _domain_error(exc: fal_client.FalClientHTTPError) -> Exception:

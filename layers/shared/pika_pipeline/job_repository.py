@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pika_pipeline.errors import JobConflict
-from pika_pipeline.jobs import ErrorCode, JobStatus, sources_of
+from pika_pipeline.jobs import TERMINAL_STATUSES, ErrorCode, JobStatus, sources_of
+
+# Open (non-final) jobs carry these two attributes, which make them appear in the sparse index
+# the reconciler reads; a final status removes them.
+OPEN_JOBS_INDEX = "OpenJobs"
+OPEN_SHARDS = 4
+
+
+def open_shard(job_id: str) -> str:
+    return f"open-{int(job_id[:8], 16) % OPEN_SHARDS}"
+
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -60,7 +70,14 @@ class JobRepository:
         item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         return Job(item) if item else None
 
-    def claim(self, item: dict[str, Any], *, now_epoch: int, claim_seconds: int) -> bool:
+    def claim(
+        self,
+        item: dict[str, Any],
+        *,
+        now_epoch: int,
+        claim_seconds: int,
+        check_after_seconds: int,
+    ) -> bool:
         """Creates the job as PENDING, or takes over one fal never accepted: a PENDING job whose
         claim ran out (a crashed submit), or one FAILED as ``fal_unavailable`` (a message re-driven
         from the dead-letter queue). False when the job exists otherwise: never a second submit.
@@ -70,6 +87,9 @@ class JobRepository:
             "status": JobStatus.PENDING,
             "claim_expires_at": now_epoch + claim_seconds,
             "updated_at": now_iso(),
+            "open_shard": open_shard(str(item["job_id"])),
+            # When the reconciler first looks at it, if nothing has finished it by then.
+            "next_check_at": now_epoch + check_after_seconds,
         }
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values: dict[str, Any] = {f":f{i}": value for i, value in enumerate(fields.values())}
@@ -190,6 +210,8 @@ class JobRepository:
         if add_request_id:
             expression += " ADD request_ids :rids"
             values[":rids"] = {add_request_id}
+        if target in TERMINAL_STATUSES:
+            expression += " REMOVE open_shard, next_check_at"  # leaves the reconciler's index
         try:
             attrs = self._table.update_item(
                 Key={"job_id": job_id},
@@ -206,6 +228,40 @@ class JobRepository:
                 raise JobConflict(f"job {job_id} cannot move to {target}") from exc
             raise
         return Job(attrs)
+
+
+class OpenJobs:
+    """The reconciler's view: open jobs due for a check, oldest first, from the sparse index."""
+
+    def __init__(self, table: Callable[[], Table]) -> None:
+        self._table_for_thread = table
+
+    def due(self, *, now_epoch: int, limit: int) -> list[Job]:
+        jobs: list[Job] = []
+        for shard in range(OPEN_SHARDS):
+            if len(jobs) >= limit:
+                break
+            response = self._table_for_thread().query(
+                IndexName=OPEN_JOBS_INDEX,
+                KeyConditionExpression="open_shard = :shard AND next_check_at <= :now",
+                ExpressionAttributeValues={":shard": f"open-{shard}", ":now": now_epoch},
+                Limit=limit - len(jobs),
+            )
+            jobs.extend(Job(item) for item in response.get("Items", []))
+        return jobs
+
+    def check_again_at(self, job_id: str, when_epoch: int) -> None:
+        """Moves a job to the back of the line, so a backlog cannot starve the rest."""
+        try:
+            self._table_for_thread().update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET next_check_at = :when",
+                ConditionExpression="attribute_exists(open_shard)",
+                ExpressionAttributeValues={":when": when_epoch},
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):  # finished meanwhile: nothing to reschedule
+                raise
 
 
 def _is_conditional_failure(exc: ClientError) -> bool:

@@ -12,18 +12,24 @@ class JobStatus(StrEnum):
     COMPLETED = "COMPLETED"  # the video is stored in the output bucket
     FAILED = "FAILED"  # fal (or the pipeline) could not make the video
     REJECTED = "REJECTED"  # the upload itself was unusable; nothing was paid for
+    EXPIRED = "EXPIRED"  # fal never finished within the deadline; the request was cancelled
 
 
-TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.REJECTED})
+TERMINAL_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.REJECTED, JobStatus.EXPIRED}
+)
 
 # Which status may follow which. Every status change is a conditional write built from this table,
 # so a late or duplicate event can never move a job backwards.
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.PENDING: frozenset({JobStatus.SUBMITTED, JobStatus.COMPLETED, JobStatus.FAILED}),
-    JobStatus.SUBMITTED: frozenset({JobStatus.COMPLETED, JobStatus.FAILED}),
+    JobStatus.PENDING: frozenset(
+        {JobStatus.SUBMITTED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED}
+    ),
+    JobStatus.SUBMITTED: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED}),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.FAILED: frozenset(),
     JobStatus.REJECTED: frozenset(),
+    JobStatus.EXPIRED: frozenset(),
 }
 
 
@@ -52,6 +58,7 @@ class ErrorCode(StrEnum):
     FAL_UNAVAILABLE = "fal_unavailable"
     FAL_ERROR = "fal_error"
     FAL_PAYLOAD_ERROR = "fal_payload_error"
+    FAL_DEADLINE = "fal_deadline"
 
 
 def job_id_for(*, bucket: str, key: str, version: str) -> str:

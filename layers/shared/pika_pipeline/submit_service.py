@@ -108,6 +108,7 @@ class SubmitService:
             {**source, **_request_attributes(request)},
             now_epoch=int(started),
             claim_seconds=self._settings.claim_seconds,
+            check_after_seconds=self._settings.reconcile_after_seconds,
         )
         if not claimed:
             logger.info("Upload already has a job; not submitting again")

@@ -6,33 +6,20 @@ id) all run before anything is written to S3 or DynamoDB.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
-from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import ValidationError
 
-from pika_pipeline.errors import (
-    JobConflict,
-    SigningKeysUnavailable,
-    VideoUnavailable,
-    WebhookRejected,
-)
+from pika_pipeline.errors import SigningKeysUnavailable, VideoUnavailable, WebhookRejected
 from pika_pipeline.fal_delivery import FalDelivery
-from pika_pipeline.job_repository import Job, now_iso
-from pika_pipeline.jobs import TERMINAL_STATUSES, JobStatus
-from pika_pipeline.observability import count, logger, metrics
+from pika_pipeline.observability import count, logger
 from pika_pipeline.webhook_tokens import token_matches
 
 if TYPE_CHECKING:
-    from pika_pipeline.job_events import JobEvents
     from pika_pipeline.job_repository import JobRepository
-    from pika_pipeline.video_store import VideoStore
+    from pika_pipeline.job_results import JobResults
     from pika_pipeline.webhook_verifier import WebhookVerifier
 
 
@@ -55,21 +42,15 @@ class WebhookService:
         *,
         repository: JobRepository,
         verifier: WebhookVerifier,
-        store: VideoStore,
+        results: JobResults,
         token_key: Callable[[], str],
-        events: JobEvents,
-        output_prefix: str,
         max_body_bytes: int,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._jobs = repository
         self._verifier = verifier
-        self._store = store
+        self._results = results
         self._token_key = token_key
-        self._events = events
-        self._output_prefix = output_prefix
         self._max_body_bytes = max_body_bytes
-        self._clock = clock
 
     def handle(self, request: WebhookRequest) -> WebhookResponse:
         try:
@@ -111,73 +92,5 @@ class WebhookService:
             return WebhookResponse(200, {"outcome": "unknown_job"})
         if job.request_ids and delivery.request_id not in job.request_ids:
             raise WebhookRejected("foreign_request_id")
-        if job.status in TERMINAL_STATUSES:
-            logger.info("Duplicate delivery for a finished job", extra={"status": job.status})
-            count("DuplicateDeliveries")
-            return WebhookResponse(200, {"outcome": "duplicate", "status": job.status})
-
-        video = delivery.video()
-        if video is None:
-            return self._record_failure(job, delivery)
-        stored = self._store.copy(
-            video.url,
-            key=f"{self._output_prefix}{job_id}.mp4",
-            expected_size=video.file_size,
-            metadata={
-                "job-id": job_id,
-                "fal-request-id": delivery.request_id,
-                "source-key": quote(str(job.item.get("source_key", ""))),
-            },
-        )
-        generation_seconds = self._generation_seconds(job)
-        attributes: dict[str, Any] = {
-            "output_bucket": stored.bucket,
-            "output_key": stored.key,
-            "video_bytes": stored.size,
-            "completed_at": now_iso(),
-            "completed_request_id": delivery.request_id,
-        }
-        if generation_seconds is not None:
-            attributes["generation_seconds"] = Decimal(str(round(generation_seconds, 3)))
-        try:
-            completed = self._jobs.transition(
-                job_id,
-                JobStatus.COMPLETED,
-                attributes=attributes,
-                add_request_id=delivery.request_id,
-            )
-        except JobConflict:
-            # A concurrent duplicate finished first; it wrote the same key with the same video.
-            count("DuplicateDeliveries")
-            return WebhookResponse(200, {"outcome": "duplicate"})
-        self._events.finished(completed)
-        count("VideosCompleted")
-        metrics.add_metric(name="VideoBytes", unit=MetricUnit.Bytes, value=stored.size)
-        if generation_seconds is not None:
-            metrics.add_metric(
-                name="GenerationSeconds", unit=MetricUnit.Seconds, value=generation_seconds
-            )
-        logger.info("Video stored", extra={"output_key": stored.key, "video_bytes": stored.size})
-        return WebhookResponse(200, {"outcome": "completed"})
-
-    def _record_failure(self, job: Job, delivery: FalDelivery) -> WebhookResponse:
-        code, message = delivery.failure()
-        try:
-            failed = self._jobs.transition(
-                job.job_id,
-                JobStatus.FAILED,
-                attributes={"error_code": code, "error_message": message},
-                add_request_id=delivery.request_id,
-            )
-        except JobConflict:
-            return WebhookResponse(200, {"outcome": "duplicate"})
-        self._events.finished(failed)
-        logger.warning("fal could not make the video", extra={"error_code": code})
-        count("VideosFailed", error_code=code)
-        return WebhookResponse(200, {"outcome": "failed", "error_code": code})
-
-    def _generation_seconds(self, job: Job) -> float | None:
-        submitted = job.submitted_at
-        if not submitted:
-            return None
-        return max(0.0, self._clock() - datetime.fromisoformat(submitted).timestamp())
+        outcome = self._results.record(job, delivery)
+        return WebhookResponse(200, {"outcome": outcome.value})

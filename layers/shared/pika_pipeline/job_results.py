@@ -1,0 +1,124 @@
+"""Recording fal's result for a job: the one code path the webhook and the reconciler share.
+
+An OK result streams the video into the output bucket and completes the job; an ERROR result
+fails it with fal's reason. Each is one conditional transition, so whoever records first wins and
+the other finds a duplicate; a finished job is never changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from pika_pipeline.errors import JobConflict
+from pika_pipeline.job_repository import Job, now_iso
+from pika_pipeline.jobs import TERMINAL_STATUSES, JobStatus
+from pika_pipeline.observability import count, logger, metrics
+
+if TYPE_CHECKING:
+    from pika_pipeline.fal_delivery import FalDelivery
+    from pika_pipeline.job_events import JobEvents
+    from pika_pipeline.job_repository import JobRepository
+    from pika_pipeline.video_store import VideoStore
+
+
+class Outcome(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DUPLICATE = "duplicate"
+
+
+class JobResults:
+    def __init__(
+        self,
+        *,
+        repository: JobRepository,
+        store: VideoStore,
+        events: JobEvents,
+        output_prefix: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._jobs = repository
+        self._store = store
+        self._events = events
+        self._output_prefix = output_prefix
+        self._clock = clock
+
+    def record(self, job: Job, delivery: FalDelivery) -> Outcome:
+        """Raises VideoUnavailable (nothing stored) when the video cannot be copied yet."""
+        if job.status in TERMINAL_STATUSES:
+            logger.info("Result for a finished job", extra={"status": job.status})
+            count("DuplicateDeliveries")
+            return Outcome.DUPLICATE
+        video = delivery.video()
+        if video is None:
+            return self._record_failure(job, delivery)
+        stored = self._store.copy(
+            video.url,
+            key=f"{self._output_prefix}{job.job_id}.mp4",
+            expected_size=video.file_size,
+            metadata={
+                "job-id": job.job_id,
+                "fal-request-id": delivery.request_id,
+                "source-key": quote(str(job.item.get("source_key", ""))),
+            },
+        )
+        generation_seconds = self._generation_seconds(job)
+        attributes: dict[str, Any] = {
+            "output_bucket": stored.bucket,
+            "output_key": stored.key,
+            "video_bytes": stored.size,
+            "completed_at": now_iso(),
+            "completed_request_id": delivery.request_id,
+        }
+        if generation_seconds is not None:
+            attributes["generation_seconds"] = Decimal(str(round(generation_seconds, 3)))
+        try:
+            completed = self._jobs.transition(
+                job.job_id,
+                JobStatus.COMPLETED,
+                attributes=attributes,
+                add_request_id=delivery.request_id,
+            )
+        except JobConflict:
+            # A concurrent duplicate finished first; it wrote the same key with the same video.
+            count("DuplicateDeliveries")
+            return Outcome.DUPLICATE
+        self._events.finished(completed)
+        count("VideosCompleted")
+        metrics.add_metric(name="VideoBytes", unit=MetricUnit.Bytes, value=stored.size)
+        if generation_seconds is not None:
+            metrics.add_metric(
+                name="GenerationSeconds", unit=MetricUnit.Seconds, value=generation_seconds
+            )
+        logger.info("Video stored", extra={"output_key": stored.key, "video_bytes": stored.size})
+        return Outcome.COMPLETED
+
+    def _record_failure(self, job: Job, delivery: FalDelivery) -> Outcome:
+        code, message = delivery.failure()
+        try:
+            failed = self._jobs.transition(
+                job.job_id,
+                JobStatus.FAILED,
+                attributes={"error_code": code, "error_message": message},
+                add_request_id=delivery.request_id,
+            )
+        except JobConflict:
+            return Outcome.DUPLICATE
+        self._events.finished(failed)
+        logger.warning("fal could not make the video", extra={"error_code": code})
+        count("VideosFailed", error_code=code)
+        return Outcome.FAILED
+
+    def _generation_seconds(self, job: Job) -> float | None:
+        submitted = job.submitted_at
+        if not submitted:
+            return None
+        return max(0.0, self._clock() - datetime.fromisoformat(submitted).timestamp())

@@ -1,0 +1,155 @@
+"""Every upload ends in a final status, even when fal's webhook never comes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pika_pipeline.job_repository import open_shard
+from pika_pipeline.jobs import job_id_for
+from tests.support.pipeline import Pipeline, eventbridge_body
+
+
+def _submitted(pipeline: Pipeline, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        job = pipeline.job(job_id)
+        if job and job["status"] == "SUBMITTED":
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} never reached SUBMITTED")
+
+
+def _fal_finished(pipeline: Pipeline, job_id: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        requests = pipeline.fal_requests_for(job_id)
+        if requests and all(r["status"] == "COMPLETED" for r in requests):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"fal never finished job {job_id}")
+
+
+def test_a_lost_webhook_is_recovered_from_fals_result(pipeline: Pipeline) -> None:
+    queue = pipeline.subscribe()
+    pipeline.fal_faults(delivery=["drop"])
+    job_id = pipeline.upload({"prompt": "the webhook never came", "duration": "1"})
+    _submitted(pipeline, job_id)
+    _fal_finished(pipeline, job_id)
+
+    job = pipeline.reconcile_until_final(job_id)
+
+    assert job["status"] == "COMPLETED"
+    head = pipeline.s3.head_object(Bucket=job["output_bucket"], Key=job["output_key"])
+    assert head["ContentLength"] == int(job["video_bytes"])
+    assert len(pipeline.events_for(queue, job_id)) == 1
+    assert "open_shard" not in job  # out of the reconciler's index
+
+
+def test_a_lost_error_webhook_fails_the_job_with_fals_reason(pipeline: Pipeline) -> None:
+    pipeline.fal_faults(delivery=["drop"], outcome=["validation_error"])
+    job_id = pipeline.upload({"prompt": "refused, silently", "duration": "1"})
+    _submitted(pipeline, job_id)
+    _fal_finished(pipeline, job_id)
+
+    job = pipeline.reconcile_until_final(job_id)
+
+    assert (job["status"], job["error_code"]) == ("FAILED", "fal_validation")
+    assert "content checker" in job["error_message"]
+
+
+def test_a_submit_that_crashed_after_claiming_is_submitted_again(pipeline: Pipeline) -> None:
+    bucket = pipeline.own_bucket()
+    key = "uploads/crashed-for-good.jpg"
+    version = pipeline.put_image(bucket, key, {"prompt": "never submitted", "duration": "1"})
+    job_id = job_id_for(bucket=bucket, key=key, version=version)
+    now = int(time.time())
+    # What a claim leaves when its function dies before calling fal and its message is lost.
+    pipeline.table.put_item(
+        Item={
+            "job_id": job_id,
+            "status": "PENDING",
+            "source_bucket": bucket,
+            "source_key": key,
+            "source_version": version,
+            "claim_expires_at": now - 1,
+            "open_shard": open_shard(job_id),
+            "next_check_at": now - 1,
+        }
+    )
+
+    job = pipeline.reconcile_until_final(job_id)
+
+    assert job["status"] == "COMPLETED"
+    assert len(pipeline.fal_requests_for(job_id)) == 1
+
+
+def test_a_request_stuck_at_fal_past_the_deadline_is_cancelled_and_expired(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.fal_faults(processing_seconds=30)
+    job_id = pipeline.upload({"prompt": "stuck in fal's queue", "duration": "1"})
+    _submitted(pipeline, job_id)
+    pipeline.fal_faults(processing_seconds=0)
+    time.sleep(9)  # past the test stack's 8 s deadline
+
+    job = pipeline.reconcile_until_final(job_id)
+
+    assert (job["status"], job["error_code"]) == ("EXPIRED", "fal_deadline")
+    (request,) = pipeline.fal_requests_for(job_id)
+    assert request["cancelled"] is True
+
+
+def test_the_reconciler_and_a_late_webhook_race_and_one_video_one_event_result(
+    pipeline: Pipeline,
+) -> None:
+    queue = pipeline.subscribe()
+    pipeline.fal_faults(delivery=["late"], late_seconds=3)
+    job_id = pipeline.upload({"prompt": "late and reconciled", "duration": "1"})
+    _submitted(pipeline, job_id)
+    _fal_finished(pipeline, job_id)
+
+    job = pipeline.reconcile_until_final(job_id)
+    (delivery,) = [pipeline.delivered(job_id)]
+
+    assert job["status"] == "COMPLETED"
+    assert delivery["status"] == 200  # the late webhook was acknowledged as a duplicate
+    assert len(pipeline.events_for(queue, job_id, timeout=5)) == 1
+    stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
+    assert stored["KeyCount"] == 1
+
+
+def test_each_run_is_bounded_and_the_next_one_resumes(pipeline: Pipeline) -> None:
+    pipeline.fal_faults(delivery=["drop"] * 4)
+    job_ids = [pipeline.upload({"prompt": f"dropped {i}", "duration": "1"}) for i in range(4)]
+    for job_id in job_ids:
+        _submitted(pipeline, job_id)
+        _fal_finished(pipeline, job_id)
+
+    reports = []
+    for _ in range(10):
+        reports.append(pipeline.reconcile())
+        if all(pipeline.job(j)["status"] == "COMPLETED" for j in job_ids):  # type: ignore[index]
+            break
+
+    assert all(sum(report.values()) <= 3 for report in reports)  # ReconcileBatchSize
+    assert len(reports) >= 2
+    assert [pipeline.job(j)["status"] for j in job_ids] == ["COMPLETED"] * 4  # type: ignore[index]
+
+
+def test_a_redelivered_event_after_reconciliation_changes_nothing(pipeline: Pipeline) -> None:
+    bucket = pipeline.own_bucket()
+    key = "uploads/settled.jpg"
+    version = pipeline.put_image(bucket, key, {"prompt": "settled", "duration": "1"})
+    pipeline.fal_faults(delivery=["drop"])
+    pipeline.send_raw_message(eventbridge_body(bucket, key, version))
+    job_id = job_id_for(bucket=bucket, key=key, version=version)
+    _submitted(pipeline, job_id)
+    _fal_finished(pipeline, job_id)
+    settled = pipeline.reconcile_until_final(job_id)
+
+    pipeline.send_raw_message(eventbridge_body(bucket, key, version))
+    time.sleep(2)
+
+    assert pipeline.job(job_id) == settled
+    assert len(pipeline.fal_requests_for(job_id)) == 1
