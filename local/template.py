@@ -76,6 +76,12 @@ class Resolver:
                 return self.attributes[(logical, attribute)]
             if name == "Fn::Sub":
                 return self._sub(argument)
+            if name == "Fn::Split":
+                separator, text = argument
+                return str(self.resolve(text)).split(separator)
+            if name == "Fn::Select":
+                index, items = argument
+                return self.resolve(items)[int(self.resolve(index))]
             if name == "Fn::Join":
                 separator, items = argument
                 return separator.join(str(self.resolve(i)) for i in items)

@@ -87,6 +87,18 @@ def test_a_fal_outage_is_retried_and_the_attempt_is_recorded(pipeline: Pipeline)
     assert len(pipeline.fal_requests_for(job_id)) == 1
 
 
+def test_a_429_from_fal_is_retried_by_fal_client_itself_and_submits_once(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.fal_faults(submit=[429])
+
+    job = pipeline.wait_for_job(pipeline.upload({"prompt": "rate limited", "duration": "1"}))
+
+    assert job["status"] == "COMPLETED"
+    assert "attempts" not in job  # absorbed inside one attempt: the message was not retried
+    assert len(pipeline.fal_requests_for(job["job_id"])) == 1
+
+
 def test_fal_down_for_every_attempt_fails_the_job_and_dead_letters_the_message(
     pipeline: Pipeline,
 ) -> None:
