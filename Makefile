@@ -20,12 +20,13 @@ SEED ?=
 RESOLUTION ?=
 DURATION ?=
 
-.PHONY: help demo stack test lint typecheck template build pytest clean
+.PHONY: help demo stack chaos test lint typecheck template build pytest clean
 
 help:
 	@echo "make demo   - run the whole pipeline locally on IMAGE= with PROMPT= (sample image by default)"
 	@echo "make test   - lint, type-check, validate and build the template, and run the test suite"
 	@echo "make stack  - start the local stack and keep it running (prints endpoints and env)"
+	@echo "make chaos  - a fault-injected load run of 1,000 uploads (UPLOADS=n), with a report"
 
 $(VENV)/.installed: pyproject.toml local/find-python.sh
 	@python313="$$(sh local/find-python.sh)"; \
@@ -54,6 +55,10 @@ demo: $(VENV)/.installed
 
 stack: $(VENV)/.installed
 	$(PY) -m local.stack
+
+# 1,000 uploads through the local stack with faults injected everywhere; prints a report.
+chaos: $(VENV)/.installed
+	$(PY) -m local.chaos --uploads $(or $(UPLOADS),1000)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -34,6 +34,7 @@ from local.aws import (
 from local.template import REPO_ROOT, Resolver, load_template, parameter_defaults
 
 FAL_KEY_PREFIX = "local-emulator-key"
+SCHEDULED_EVENT = REPO_ROOT / "events" / "reconciler-schedule.json"
 
 
 @dataclass
@@ -141,6 +142,16 @@ class LocalStack:
         for name in specs:
             _wait_for(self.state_dir / f"{name}.ready", self._processes[name], self.logs_dir)
         return self.info
+
+    def kill_and_restart(self, name: str) -> None:
+        """A function process dies mid-invocation (SIGKILL), and Lambda starts a new one."""
+        assert self.info
+        process = self._processes[name]
+        process.kill()
+        process.wait()
+        (self.state_dir / f"{name}.ready").unlink(missing_ok=True)
+        self._start_function(self.state_dir / "stack.json", name, self.info.functions[name])
+        _wait_for(self.state_dir / f"{name}.ready", self._processes[name], self.logs_dir)
 
     def stop(self) -> None:
         for process in self._processes.values():
@@ -260,7 +271,7 @@ class LocalStack:
             [sys.executable, "-m", "local.lambda_runtime", str(stack_file), name],
             cwd=REPO_ROOT,
             env=env,
-            stdout=(self.logs_dir / f"{name}.log").open("wb"),
+            stdout=(self.logs_dir / f"{name}.log").open("ab"),
             stderr=subprocess.STDOUT,
         )
 
@@ -311,9 +322,7 @@ def _function_spec(
             spec["schedule"] = {
                 "every_seconds": _rate_seconds(resolver.resolve(event["Properties"]["Schedule"])),
                 "enabled": run_schedules,
-                "event": json.loads(
-                    (REPO_ROOT / "events" / "reconciler-schedule.json").read_text()
-                ),
+                "event": json.loads(SCHEDULED_EVENT.read_text()),
             }
             spec["invoke_port"] = free_port()
             spec["invoke_url"] = f"http://127.0.0.1:{spec['invoke_port']}"

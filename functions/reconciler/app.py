@@ -12,7 +12,7 @@ from pika_pipeline.fal_gateway import FalGateway
 from pika_pipeline.job_events import JobEvents
 from pika_pipeline.job_repository import JobRepository, OpenJobs
 from pika_pipeline.job_results import JobResults
-from pika_pipeline.observability import logger, metrics
+from pika_pipeline.observability import flush_breakdowns, logger, metrics
 from pika_pipeline.reconciler import Reconciler
 from pika_pipeline.secrets_store import read_fal_key, read_secret
 from pika_pipeline.submit_service import SubmitService
@@ -77,6 +77,7 @@ def reconciler() -> Reconciler:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@flush_breakdowns
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     return reconciler().run(
         max_jobs=settings().max_jobs,

@@ -22,7 +22,7 @@ from pika_pipeline.config import SubmitSettings
 from pika_pipeline.fal_gateway import FalGateway
 from pika_pipeline.job_events import JobEvents
 from pika_pipeline.job_repository import JobRepository
-from pika_pipeline.observability import logger, metrics
+from pika_pipeline.observability import flush_breakdowns, logger, metrics
 from pika_pipeline.secrets_store import read_fal_key, read_secret
 from pika_pipeline.submit_batch import SubmitBatch
 from pika_pipeline.submit_service import SubmitService
@@ -70,6 +70,7 @@ async def record_handler(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@flush_breakdowns
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return async_process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

@@ -13,7 +13,7 @@ from pika_pipeline.http_fetch import fetch_bytes
 from pika_pipeline.job_events import JobEvents
 from pika_pipeline.job_repository import JobRepository
 from pika_pipeline.job_results import JobResults
-from pika_pipeline.observability import logger, metrics
+from pika_pipeline.observability import flush_breakdowns, logger, metrics
 from pika_pipeline.secrets_store import read_secret
 from pika_pipeline.video_store import VideoStore
 from pika_pipeline.webhook_service import WebhookRequest, WebhookService
@@ -54,6 +54,7 @@ def service() -> WebhookService:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@flush_breakdowns
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     raw = event.get("body") or ""
     body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode("utf-8")

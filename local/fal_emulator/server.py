@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import socket
 import threading
 import time
@@ -73,6 +74,9 @@ class Faults:
     outcome: deque[str] = field(default_factory=deque)
     delivery: deque[str] = field(default_factory=deque)
     media: deque[str] = field(default_factory=deque)
+    # Faults by chance, for load runs: {"submit": {"429": 0.05}, "delivery": {"drop": 0.05},
+    # "outcome": {"error": 0.02}} (each a probability per submission; FIFO faults come first).
+    rates: dict[str, dict[str, float]] = field(default_factory=dict)
     processing_seconds: float = 0.0
     late_seconds: float = 5.0
     fast: bool = False
@@ -113,8 +117,9 @@ class Emulator:
 
     def submit(self, app: str, body: bytes, webhook_url: str | None) -> tuple[int, dict[str, Any]]:
         with self.lock:
-            if self.faults.submit:
-                status = self.faults.submit.popleft()
+            chance = None if self.faults.submit else self._by_chance("submit")
+            if self.faults.submit or chance:
+                status = self.faults.submit.popleft() if self.faults.submit else int(chance or 0)
                 self.rejected_submits.append(
                     {"app": app, "status": status, "webhook_url": webhook_url, "at": time.time()}
                 )
@@ -127,8 +132,14 @@ class Emulator:
         request_id = str(uuid.uuid4())
         with self.lock:
             request = FalRequest(request_id, app, arguments, webhook_url)
-            request.outcome = self.faults.outcome.popleft() if self.faults.outcome else "ok"
-            request.delivery = self.faults.delivery.popleft() if self.faults.delivery else "normal"
+            request.outcome = (
+                self.faults.outcome.popleft() if self.faults.outcome else self._by_chance("outcome")
+            ) or "ok"
+            request.delivery = (
+                self.faults.delivery.popleft()
+                if self.faults.delivery
+                else self._by_chance("delivery")
+            ) or "normal"
             request.media = self.faults.media.popleft() if self.faults.media else "normal"
             self.requests[request_id] = request
             position = sum(1 for r in self.requests.values() if r.status == "IN_QUEUE") - 1
@@ -137,6 +148,14 @@ class Emulator:
             delay = self.faults.submit_delay.popleft() if self.faults.submit_delay else 0.0
         time.sleep(delay)
         return 200, {**self._urls(request), "status": "IN_QUEUE", "queue_position": position}
+
+    def _by_chance(self, kind: str) -> str | None:
+        roll = random.random()
+        for fault, probability in self.faults.rates.get(kind, {}).items():
+            if roll < probability:
+                return fault
+            roll -= probability
+        return None
 
     def status(self, request_id: str, with_logs: bool) -> tuple[int, dict[str, Any]]:
         request = self.requests.get(request_id)
@@ -348,7 +367,7 @@ class Emulator:
         with self.lock:
             for name in ("submit", "submit_delay", "outcome", "delivery", "media"):
                 getattr(self.faults, name).extend(spec.get(name, []))
-            for name in ("processing_seconds", "late_seconds", "fast"):
+            for name in ("processing_seconds", "late_seconds", "fast", "rates"):
                 if name in spec:
                     setattr(self.faults, name, spec[name])
 

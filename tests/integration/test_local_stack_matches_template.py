@@ -33,7 +33,7 @@ def test_the_queue_has_the_templates_timeout_and_dead_letter_policy(stack: Stack
     )["Attributes"]
 
     queue = template["Resources"]["SubmitQueue"]["Properties"]
-    assert int(attributes["VisibilityTimeout"]) == queue["VisibilityTimeout"]
+    assert int(attributes["VisibilityTimeout"]) == int(resolver.resolve(queue["VisibilityTimeout"]))
     redrive = json.loads(attributes["RedrivePolicy"])
     expected_receives = resolver.resolve(queue["RedrivePolicy"]["maxReceiveCount"])
     assert int(redrive["maxReceiveCount"]) == int(expected_receives)

@@ -6,6 +6,11 @@ and the webhook's cold start races fal's 15 s delivery timeout.
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections import Counter
+from collections.abc import Callable
+
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
@@ -13,15 +18,42 @@ logger = Logger()
 metrics = Metrics()
 
 
+_breakdowns: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+_breakdowns_lock = threading.Lock()
+
+
 def count(name: str, **dimension: str) -> None:
-    """Adds 1 to a metric; with a dimension (an error code, a reason) also to its breakdown,
-    flushed alone so the dimension does not leak onto the invocation's other metrics."""
+    """Adds 1 to a metric; with a dimension (an error code, a reason) also to its breakdown.
+
+    Breakdowns are flushed by ``flush_breakdowns`` once the invocation's threads are done:
+    printing them from worker threads could interleave with other output and break the EMF line.
+    """
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
-    if not dimension:
-        return
-    # The same metric once more, broken down (alarms watch the total, dashboards the parts).
-    with single_metric(
-        name=name, unit=MetricUnit.Count, value=1, default_dimensions=metrics.default_dimensions
-    ) as metric:
-        for key, value in dimension.items():
-            metric.add_dimension(name=key, value=value)
+    if dimension:
+        with _breakdowns_lock:
+            _breakdowns[(name, tuple(sorted(dimension.items())))] += 1
+
+
+def flush_breakdowns[**P, R](handler: Callable[P, R]) -> Callable[P, R]:
+    """Handler decorator: writes the dimensioned metrics, each alone so that its dimension does
+    not leak onto the invocation's other metrics (alarms watch the totals, dashboards the parts)."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return handler(*args, **kwargs)
+        finally:
+            with _breakdowns_lock:
+                pending = list(_breakdowns.items())
+                _breakdowns.clear()
+            for (name, dimensions), value in pending:
+                with single_metric(
+                    name=name,
+                    unit=MetricUnit.Count,
+                    value=value,
+                    default_dimensions=metrics.default_dimensions,
+                ) as metric:
+                    for key, dimension_value in dimensions:
+                        metric.add_dimension(name=key, value=dimension_value)
+
+    return wrapper

@@ -1,0 +1,338 @@
+"""A fault-injected load run: many uploads at once while fal, AWS and the submit function misbehave,
+then proof that every upload ended exactly once. ``make chaos`` (1,000 uploads) or
+``python -m local.chaos --uploads 100``.
+
+Faults: fal answers 429 or 500 to 10% of submits; 10% of webhooks come twice (concurrently), 5%
+never, 5% late; 2% of results are errors; 2% of S3 and DynamoDB calls fail (before reaching
+moto); the submit function is killed (SIGKILL) a few times mid-run; 2% of uploads have no
+prompt. The reconciler runs every few seconds, as its schedule would, compressed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import ssl
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import boto3
+
+from local.aws import REGION
+from local.stack import SCHEDULED_EVENT, LocalStack, StackInfo
+from local.template import REPO_ROOT
+from pika_pipeline.jobs import TERMINAL_STATUSES, job_id_for
+
+SAMPLE = (REPO_ROOT / "local" / "assets" / "sample.jpg").read_bytes()
+# Time compressed so a run takes minutes: retries after 1 s, claims and crashed batches back
+# after seconds, the reconciler looking at jobs after 5 s.
+PARAMETERS = {
+    "SubmitRetryBaseSeconds": "1",
+    "FalTimeoutSeconds": "2",
+    "SubmitClaimSeconds": "8",
+    "SubmitQueueVisibilitySeconds": "10",
+    "ReconcileAfterSeconds": "5",
+    "JobDeadlineSeconds": "600",
+    "ReconcileBatchSize": "500",
+}
+FAL_FAULTS = {
+    "fast": True,
+    "late_seconds": 3,
+    "rates": {
+        "submit": {"429": 0.05, "500": 0.05},
+        "delivery": {"duplicate": 0.10, "drop": 0.05, "late": 0.05},
+        "outcome": {"error": 0.02},
+    },
+}
+AWS_FAULTS = [
+    {"service": "s3", "operation": "*", "rate": 0.02, "status": 500},
+    {"service": "dynamodb", "operation": "*", "rate": 0.02, "status": 500},
+]
+NO_PROMPT_SHARE = 0.02
+
+
+@dataclass
+class ChaosReport:
+    rows: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        width = max(len(name) for name in self.rows)
+        lines = [f"{'figure':<{width}}  value", f"{'-' * width}  -----"]
+        lines += [f"{name:<{width}}  {value}" for name, value in self.rows.items()]
+        lines += [f"problem: {problem}" for problem in self.problems] or ["no problems found"]
+        return "\n".join(lines)
+
+
+class _Run:
+    def __init__(self, stack: LocalStack, info: StackInfo) -> None:
+        self.stack = stack
+        self.info = info
+        session = boto3.session.Session(
+            aws_access_key_id=info.environment["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=info.environment["AWS_SECRET_ACCESS_KEY"],
+            region_name=REGION,
+        )
+        self.s3 = session.client("s3", endpoint_url=info.aws_endpoint)
+        self.sqs = session.client("sqs", endpoint_url=info.aws_endpoint)
+        self.table = session.resource("dynamodb", endpoint_url=info.aws_endpoint).Table(
+            info.outputs["JobsTableName"]
+        )
+        self.lambda_ = session.client(
+            "lambda", endpoint_url=info.functions["ReconcilerFunction"]["invoke_url"]
+        )
+        self.tls = ssl.create_default_context(cafile=info.fal_ca_file)
+        self.kills = 0
+        self.reconciler_runs = 0
+
+    def http(self, url: str, body: Any = None, context: ssl.SSLContext | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        method = "GET" if body is None else "POST"
+        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - local
+        with urllib.request.urlopen(request, context=context, timeout=30) as response:  # noqa: S310
+            return json.loads(response.read() or b"null")
+
+    def upload(self, index: int) -> str:
+        bucket = self.info.outputs["InputBucketName"]
+        key = f"uploads/chaos/{index:05d}.jpg"
+        missing_prompt = random.random() < NO_PROMPT_SHARE
+        metadata = {} if missing_prompt else {"prompt": f"chaos {index}", "duration": "1"}
+        version = self.s3.put_object(Bucket=bucket, Key=key, Body=SAMPLE, Metadata=metadata)[
+            "VersionId"
+        ]
+        return job_id_for(bucket=bucket, key=key, version=version)
+
+    def jobs(self) -> dict[str, dict[str, Any]]:
+        items: dict[str, dict[str, Any]] = {}
+        arguments: dict[str, Any] = {"ConsistentRead": True}
+        while True:
+            page = self.table.scan(**arguments)
+            items.update({item["job_id"]: item for item in page["Items"]})
+            if "LastEvaluatedKey" not in page:
+                return items
+            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def reconcile_on_schedule(self, stop: threading.Event) -> None:
+        while not stop.wait(3):
+            self.lambda_.invoke(
+                FunctionName=self.info.functions["ReconcilerFunction"]["function_name"],
+                Payload=SCHEDULED_EVENT.read_bytes(),
+            )
+            self.reconciler_runs += 1
+
+    def kill_submit(self, times: int, stop: threading.Event) -> None:
+        for _ in range(times):
+            if stop.wait(random.uniform(0.5, 2.0)):
+                return
+            self.stack.kill_and_restart("SubmitFunction")
+            self.kills += 1
+
+    def queue_depth(self, output: str) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.info.outputs[output],
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+            ],
+        )["Attributes"]
+        return sum(int(value) for value in attributes.values())
+
+
+def run(*, uploads: int, kills: int, seed: int, timeout: float) -> ChaosReport:
+    random.seed(seed)
+    stack = LocalStack(
+        Path(tempfile.mkdtemp(prefix="pika-chaos-")), parameters=PARAMETERS, run_schedules=False
+    )
+    info = stack.start()
+    try:
+        return _drive(_Run(stack, info), uploads=uploads, kills=kills, timeout=timeout)
+    finally:
+        stack.stop()
+
+
+def _drive(run: _Run, *, uploads: int, kills: int, timeout: float) -> ChaosReport:
+    info = run.info
+    run.http(f"{info.fal_url}/_emulator/faults", FAL_FAULTS, run.tls)
+    for rule in AWS_FAULTS:
+        run.http(f"{info.aws_fault_proxy}/_faults", rule)
+    stop = threading.Event()
+    helpers = [
+        threading.Thread(target=run.reconcile_on_schedule, args=(stop,), daemon=True),
+        threading.Thread(target=run.kill_submit, args=(kills, stop), daemon=True),
+    ]
+    started = time.monotonic()
+    for helper in helpers:
+        helper.start()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        job_ids = list(pool.map(run.upload, range(uploads)))
+
+    report = ChaosReport()
+    deadline = started + timeout
+    jobs = run.jobs()
+    while time.monotonic() < deadline:
+        jobs = run.jobs()
+        if all(jobs.get(j, {}).get("status") in TERMINAL_STATUSES for j in job_ids):
+            break
+        time.sleep(1)
+    wall = time.monotonic() - started
+    stop.set()
+    for helper in helpers:
+        helper.join()
+    # The faults stop; what is still in flight (late or duplicate deliveries, crashed batches
+    # coming back) settles before the books are checked.
+    run.http(f"{info.aws_fault_proxy}/_faults/reset", {})
+    run.http(f"{info.fal_url}/_emulator/faults", {"rates": {}}, run.tls)
+    _settle(run, deadline=time.monotonic() + 60)
+    _check(run, report, job_ids, run.jobs())
+    report.rows.update({"wall time (s)": f"{wall:.1f}", "jobs per second": f"{uploads / wall:.1f}"})
+    return report
+
+
+def _settle(run: _Run, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        requests = run.http(f"{run.info.fal_url}/_emulator/requests", None, run.tls)["requests"]
+        deliveries_done = all(
+            r["status"] == "COMPLETED"
+            and (r["delivery"] == "drop" or any(_ok(d["status"]) for d in r["deliveries"]))
+            for r in requests
+        )
+        if deliveries_done and run.queue_depth("SubmitQueueUrl") == 0:
+            return
+        time.sleep(1)
+
+
+def _ok(status: Any) -> bool:
+    return isinstance(status, int) and 200 <= status < 300
+
+
+def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, Any]) -> None:
+    info = run.info
+    problems = report.problems
+    statuses = Counter(str(jobs.get(j, {}).get("status", "MISSING")) for j in job_ids)
+    for job_id in job_ids:
+        if jobs.get(job_id, {}).get("status") not in TERMINAL_STATUSES:
+            problems.append(f"job {job_id} is {jobs.get(job_id, {}).get('status', 'missing')}")
+    if len(jobs) != len(set(job_ids)):
+        problems.append(f"{len(jobs)} jobs for {len(set(job_ids))} uploads")
+
+    completed = [jobs[j] for j in job_ids if jobs.get(j, {}).get("status") == "COMPLETED"]
+    for job in completed:
+        listing = run.s3.list_objects_v2(
+            Bucket=info.outputs["OutputBucketName"], Prefix=f"videos/{job['job_id']}"
+        )
+        if listing.get("KeyCount") != 1:
+            problems.append(f"job {job['job_id']} has {listing.get('KeyCount')} video objects")
+        elif not _decodes(run, job):
+            problems.append(f"the video of job {job['job_id']} does not decode")
+
+    requests = run.http(f"{info.fal_url}/_emulator/requests", None, run.tls)["requests"]
+    by_job = Counter(_job_of(r["webhook_url"]) for r in requests)
+    reached_fal = [j for j in job_ids if jobs.get(j, {}).get("request_ids")]
+    extra = sum(by_job.values()) - len(reached_fal)
+    unrecorded = [
+        r["request_id"]
+        for r in requests
+        if r["request_id"]
+        not in set(jobs.get(_job_of(r["webhook_url"]), {}).get("request_ids", ()))
+    ]
+    multipart = run.s3.list_multipart_uploads(Bucket=info.outputs["OutputBucketName"]).get(
+        "Uploads", []
+    )
+    if multipart:
+        problems.append(f"{len(multipart)} multipart uploads left in progress")
+    dead = run.queue_depth("SubmitDeadLetterQueueUrl")
+    if run.queue_depth("SubmitQueueUrl"):
+        problems.append("messages left in the submit queue")
+    if dead:
+        problems.append(f"{dead} messages in the dead-letter queue")
+    metrics = _metrics(Path(info.state_dir) / "logs")
+    failed = Counter(
+        str(job.get("error_code")) for job in jobs.values() if job["status"] == "FAILED"
+    )
+    rejected = Counter(
+        str(job.get("error_code")) for job in jobs.values() if job["status"] == "REJECTED"
+    )
+    report.rows.update(
+        {
+            "uploads": len(job_ids),
+            "completed": statuses["COMPLETED"],
+            "failed (by code)": dict(failed) or 0,
+            "rejected (by code)": dict(rejected) or 0,
+            "expired": statuses["EXPIRED"],
+            "fal submissions accepted": sum(by_job.values()),
+            "jobs that reached fal": len(reached_fal),
+            "extra fal requests (ambiguous timeouts, crashes mid-call)": extra,
+            "fal requests the job never recorded": len(unrecorded),
+            "fal submits refused by injected faults": len(
+                run.http(f"{info.fal_url}/_emulator/requests", None, run.tls)["rejected_submits"]
+            ),
+            "duplicate uploads suppressed": int(metrics["DuplicateUploads"]),
+            "duplicate deliveries suppressed": int(metrics["DuplicateDeliveries"]),
+            "webhooks rejected": int(metrics["WebhooksRejected"]),
+            "jobs recovered by the reconciler": int(metrics["JobsRecovered"]),
+            "reconciler runs": run.reconciler_runs,
+            "submit function kills": run.kills,
+            "dead letters": dead,
+        }
+    )
+
+
+def _job_of(webhook_url: str | None) -> str:
+    return (webhook_url or "").split("job_id=", 1)[-1].split("&", 1)[0]
+
+
+def _decodes(run: _Run, job: dict[str, Any]) -> bool:
+    body = run.s3.get_object(Bucket=job["output_bucket"], Key=job["output_key"])["Body"]
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as handle:
+        handle.write(body.read())
+        handle.flush()
+        try:
+            with av.open(handle.name) as container:
+                return sum(1 for _ in container.decode(video=0)) > 0
+        except av.error.FFmpegError:
+            return False
+
+
+def _metrics(logs: Path) -> Counter[str]:
+    """Totals of the pipeline's EMF metrics (the undimensioned ones) across the function logs."""
+    totals: Counter[str] = Counter()
+    for log in logs.glob("*Function.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if not line.startswith('{"_aws"'):
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line mangled by a process killed mid-write
+            for directive in record["_aws"]["CloudWatchMetrics"]:
+                if directive["Dimensions"] != [["service"]]:
+                    continue
+                for metric in directive["Metrics"]:
+                    values = record.get(metric["Name"], [])
+                    totals[metric["Name"]] += sum(values) if isinstance(values, list) else values
+    return totals
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--uploads", type=int, default=1000)
+    parser.add_argument("--kills", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args()
+    report = run(uploads=args.uploads, kills=args.kills, seed=args.seed, timeout=args.timeout)
+    print(report.table())
+    return 1 if report.problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

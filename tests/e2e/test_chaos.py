@@ -1,0 +1,23 @@
+"""The fault-injected load run, reduced: every upload ends exactly once despite the faults."""
+
+from __future__ import annotations
+
+from local.chaos import run
+
+
+def test_a_burst_of_uploads_under_faults_ends_with_every_job_final_and_nothing_lost() -> None:
+    report = run(uploads=60, kills=2, seed=11, timeout=240)
+
+    assert report.problems == []
+    rows = report.rows
+    assert rows["uploads"] == 60
+    assert (
+        rows["completed"]
+        + sum((rows["failed (by code)"] or {}).values())
+        + sum((rows["rejected (by code)"] or {}).values())
+        + rows["expired"]
+        == 60
+    )
+    assert rows["fal requests the job never recorded"] == 0
+    assert rows["submit function kills"] == 2
+    assert rows["dead letters"] == 0
