@@ -2,10 +2,11 @@
 then proof that every upload ended exactly once. ``make chaos`` (1,000 uploads) or
 ``python -m local.chaos --uploads 100``.
 
-Faults: fal answers 429 or 500 to 10% of submits; 10% of webhooks come twice (concurrently), 5%
-never, 5% late; 2% of results are errors; 2% of S3 and DynamoDB calls fail (before reaching
-moto); the submit function is killed (SIGKILL) a few times mid-run; 2% of uploads have no
-prompt. The reconciler runs every few seconds, as its schedule would, compressed.
+Faults: fal answers 429 or 500 to 10% of submits and takes 1.5 s to answer 30% of them; 10% of
+webhooks come twice (concurrently), 5% never, 5% late; 2% of results are errors; 2% of S3 and
+DynamoDB calls fail (before reaching moto); the submit function is killed (SIGKILL) a few times
+mid-run, which with the slow answers lands between claims and fal's answers; 2% of uploads have
+no prompt. The reconciler runs every few seconds, as its schedule would, compressed.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ FAL_FAULTS = {
     "late_seconds": 3,
     "rates": {
         "submit": {"429": 0.05, "500": 0.05},
+        # Slow answers keep submits in flight between claim and request id, where kills land.
+        "submit_delay": {"1.5": 0.3},
         "delivery": {"duplicate": 0.10, "drop": 0.05, "late": 0.05},
         "outcome": {"error": 0.02},
     },

@@ -145,7 +145,12 @@ class Emulator:
             position = sum(1 for r in self.requests.values() if r.status == "IN_QUEUE") - 1
         self.workers.submit(self._run, request)
         with self.lock:
-            delay = self.faults.submit_delay.popleft() if self.faults.submit_delay else 0.0
+            stall = self._by_chance("submit_delay")  # a rate keyed by the delay in seconds
+            delay = (
+                self.faults.submit_delay.popleft()
+                if self.faults.submit_delay
+                else float(stall or 0.0)
+            )
         time.sleep(delay)
         return 200, {**self._urls(request), "status": "IN_QUEUE", "queue_position": position}
 

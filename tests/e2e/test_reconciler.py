@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pika_pipeline.job_repository import open_shard
@@ -153,3 +154,21 @@ def test_a_redelivered_event_after_reconciliation_changes_nothing(pipeline: Pipe
 
     assert pipeline.job(job_id) == settled
     assert len(pipeline.fal_requests_for(job_id)) == 1
+
+
+def test_two_reconciler_runs_at_once_settle_a_job_once(pipeline: Pipeline) -> None:
+    queue = pipeline.subscribe()
+    pipeline.fal_faults(delivery=["drop"])
+    job_id = pipeline.upload({"prompt": "reconciled twice at once", "duration": "1"})
+    _submitted(pipeline, job_id)
+    _fal_finished(pipeline, job_id)
+    time.sleep(1.5)  # due for a check
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda _: pipeline.reconcile(), range(2)))
+    job = pipeline.reconcile_until_final(job_id)
+
+    assert job["status"] == "COMPLETED"
+    assert len(pipeline.events_for(queue, job_id, timeout=5)) == 1
+    stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
+    assert stored["KeyCount"] == 1
