@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import boto3
 from local.aws import REGION, aws_environment
 from local.stack import LocalStack, StackInfo
 from local.template import REPO_ROOT
+from pika_pipeline.job_repository import plain
 from pika_pipeline.jobs import TERMINAL_STATUSES, job_id_for
 from pika_pipeline.video_request import encode_metadata_value
 
@@ -87,7 +87,7 @@ def run(info: StackInfo, image: Path, metadata: dict[str, str], out_dir: Path) -
             break
         time.sleep(0.5)
 
-    record = json.dumps(_plain(item), ensure_ascii=False, sort_keys=True)
+    record = json.dumps(plain(item), ensure_ascii=False, sort_keys=True)
     if status != "COMPLETED":
         print(f"The job did not complete (status {status}).", file=sys.stderr)
         print(f"Logs: {info.state_dir}/logs", file=sys.stderr)
@@ -99,19 +99,6 @@ def run(info: StackInfo, image: Path, metadata: dict[str, str], out_dir: Path) -
     print(f"Video saved: {target}")
     print(record)
     return 0
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB's Decimals and sets as plain JSON values."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, set):
-        return sorted(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 if __name__ == "__main__":

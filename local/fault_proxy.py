@@ -25,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from local.lambda_runtime.http_reply import reply
+
 _TARGET_SERVICES = {
     "DynamoDB": "dynamodb",
     "AmazonSQS": "sqs",
@@ -153,14 +155,7 @@ def make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self._reply(200, {"Content-Type": "application/json"}, json.dumps(state).encode())
 
         def _reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
-            self.send_response(status)
-            for name, value in headers.items():
-                if name.lower() != "content-length":
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
+            reply(self, status, headers, payload)
 
     return Handler
 

@@ -9,7 +9,6 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
+from pika_pipeline.job_repository import plain
 from pika_pipeline.jobs import TERMINAL_STATUSES, JobStatus, job_id_for
 from pika_pipeline.video_request import encode_metadata_value
 from pika_pipeline_cli.resources import CliError, Pipeline, find_pipeline
@@ -166,7 +166,7 @@ def _images(paths: list[Path]) -> Iterator[Path]:
 
 
 def _status(pipeline: Pipeline, args: argparse.Namespace) -> int:
-    print(json.dumps(_plain(_find_job(pipeline, args.job)), indent=2, sort_keys=True))
+    print(json.dumps(plain(_find_job(pipeline, args.job)), indent=2, sort_keys=True))
     return 0
 
 
@@ -333,13 +333,3 @@ def _since(value: str) -> str:
     except ValueError:
         raise CliError(f"--since takes an ISO date/time or 30m, 2h, 3d; got {value!r}") from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, set):
-        return sorted(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value

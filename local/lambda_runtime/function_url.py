@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from local.lambda_runtime.context import LocalLambdaContext
+from local.lambda_runtime.http_reply import reply
 
 # Function URLs pass these bodies as text; anything else arrives base64-encoded.
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
@@ -101,13 +102,7 @@ def serve(
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _invoke
 
         def _reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
-            self.send_response(status)
-            for name, value in headers.items():
-                if name.lower() != "content-length":
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            reply(self, status, headers, payload)
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from local.lambda_runtime.context import LocalLambdaContext
+from local.lambda_runtime.http_reply import reply
 
 
 def serve(
@@ -42,12 +43,7 @@ def serve(
 
         def _reply(self, status: int, payload: Any, headers: dict[str, str]) -> None:
             data = json.dumps(payload).encode()
-            self.send_response(status)
-            for name, value in {**headers, "Content-Type": "application/json"}.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            reply(self, status, {**headers, "Content-Type": "application/json"}, data)
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True

@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from pika_pipeline.job_repository import open_shard
 from pika_pipeline.jobs import job_id_for
 from tests.support.pipeline import Pipeline, eventbridge_body
-
-
-def _submitted(pipeline: Pipeline, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        job = pipeline.job(job_id)
-        if job and job["status"] == "SUBMITTED":
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} never reached SUBMITTED")
 
 
 def _fal_finished(pipeline: Pipeline, job_id: str) -> None:
@@ -35,7 +24,7 @@ def test_a_lost_webhook_is_recovered_from_fals_result(pipeline: Pipeline) -> Non
     queue = pipeline.subscribe()
     pipeline.fal_faults(delivery=["drop"])
     job_id = pipeline.upload({"prompt": "the webhook never came", "duration": "1"})
-    _submitted(pipeline, job_id)
+    pipeline.wait_for_status(job_id, "SUBMITTED")
     _fal_finished(pipeline, job_id)
 
     job = pipeline.reconcile_until_final(job_id)
@@ -50,7 +39,7 @@ def test_a_lost_webhook_is_recovered_from_fals_result(pipeline: Pipeline) -> Non
 def test_a_lost_error_webhook_fails_the_job_with_fals_reason(pipeline: Pipeline) -> None:
     pipeline.fal_faults(delivery=["drop"], outcome=["validation_error"])
     job_id = pipeline.upload({"prompt": "refused, silently", "duration": "1"})
-    _submitted(pipeline, job_id)
+    pipeline.wait_for_status(job_id, "SUBMITTED")
     _fal_finished(pipeline, job_id)
 
     job = pipeline.reconcile_until_final(job_id)
@@ -90,7 +79,7 @@ def test_a_request_stuck_at_fal_past_the_deadline_is_cancelled_and_expired(
 ) -> None:
     pipeline.fal_faults(processing_seconds=30)
     job_id = pipeline.upload({"prompt": "stuck in fal's queue", "duration": "1"})
-    _submitted(pipeline, job_id)
+    pipeline.wait_for_status(job_id, "SUBMITTED")
     pipeline.fal_faults(processing_seconds=0)
     time.sleep(9)  # past the test stack's 8 s deadline
 
@@ -107,7 +96,7 @@ def test_the_reconciler_and_a_late_webhook_race_and_one_video_one_event_result(
     queue = pipeline.subscribe()
     pipeline.fal_faults(delivery=["late"], late_seconds=3)
     job_id = pipeline.upload({"prompt": "late and reconciled", "duration": "1"})
-    _submitted(pipeline, job_id)
+    pipeline.wait_for_status(job_id, "SUBMITTED")
     _fal_finished(pipeline, job_id)
 
     job = pipeline.reconcile_until_final(job_id)
@@ -124,7 +113,7 @@ def test_each_run_is_bounded_and_the_next_one_resumes(pipeline: Pipeline) -> Non
     pipeline.fal_faults(delivery=["drop"] * 4)
     job_ids = [pipeline.upload({"prompt": f"dropped {i}", "duration": "1"}) for i in range(4)]
     for job_id in job_ids:
-        _submitted(pipeline, job_id)
+        pipeline.wait_for_status(job_id, "SUBMITTED")
         _fal_finished(pipeline, job_id)
 
     reports = []
@@ -145,7 +134,7 @@ def test_a_redelivered_event_after_reconciliation_changes_nothing(pipeline: Pipe
     pipeline.fal_faults(delivery=["drop"])
     pipeline.send_raw_message(eventbridge_body(bucket, key, version))
     job_id = job_id_for(bucket=bucket, key=key, version=version)
-    _submitted(pipeline, job_id)
+    pipeline.wait_for_status(job_id, "SUBMITTED")
     _fal_finished(pipeline, job_id)
     settled = pipeline.reconcile_until_final(job_id)
 
@@ -160,7 +149,7 @@ def test_two_reconciler_runs_at_once_settle_a_job_once(pipeline: Pipeline) -> No
     queue = pipeline.subscribe()
     pipeline.fal_faults(delivery=["drop"])
     job_id = pipeline.upload({"prompt": "reconciled twice at once", "duration": "1"})
-    _submitted(pipeline, job_id)
+    pipeline.wait_for_status(job_id, "SUBMITTED")
     _fal_finished(pipeline, job_id)
     time.sleep(1.5)  # due for a check
 

@@ -20,16 +20,6 @@ def _first_deliveries(pipeline: Pipeline, job_id: str, count: int) -> list[Any]:
     raise AssertionError(f"fewer than {count} deliveries for {job_id}")
 
 
-def _submitted(pipeline: Pipeline, job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        job = pipeline.job(job_id)
-        if job and job["status"] == "SUBMITTED":
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} never reached SUBMITTED")
-
-
 def test_a_large_video_is_copied_in_parts_and_arrives_whole(pipeline: Pipeline) -> None:
     pipeline.fal_faults(media=["large"])
 
@@ -90,7 +80,7 @@ def test_a_video_that_fails_the_checks_is_not_stored(
     pipeline.fal_faults(media=[media])
 
     job_id = pipeline.upload({"prompt": media, "duration": "1"})
-    job = _submitted(pipeline, job_id)
+    job = pipeline.wait_for_status(job_id, "SUBMITTED")
 
     assert _first_deliveries(pipeline, job_id, 1) == [status]
     assert pipeline.job(job_id) == job

@@ -96,6 +96,16 @@ class Pipeline:
             time.sleep(0.25)
         raise AssertionError(f"job {job_id} did not finish in {timeout} s; last seen: {item}")
 
+    def wait_for_status(self, job_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
+        """The job once it is in ``status`` (a status it passes through, such as SUBMITTED)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            item = self.job(job_id)
+            if item and item["status"] == status:
+                return item
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} never reached {status}")
+
     def download(self, bucket: str, key: str, target: Path) -> Path:
         self.s3.download_file(bucket, key, str(target))
         return target

@@ -8,10 +8,9 @@ logged and counted but never undoes or retries the job (the table stays the sour
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Any
 
-from pika_pipeline.job_repository import Job
+from pika_pipeline.job_repository import Job, plain
 from pika_pipeline.jobs import JobStatus
 from pika_pipeline.observability import count, logger
 
@@ -32,7 +31,7 @@ def event_detail(item: dict[str, Any]) -> dict[str, Any]:
     error = None
     if item.get("error_code"):
         error = {"code": item["error_code"], "message": item.get("error_message", "")}
-    detail: dict[str, Any] = _plain(
+    detail: dict[str, Any] = plain(
         {
             "job_id": item["job_id"],
             "status": item["status"],
@@ -77,13 +76,3 @@ class JobEvents:
         except Exception as exc:  # never fail a stored result because the announcement failed
             logger.error("Could not publish the job's event", extra={"reason": str(exc)})
             count("EventsNotPublished")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, set, tuple)):
-        return [_plain(v) for v in value]
-    return value
