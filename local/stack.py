@@ -376,6 +376,10 @@ def describe(info: StackInfo) -> str:
         f"  aws s3 cp photo.png s3://{info.outputs['InputBucketName']}/uploads/photo.png "
         '--metadata prompt="a slow push-in, soft light"',
         f"  aws dynamodb scan --table-name {info.outputs['JobsTableName']}",
+        "",
+        "or with the project's command line (it finds this stack by itself):",
+        '  .venv/bin/pika-pipeline upload photo.png --prompt "a slow push-in, soft light"',
+        "  .venv/bin/pika-pipeline jobs",
     ]
     return "\n".join(lines)
 
