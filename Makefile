@@ -20,13 +20,14 @@ SEED ?=
 RESOLUTION ?=
 DURATION ?=
 
-.PHONY: help demo stack chaos test lint typecheck template build pytest clean
+.PHONY: help demo stack chaos bench test lint typecheck template build pytest clean
 
 help:
 	@echo "make demo   - run the whole pipeline locally on IMAGE= with PROMPT= (sample image by default)"
 	@echo "make test   - lint, type-check, validate and build the template, and run the test suite"
 	@echo "make stack  - start the local stack and keep it running (prints endpoints and env)"
 	@echo "make chaos  - a fault-injected load run of 1,000 uploads (UPLOADS=n), with a report"
+	@echo "make bench  - every performance figure next to its baseline; writes docs/PERFORMANCE.md"
 
 $(VENV)/.installed: pyproject.toml local/find-python.sh
 	@python313="$$(sh local/find-python.sh)"; \
@@ -56,6 +57,10 @@ demo: $(VENV)/.installed
 stack: $(VENV)/.installed
 	$(PY) -m local.stack
 
+# Performance figures with their baselines, measured in one run (sizes need `make build` first).
+bench: $(VENV)/.installed
+	$(PY) -m bench
+
 # 1,000 uploads through the local stack with faults injected everywhere; prints a report.
 chaos: $(VENV)/.installed
 	$(PY) -m local.chaos --uploads $(or $(UPLOADS),1000)
@@ -65,7 +70,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy layers/shared/pika_pipeline cli/pika_pipeline_cli functions local tests
+	$(VENV)/bin/mypy layers/shared/pika_pipeline cli/pika_pipeline_cli functions local tests bench
 
 template: $(VENV)/.installed $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml

@@ -1,0 +1,273 @@
+"""Network calls per job on the happy path, counted by the local stack itself.
+
+Every AWS call either function makes goes through ``local/fault_proxy.py``, which counts them per
+``service.Operation``; every call to fal is a line in the fal emulator's log. Images are uploaded
+exactly as a user would (S3 -> EventBridge -> SQS -> submit -> fal -> webhook), and the counts are
+split between the two functions by time: the emulator is told to wait before it starts rendering,
+the counter is read once every job is SUBMITTED (and no request has left the emulator's queue,
+checked before and after the read), then again once every job is COMPLETED and its webhook
+delivery answered.
+
+Not counted, and reported separately: SQS calls (the Lambda poller's ReceiveMessage and
+DeleteMessageBatch, not the function's), Secrets Manager (cached for 300 s, so once per secret
+per container, seen on the warm-up job only), fal's JWKS (cached for 24 h) and the emulator's own
+download of the image through the presigned URL (that GET is fal's, although it reaches the fault
+proxy because the URL is presigned against it: exactly one per request, ``Emulator._generate``).
+
+Afterwards each job's genuine signed delivery is replayed once against the webhook's Function URL,
+with the job put back to SUBMITTED, to time a warm webhook invocation for the cost figure; and
+each scheduled function (the reconciler) is invoked a few times on the now idle stack, to count
+and time what one run costs when no job needs it (a fixed cost, whatever the number of videos).
+The stack is started with its schedules off, so none of that runs during the counting.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import BenchError, median
+from bench.stack_client import StackClient, wait_until
+from local.stack import StackInfo
+from pika_pipeline.jobs import TERMINAL_STATUSES
+from tests.support.pipeline import Pipeline
+
+# The design's minimum, call by call.
+SUBMIT_MINIMUM = (
+    "s3 ranged GET of the image (metadata, size, signature)",
+    "DynamoDB claim (conditional write)",
+    "fal submit",
+    "DynamoDB request id (conditional write)",
+)
+WEBHOOK_MINIMUM = (
+    "DynamoDB job read",
+    "fal media GET of the video",
+    "S3 PUT of the video (one part under 8 MiB)",
+    "DynamoDB job update (conditional write)",
+    "EventBridge completion event",
+)
+EXCLUDED_PREFIXES = ("sqs.", "secretsmanager.")
+CACHED_FAL_CALLS = ("fal.GET jwks",)
+PRESIGNED_IMAGE_GET = "fal.GET image (presigned S3 URL)"
+
+
+@dataclass
+class NetworkCallsResult:
+    jobs: int
+    submit: Counter[str]  # totals over all measured jobs, by operation
+    webhook: Counter[str]
+    excluded: Counter[str]
+    warmup: Counter[str]  # every call of the first (cold) job, nothing excluded
+    processing_seconds: float
+    webhook_ms: list[float] = field(default_factory=list)
+    log_bytes_per_job: dict[str, float] = field(default_factory=dict)
+    job_item: dict[str, Any] = field(default_factory=dict)
+    image_bytes: int = 0
+    # Scheduled functions (the reconciler), run on the idle stack: calls per run and durations.
+    scheduled_calls: dict[str, Counter[str]] = field(default_factory=dict)
+    scheduled_ms: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def submit_per_job(self) -> float:
+        return sum(self.submit.values()) / self.jobs
+
+    @property
+    def webhook_per_job(self) -> float:
+        return sum(self.webhook.values()) / self.jobs
+
+    @property
+    def webhook_median_ms(self) -> float:
+        return median(self.webhook_ms)
+
+
+def _split(calls: Counter[str]) -> tuple[Counter[str], Counter[str]]:
+    """(counted, excluded) by the rules in the module docstring."""
+    counted: Counter[str] = Counter()
+    excluded: Counter[str] = Counter()
+    for operation, number in calls.items():
+        if operation.startswith(EXCLUDED_PREFIXES) or operation in CACHED_FAL_CALLS:
+            excluded[operation] += number
+        else:
+            counted[operation] += number
+    return counted, excluded
+
+
+class _Measurement:
+    def __init__(self, info: StackInfo, jobs: int, processing_seconds: float) -> None:
+        self.info = info
+        self.jobs = jobs
+        self.processing_seconds = processing_seconds
+        self.stack = StackClient(info)
+        self.pipeline = Pipeline(info)
+        self.logs = Path(info.state_dir) / "logs"
+        self.log_bytes: dict[str, int] = {}
+
+    def _statuses(self, job_ids: list[str]) -> list[str]:
+        return [str((self.pipeline.job(job_id) or {}).get("status", "")) for job_id in job_ids]
+
+    def _queued(self, job_ids: list[str]) -> bool:
+        requests = self.stack.fal_requests_for(set(job_ids))
+        return len(requests) == len(job_ids) and all(
+            r["status"] == "IN_QUEUE" for r in requests.values()
+        )
+
+    def _delivered(self, job_ids: list[str]) -> bool:
+        requests = self.stack.fal_requests_for(set(job_ids))
+        return len(requests) == len(job_ids) and all(
+            any(isinstance(d["status"], int) and d["status"] < 300 for d in r["deliveries"])
+            for r in requests.values()
+        )
+
+    def _upload(self, count: int) -> list[str]:
+        return [
+            self.pipeline.upload({"prompt": "A slow push-in over a quiet harbour"})
+            for _ in range(count)
+        ]
+
+    def _finish(self, job_ids: list[str]) -> None:
+        timeout = 60 + 5 * len(job_ids) + self.processing_seconds * len(job_ids)
+        wait_until(
+            lambda: all(s in TERMINAL_STATUSES for s in self._statuses(job_ids)),
+            timeout=timeout,
+            what="the jobs to finish",
+        )
+        wrong = [s for s in self._statuses(job_ids) if s != "COMPLETED"]
+        if wrong:
+            raise BenchError(f"jobs ended {wrong}, not COMPLETED; see {self.logs}")
+        wait_until(
+            lambda: self._delivered(job_ids), timeout=30, what="the webhook deliveries to answer"
+        )
+
+    def warm_up(self) -> Counter[str]:
+        """One job end to end, so caches (secrets, JWKS, clients) are what a warm one sees."""
+        self.stack.reset_aws_calls()
+        offset = self.stack.emulator_log_offset()
+        self._finish(self._upload(1))
+        return self.stack.aws_calls() + self.stack.emulator_calls(offset)
+
+    def measure(self) -> tuple[Counter[str], Counter[str], list[str], bool]:
+        self.stack.reset_aws_calls()
+        log_offset = self.stack.emulator_log_offset()
+        function_logs = {p.stem: p.stat().st_size for p in self.logs.glob("*Function.log")}
+        job_ids = self._upload(self.jobs)
+        wait_until(
+            lambda: all(s not in ("", "PENDING") for s in self._statuses(job_ids)),
+            timeout=30 + 5 * self.jobs,
+            what="every job to be SUBMITTED",
+        )
+        queued_before = self._queued(job_ids)
+        submit_calls = self.stack.aws_calls()
+        queued_after = self._queued(job_ids)
+        split_offset = self.stack.emulator_log_offset()
+        submit_calls += self.stack.emulator_calls(log_offset, split_offset)
+        self._finish(job_ids)
+        all_calls = self.stack.aws_calls() + self.stack.emulator_calls(log_offset)
+        webhook_calls = all_calls - submit_calls
+        # The emulator fetched each image through the presigned URL, after the split.
+        if webhook_calls["s3.GetObject"] < self.jobs:
+            raise BenchError(f"expected the emulator's {self.jobs} image GETs: {webhook_calls}")
+        webhook_calls["s3.GetObject"] -= self.jobs
+        webhook_calls[PRESIGNED_IMAGE_GET] += self.jobs
+        self.log_bytes = {
+            name: (self.logs / f"{name}.log").stat().st_size - size
+            for name, size in function_logs.items()
+        }
+        return submit_calls, webhook_calls, job_ids, queued_before and queued_after
+
+    def idle_runs(self, function: str, *, runs: int) -> tuple[Counter[str], list[float]]:
+        """Invokes a scheduled function (after one warm-up run); its calls per run and times."""
+        self._invoke(function)
+        self.stack.reset_aws_calls()
+        offset = self.stack.emulator_log_offset()
+        durations = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            self._invoke(function)
+            durations.append((time.perf_counter() - started) * 1000)
+        calls = self.stack.aws_calls() + self.stack.emulator_calls(offset)
+        calls = Counter({op: n / runs for op, n in calls.items() if not op.startswith("sqs.")})
+        return calls, durations
+
+    def _invoke(self, function: str) -> None:
+        spec = self.info.functions[function]
+        request = urllib.request.Request(  # noqa: S310 - the local Invoke API
+            f"{spec['invoke_url']}/2015-03-31/functions/{spec['function_name']}/invocations",
+            data=json.dumps(spec["schedule"]["event"]).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
+            if response.headers.get("X-Amz-Function-Error"):
+                raise BenchError(f"{function} failed: {response.read()[:500]!r}")
+
+    def replay_webhooks(self, job_ids: list[str]) -> list[float]:
+        """A warm webhook invocation per job: its genuine signed delivery, the job reopened."""
+        durations = []
+        requests = self.stack.fal_requests_for(set(job_ids))
+        for job_id in job_ids:
+            delivery = requests[job_id]["deliveries"][0]
+            self.pipeline.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET #s = :submitted",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":submitted": "SUBMITTED"},
+            )
+            headers = {
+                k: v for k, v in delivery["headers"].items() if k.lower() != "content-length"
+            }
+            started = time.perf_counter()
+            status, body = self.pipeline.post_webhook(
+                delivery["url"], delivery["body"].encode("utf-8"), headers
+            )
+            elapsed = (time.perf_counter() - started) * 1000
+            if status != 200 or self._statuses([job_id]) != ["COMPLETED"]:
+                raise BenchError(f"replayed delivery answered {status} {body}")
+            durations.append(elapsed)
+        return durations
+
+
+def measure(info: StackInfo, *, jobs: int, processing_seconds: float = 2.0) -> NetworkCallsResult:
+    run = _Measurement(info, jobs, processing_seconds)
+    run.stack.fal_faults(fast=True, processing_seconds=processing_seconds)
+    warmup = run.warm_up()
+    for _attempt in range(3):
+        submit_calls, webhook_calls, job_ids, clean = run.measure()
+        if clean:
+            break
+        # A render started before the counter was read: give the submits more room.
+        run.processing_seconds *= 2
+        run.stack.fal_faults(processing_seconds=run.processing_seconds)
+    else:
+        raise BenchError("could not separate the submit calls from the webhook calls")
+    submit_counted, submit_excluded = _split(submit_calls)
+    webhook_counted, webhook_excluded = _split(webhook_calls)
+    excluded = submit_excluded + webhook_excluded
+    excluded[PRESIGNED_IMAGE_GET] = webhook_counted.pop(PRESIGNED_IMAGE_GET, 0)
+    result = NetworkCallsResult(
+        jobs=jobs,
+        submit=+submit_counted,
+        webhook=+webhook_counted,
+        excluded=+excluded,
+        warmup=+warmup,
+        processing_seconds=run.processing_seconds,
+    )
+    result.log_bytes_per_job = {k: v / jobs for k, v in run.log_bytes.items()}
+    result.job_item = run.pipeline.job(job_ids[0]) or {}
+    result.image_bytes = len(
+        run.pipeline.s3.get_object(
+            Bucket=str(result.job_item.get("source_bucket")),
+            Key=str(result.job_item.get("source_key")),
+        )["Body"].read()
+    )
+    result.webhook_ms = run.replay_webhooks(job_ids)
+    for name in scheduled_functions(info):
+        result.scheduled_calls[name], result.scheduled_ms[name] = run.idle_runs(name, runs=3)
+    return result
+
+
+def scheduled_functions(info: StackInfo) -> list[str]:
+    return [name for name, spec in info.functions.items() if spec.get("schedule")]
