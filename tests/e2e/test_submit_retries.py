@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pika_pipeline.jobs import job_id_for
@@ -97,6 +99,25 @@ def test_a_429_from_fal_is_retried_by_fal_client_itself_and_submits_once(
     assert job["status"] == "COMPLETED"
     assert "attempts" not in job  # absorbed inside one attempt: the message was not retried
     assert len(pipeline.fal_requests_for(job["job_id"])) == 1
+
+
+def test_an_aws_failure_past_boto3s_retries_is_retried_soon_and_submits_once(
+    pipeline: Pipeline,
+) -> None:
+    # boto3 tries a call 3 times; the ranged GET of the image fails all 3, once.
+    pipeline.aws_faults(service="s3", operation="GetObject", times=3, status=500)
+
+    job = pipeline.wait_for_job(pipeline.upload({"prompt": "s3 hiccup", "duration": "1"}))
+
+    assert job["status"] == "COMPLETED"
+    assert len(pipeline.fal_requests_for(job["job_id"])) == 1
+    log = Path(pipeline.info.state_dir, "logs", "SubmitFunction.log").read_text()
+    retried = [
+        json.loads(line)
+        for line in log.splitlines()
+        if line.startswith("{") and "Upload not processed" in line
+    ]
+    assert [entry["job_id"] for entry in retried] == [job["job_id"]]
 
 
 def test_fal_down_for_every_attempt_fails_the_job_and_dead_letters_the_message(

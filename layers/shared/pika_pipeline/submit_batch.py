@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,13 @@ class SubmitBatch:
         except MalformedMessage:
             # It can never succeed: burn through the receive limit now, not over hours.
             self._postpone(record, 0)
+            raise
+        except Exception:
+            # AWS failing past boto3's own retries: back off like a fal outage rather than wait
+            # out the queue's long visibility timeout. A claim left behind is the reconciler's.
+            logger.exception("Upload not processed; the message will be retried")
+            with contextlib.suppress(Exception):
+                self._postpone(record, retry_delay(receive_count, self._retry_base_seconds))
             raise
 
     def _postpone(self, record: SQSRecord, delay: int) -> None:
