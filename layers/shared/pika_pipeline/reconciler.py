@@ -96,7 +96,14 @@ class Reconciler:
         if not request_id:
             return self._resubmit(fresh)
         logger.thread_safe_append_keys(fal_request_id=request_id)
-        delivery = self._fal().outcome(str(request_id))
+        try:
+            delivery = self._fal().outcome(str(request_id))
+        except FalUnavailable:
+            # fal cannot say (an outage, or a request it no longer knows): past the deadline
+            # that is as final as a request that never finished.
+            if self._past_deadline(fresh):
+                return self._expire(fresh, str(request_id))
+            raise
         if delivery is None:
             return self._still_running(fresh, str(request_id))
         outcome = self._results.record(fresh, delivery)
@@ -122,12 +129,18 @@ class Reconciler:
         count("JobsRecovered", outcome=f"resubmitted_{outcome.value}")
         return f"resubmitted_{outcome.value}"
 
-    def _still_running(self, job: Job, request_id: str) -> str:
+    def _past_deadline(self, job: Job) -> bool:
         started = job.item.get("submitted_at") or job.item.get("created_at")
         age = self._clock() - datetime.fromisoformat(str(started)).timestamp()
-        if age < self._deadline_seconds:
+        return age >= self._deadline_seconds
+
+    def _still_running(self, job: Job, request_id: str) -> str:
+        if not self._past_deadline(job):
             self._check_later(job)
             return "still_running"
+        return self._expire(job, request_id)
+
+    def _expire(self, job: Job, request_id: str) -> str:
         self._fal().cancel(request_id)
         try:
             expired = self._jobs.transition(
