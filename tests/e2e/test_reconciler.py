@@ -161,3 +161,30 @@ def test_two_reconciler_runs_at_once_settle_a_job_once(pipeline: Pipeline) -> No
     assert len(pipeline.events_for(queue, job_id, timeout=5)) == 1
     stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
     assert stored["KeyCount"] == 1
+
+
+def test_a_stranded_claim_whose_image_was_deleted_ends_rejected(pipeline: Pipeline) -> None:
+    bucket = pipeline.own_bucket()
+    key = "uploads/deleted-after-claim.jpg"
+    version = pipeline.put_image(bucket, key, {"prompt": "gone", "duration": "1"})
+    job_id = job_id_for(bucket=bucket, key=key, version=version)
+    now = int(time.time())
+    pipeline.table.put_item(
+        Item={
+            "job_id": job_id,
+            "status": "PENDING",
+            "source_bucket": bucket,
+            "source_key": key,
+            "source_version": version,
+            "claim_expires_at": now - 1,
+            "open_shard": open_shard(job_id),
+            "next_check_at": now - 1,
+        }
+    )
+    pipeline.s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
+
+    job = pipeline.reconcile_until_final(job_id)
+
+    assert (job["status"], job["error_code"]) == ("REJECTED", "object_not_found")
+    assert "open_shard" not in job
+    assert pipeline.fal_requests_for(job_id) == []

@@ -125,7 +125,9 @@ def test_submitted_cannot_go_back_to_pending_or_be_rejected() -> None:
         (JobStatus.SUBMITTED, {JobStatus.PENDING}),
         (JobStatus.COMPLETED, {JobStatus.PENDING, JobStatus.SUBMITTED}),
         (JobStatus.FAILED, {JobStatus.PENDING, JobStatus.SUBMITTED}),
-        (JobStatus.REJECTED, set()),  # only ever written when the job is created
+        # written when the job is created, or for a crashed claim whose image became unusable
+        (JobStatus.REJECTED, {JobStatus.PENDING}),
+        (JobStatus.EXPIRED, {JobStatus.PENDING, JobStatus.SUBMITTED}),
     ],
 )
 def test_sources_of_lists_the_statuses_a_move_may_start_from(

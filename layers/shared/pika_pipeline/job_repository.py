@@ -174,6 +174,35 @@ class JobRepository:
             raise
         return stored
 
+    def reject_stranded(
+        self, job_id: str, *, now_epoch: int, code: str, message: str
+    ) -> Job | None:
+        """Rejects a job whose claim ran out before fal was called and whose upload has become
+        unusable since; None when the job is anything else (a live or a submitted one)."""
+        try:
+            attrs = self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET #status = :rejected, error_code = :code, "
+                "error_message = :message, updated_at = :now REMOVE open_shard, next_check_at",
+                ConditionExpression="#status = :pending AND attribute_not_exists(request_id) "
+                "AND claim_expires_at < :now_epoch",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":rejected": JobStatus.REJECTED,
+                    ":pending": JobStatus.PENDING,
+                    ":code": code,
+                    ":message": message,
+                    ":now": now_iso(),
+                    ":now_epoch": now_epoch,
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return None
+            raise
+        return Job(attrs)
+
     def record_request_id(self, job_id: str, request_id: str) -> Job:
         """Stores fal's request id: PENDING becomes SUBMITTED; a job the webhook already finished
         keeps its status and just learns the id."""

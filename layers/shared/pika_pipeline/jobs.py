@@ -22,8 +22,16 @@ TERMINAL_STATUSES = frozenset(
 # Which status may follow which. Every status change is a conditional write built from this table,
 # so a late or duplicate event can never move a job backwards.
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    # PENDING -> REJECTED only for a claim whose submit crashed and whose upload has since become
+    # unusable (deleted, say): the repository guards it with "claim expired, no request id".
     JobStatus.PENDING: frozenset(
-        {JobStatus.SUBMITTED, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED}
+        {
+            JobStatus.SUBMITTED,
+            JobStatus.COMPLETED,
+            JobStatus.FAILED,
+            JobStatus.EXPIRED,
+            JobStatus.REJECTED,
+        }
     ),
     JobStatus.SUBMITTED: frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED}),
     JobStatus.COMPLETED: frozenset(),

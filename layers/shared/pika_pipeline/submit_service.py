@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pika_pipeline.config import SubmitSettings
     from pika_pipeline.fal_gateway import FalGateway
     from pika_pipeline.job_events import JobEvents
-    from pika_pipeline.job_repository import JobRepository
+    from pika_pipeline.job_repository import Job, JobRepository
 
 
 class SubmitOutcome(StrEnum):
@@ -209,9 +209,18 @@ class SubmitService:
 
     def _reject(self, source: dict[str, Any], rejection: UploadRejected) -> SubmitOutcome:
         item = {**source, "error_code": rejection.code, "error_message": rejection.message}
-        recorded = self._jobs.record_rejection(item)
+        recorded: Job | dict[str, Any] | None = self._jobs.record_rejection(item)
         if recorded is None:
-            return SubmitOutcome.DUPLICATE
+            # The upload has a job already. If its submit crashed before calling fal, the job
+            # would wait forever for an image that is now unusable: end it here.
+            recorded = self._jobs.reject_stranded(
+                str(source["job_id"]),
+                now_epoch=int(self._clock()),
+                code=rejection.code,
+                message=rejection.message,
+            )
+            if recorded is None:
+                return SubmitOutcome.DUPLICATE
         self._events.finished(recorded)
         logger.warning(
             "Upload rejected",
