@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from pika_pipeline.job_repository import open_shard
 from pika_pipeline.jobs import job_id_for
 from tests.support.pipeline import Pipeline, eventbridge_body
 
@@ -53,20 +52,8 @@ def test_a_submit_that_crashed_after_claiming_is_submitted_again(pipeline: Pipel
     key = "uploads/crashed-for-good.jpg"
     version = pipeline.put_image(bucket, key, {"prompt": "never submitted", "duration": "1"})
     job_id = job_id_for(bucket=bucket, key=key, version=version)
-    now = int(time.time())
-    # What a claim leaves when its function dies before calling fal and its message is lost.
-    pipeline.table.put_item(
-        Item={
-            "job_id": job_id,
-            "status": "PENDING",
-            "source_bucket": bucket,
-            "source_key": key,
-            "source_version": version,
-            "claim_expires_at": now - 1,
-            "open_shard": open_shard(job_id),
-            "next_check_at": now - 1,
-        }
-    )
+    source = {"source_bucket": bucket, "source_key": key, "source_version": version}
+    pipeline.leave_claim(job_id, source, expires_in=-1)  # a submit that crashed
 
     job = pipeline.reconcile_until_final(job_id)
 
@@ -168,19 +155,8 @@ def test_a_stranded_claim_whose_image_was_deleted_ends_rejected(pipeline: Pipeli
     key = "uploads/deleted-after-claim.jpg"
     version = pipeline.put_image(bucket, key, {"prompt": "gone", "duration": "1"})
     job_id = job_id_for(bucket=bucket, key=key, version=version)
-    now = int(time.time())
-    pipeline.table.put_item(
-        Item={
-            "job_id": job_id,
-            "status": "PENDING",
-            "source_bucket": bucket,
-            "source_key": key,
-            "source_version": version,
-            "claim_expires_at": now - 1,
-            "open_shard": open_shard(job_id),
-            "next_check_at": now - 1,
-        }
-    )
+    source = {"source_bucket": bucket, "source_key": key, "source_version": version}
+    pipeline.leave_claim(job_id, source, expires_in=-1)  # a submit that crashed
     pipeline.s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
 
     job = pipeline.reconcile_until_final(job_id)

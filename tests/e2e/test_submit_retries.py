@@ -33,18 +33,8 @@ def test_a_job_stranded_by_a_crash_between_claim_and_submit_is_submitted_on_rede
     key = "uploads/crashed.jpg"
     version = pipeline.put_image(bucket, key, {"prompt": "after a crash", "duration": "1"})
     job_id = job_id_for(bucket=bucket, key=key, version=version)
-    # What a submit that died right after claiming leaves behind: PENDING, no request id,
-    # and a claim that has run out.
-    pipeline.table.put_item(
-        Item={
-            "job_id": job_id,
-            "status": "PENDING",
-            "source_bucket": bucket,
-            "source_key": key,
-            "source_version": version,
-            "claim_expires_at": int(time.time()) - 1,
-        }
-    )
+    source = {"source_bucket": bucket, "source_key": key, "source_version": version}
+    pipeline.leave_claim(job_id, source, expires_in=-1)  # a submit that crashed
 
     pipeline.send_raw_message(eventbridge_body(bucket, key, version))
     job = pipeline.wait_for_job(job_id)
@@ -58,15 +48,8 @@ def test_a_live_claim_is_not_taken_over_by_a_duplicate(pipeline: Pipeline) -> No
     key = "uploads/in-flight.jpg"
     version = pipeline.put_image(bucket, key, {"prompt": "in flight", "duration": "1"})
     job_id = job_id_for(bucket=bucket, key=key, version=version)
-    claim = {
-        "job_id": job_id,
-        "status": "PENDING",
-        "source_bucket": bucket,
-        "source_key": key,
-        "source_version": version,
-        "claim_expires_at": int(time.time()) + 300,
-    }
-    pipeline.table.put_item(Item=claim)
+    source = {"source_bucket": bucket, "source_key": key, "source_version": version}
+    pipeline.leave_claim(job_id, source, expires_in=300)  # a submit still at work
 
     pipeline.send_raw_message(eventbridge_body(bucket, key, version))
     time.sleep(3)

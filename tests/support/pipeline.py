@@ -16,6 +16,7 @@ import boto3
 from local.aws import REGION, aws_environment
 from local.stack import StackInfo
 from local.template import REPO_ROOT
+from pika_pipeline.job_repository import open_shard
 from pika_pipeline.jobs import TERMINAL_STATUSES, job_id_for
 
 SAMPLE_IMAGE = REPO_ROOT / "local" / "assets" / "sample.jpg"
@@ -84,6 +85,22 @@ class Pipeline:
     def job(self, job_id: str) -> dict[str, Any] | None:
         item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         return dict(item) if item else None
+
+    def leave_claim(self, job_id: str, source: dict[str, str], *, expires_in: int) -> None:
+        """A job as the submit path claims it before calling fal: PENDING, no request id, the
+        claim running out in ``expires_in`` seconds (negative: its submit crashed), and due in
+        the reconciler's index."""
+        now = int(time.time())
+        self.table.put_item(
+            Item={
+                "job_id": job_id,
+                "status": "PENDING",
+                **source,
+                "claim_expires_at": now + expires_in,
+                "open_shard": open_shard(job_id),
+                "next_check_at": now - 1,
+            }
+        )
 
     def wait_for_job(self, job_id: str, timeout: float = 60) -> dict[str, Any]:
         """The job once it reaches a terminal status."""
