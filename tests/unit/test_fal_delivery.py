@@ -6,9 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
-from pika_pipeline.fal_delivery import FalDelivery, FalVideo
+from pika_pipeline.fal_delivery import FalDelivery, FalVideo, MalformedDelivery
 from pika_pipeline.jobs import ErrorCode
 
 VIDEO = {
@@ -21,7 +20,7 @@ VIDEO = {
 
 def delivery(**fields: Any) -> FalDelivery:
     body = {"request_id": "req-1", "gateway_request_id": "req-1", **fields}
-    return FalDelivery.model_validate_json(json.dumps(body))
+    return FalDelivery.from_json(json.dumps(body))
 
 
 def test_an_ok_delivery_yields_its_video() -> None:
@@ -180,8 +179,8 @@ def test_a_payload_error_wins_over_a_detail() -> None:
     ],
 )
 def test_bodies_that_are_not_fal_deliveries_do_not_validate(body: dict[str, Any]) -> None:
-    with pytest.raises(ValidationError):
-        FalDelivery.model_validate_json(json.dumps(body))
+    with pytest.raises(MalformedDelivery):
+        FalDelivery.from_json(json.dumps(body))
 
 
 @pytest.mark.parametrize(

@@ -2,78 +2,159 @@
 
 A missing or malformed variable fails the cold start with a message naming it, instead of a
 function that half-works on a silent default. Optional knobs have documented defaults here.
+Plain dataclasses rather than pydantic: the webhook's cold start races fal's 15 s delivery
+timeout, and pydantic's import and model building were most of its cost (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Literal, Self
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+class ConfigurationError(ValueError):
+    """The environment does not configure the function; the message names every variable."""
 
 
-class _Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+def _env(
+    name: str,
+    parse: Callable[[str], Any] = str,
+    *,
+    default: Any = MISSING,
+    check: Callable[[Any], bool] | None = None,
+    rule: str = "",
+) -> Any:
+    metadata = {"env": name, "parse": parse, "check": check, "rule": rule}
+    return field(default=default, metadata=metadata)
 
-    jobs_table: str = Field(alias="JOBS_TABLE", min_length=1)
-    output_bucket: str = Field(alias="OUTPUT_BUCKET", min_length=1)
-    webhook_token_secret: str = Field(alias="WEBHOOK_TOKEN_SECRET", min_length=1)
-    event_bus_name: str = Field(alias="EVENT_BUS_NAME", min_length=1)
+
+def _non_empty(value: str) -> bool:
+    return bool(value)
+
+
+def _url(value: str) -> bool:
+    return re.match(r"^https?://", value) is not None
+
+
+def _hosts(value: str) -> tuple[str, ...]:
+    return tuple(host.strip().lower() for host in value.split(",") if host.strip())
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Settings:
+    jobs_table: str = _env("JOBS_TABLE", check=_non_empty, rule="must not be empty")
+    output_bucket: str = _env("OUTPUT_BUCKET", check=_non_empty, rule="must not be empty")
+    webhook_token_secret: str = _env(
+        "WEBHOOK_TOKEN_SECRET", check=_non_empty, rule="must not be empty"
+    )
+    event_bus_name: str = _env("EVENT_BUS_NAME", check=_non_empty, rule="must not be empty")
     # 0 keeps job records; otherwise DynamoDB's TTL removes them this many days after creation.
-    job_retention_days: int = Field(default=0, alias="JOB_RETENTION_DAYS", ge=0)
+    job_retention_days: int = _env(
+        "JOB_RETENTION_DAYS", int, default=0, check=lambda v: v >= 0, rule="must be >= 0"
+    )
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Self:
-        return cls.model_validate(dict(os.environ if environ is None else environ))
+        source = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for spec in fields(cls):
+            meta = spec.metadata
+            raw = source.get(meta["env"])
+            if raw is None:
+                if spec.default is MISSING:
+                    problems.append(f"{meta['env']}: missing")
+                continue
+            try:
+                value = meta["parse"](raw)
+            except ValueError:
+                problems.append(f"{meta['env']}: cannot read {raw!r}")
+                continue
+            if meta["check"] is not None and not meta["check"](value):
+                problems.append(f"{meta['env']}: {meta['rule']}, got {raw!r}")
+                continue
+            values[spec.name] = value
+        if problems:
+            raise ConfigurationError(f"{cls.__name__} is misconfigured: " + "; ".join(problems))
+        return cls(**values)
 
 
+@dataclass(frozen=True, kw_only=True)
 class SubmitSettings(_Settings):
-    input_prefix: str = Field(alias="INPUT_PREFIX")
-    fal_key_secret: str = Field(alias="FAL_KEY_SECRET", min_length=1)
-    webhook_url: str = Field(alias="WEBHOOK_URL", pattern=r"^https?://")
-    default_resolution: Literal["720p", "1080p"] = Field(alias="DEFAULT_RESOLUTION")
-    default_duration: int = Field(alias="DEFAULT_DURATION", ge=1)
-    min_duration: int = Field(default=1, alias="MIN_DURATION", ge=1)
-    max_duration: int = Field(default=10, alias="MAX_DURATION", ge=1)
-    presign_expires_seconds: int = Field(alias="PRESIGN_EXPIRES_SECONDS", ge=60)
-    max_image_bytes: int = Field(default=20 * 1024 * 1024, alias="MAX_IMAGE_BYTES", ge=1)
-    fal_endpoint: str = Field(default="fal-ai/pika/v2.1/image-to-video", alias="FAL_ENDPOINT")
+    input_prefix: str = _env("INPUT_PREFIX")
+    fal_key_secret: str = _env("FAL_KEY_SECRET", check=_non_empty, rule="must not be empty")
+    webhook_url: str = _env("WEBHOOK_URL", check=_url, rule="must be an http(s) URL")
+    default_resolution: Literal["720p", "1080p"] = _env(
+        "DEFAULT_RESOLUTION", check=lambda v: v in ("720p", "1080p"), rule="must be 720p or 1080p"
+    )
+    default_duration: int = _env(
+        "DEFAULT_DURATION", int, check=lambda v: v >= 1, rule="must be >= 1"
+    )
+    min_duration: int = _env(
+        "MIN_DURATION", int, default=1, check=lambda v: v >= 1, rule="must be >= 1"
+    )
+    max_duration: int = _env(
+        "MAX_DURATION", int, default=10, check=lambda v: v >= 1, rule="must be >= 1"
+    )
+    presign_expires_seconds: int = _env(
+        "PRESIGN_EXPIRES_SECONDS", int, check=lambda v: v >= 60, rule="must be >= 60"
+    )
+    max_image_bytes: int = _env(
+        "MAX_IMAGE_BYTES",
+        int,
+        default=20 * 1024 * 1024,
+        check=lambda v: v >= 1,
+        rule="must be >= 1",
+    )
+    fal_endpoint: str = _env("FAL_ENDPOINT", default="fal-ai/pika/v2.1/image-to-video")
     # Per HTTP attempt; fal_client retries on its own, so the Lambda timeout covers ~10 attempts.
-    fal_timeout_seconds: float = Field(default=10.0, alias="FAL_TIMEOUT_SECONDS", gt=0)
+    fal_timeout_seconds: float = _env(
+        "FAL_TIMEOUT_SECONDS", float, default=10.0, check=lambda v: v > 0, rule="must be > 0"
+    )
     # A claimed job whose submit never finished (a crash) may be claimed again after this long;
     # longer than the function's timeout, so a live submit is never taken over.
-    claim_seconds: int = Field(default=300, alias="CLAIM_SECONDS", ge=1)
+    claim_seconds: int = _env(
+        "CLAIM_SECONDS", int, default=300, check=lambda v: v >= 1, rule="must be >= 1"
+    )
     # When the reconciler first looks at a claimed job (and how long it waits between looks).
-    reconcile_after_seconds: int = Field(alias="RECONCILE_AFTER_SECONDS", ge=1)
+    reconcile_after_seconds: int = _env(
+        "RECONCILE_AFTER_SECONDS", int, check=lambda v: v >= 1, rule="must be >= 1"
+    )
     # The queue's maxReceiveCount: the attempt that gives up and records fal_unavailable.
-    max_attempts: int = Field(alias="SUBMIT_MAX_ATTEMPTS", ge=1)
+    max_attempts: int = _env(
+        "SUBMIT_MAX_ATTEMPTS", int, check=lambda v: v >= 1, rule="must be >= 1"
+    )
     # fal outages are retried after base, 2x base, 4x base... seconds (SQS visibility).
-    retry_base_seconds: int = Field(alias="SUBMIT_RETRY_BASE_SECONDS", ge=0)
+    retry_base_seconds: int = _env(
+        "SUBMIT_RETRY_BASE_SECONDS", int, check=lambda v: v >= 0, rule="must be >= 0"
+    )
 
 
+@dataclass(frozen=True, kw_only=True)
 class WebhookSettings(_Settings):
-    fal_jwks_url: str = Field(alias="FAL_JWKS_URL", pattern=r"^https?://")
-    fal_user_id: str = Field(default="", alias="FAL_USER_ID")
-    media_hosts: tuple[str, ...] = Field(alias="MEDIA_HOSTS")
-    output_prefix: str = Field(default="videos/", alias="OUTPUT_PREFIX")
-    max_body_bytes: int = Field(default=256 * 1024, alias="MAX_BODY_BYTES", ge=1024)
-    max_video_bytes: int = Field(default=2 * 1024**3, alias="MAX_VIDEO_BYTES", ge=1)
-    timestamp_tolerance_seconds: int = Field(default=300, alias="TIMESTAMP_TOLERANCE_SECONDS")
-
-    @field_validator("media_hosts", mode="before")
-    @classmethod
-    def _split_hosts(cls, value: object) -> object:
-        if isinstance(value, str):
-            hosts = tuple(h.strip().lower() for h in value.split(",") if h.strip())
-            if not hosts:
-                raise ValueError("MEDIA_HOSTS must name at least one host")
-            return hosts
-        return value
+    fal_jwks_url: str = _env("FAL_JWKS_URL", check=_url, rule="must be an http(s) URL")
+    fal_user_id: str = _env("FAL_USER_ID", default="")
+    media_hosts: tuple[str, ...] = _env(
+        "MEDIA_HOSTS", _hosts, check=bool, rule="must name at least one host"
+    )
+    output_prefix: str = _env("OUTPUT_PREFIX", default="videos/")
+    max_body_bytes: int = _env(
+        "MAX_BODY_BYTES", int, default=256 * 1024, check=lambda v: v >= 1024, rule="must be >= 1024"
+    )
+    max_video_bytes: int = _env(
+        "MAX_VIDEO_BYTES", int, default=2 * 1024**3, check=lambda v: v >= 1, rule="must be >= 1"
+    )
+    timestamp_tolerance_seconds: int = _env("TIMESTAMP_TOLERANCE_SECONDS", int, default=300)
 
 
+@dataclass(frozen=True, kw_only=True)
 class ReconcilerSettings(SubmitSettings, WebhookSettings):
     """The reconciler submits (crashed claims) and records results, so it needs both."""
 
-    deadline_seconds: int = Field(alias="JOB_DEADLINE_SECONDS", ge=1)
-    max_jobs: int = Field(alias="RECONCILE_MAX_JOBS", ge=1)
+    deadline_seconds: int = _env(
+        "JOB_DEADLINE_SECONDS", int, check=lambda v: v >= 1, rule="must be >= 1"
+    )
+    max_jobs: int = _env("RECONCILE_MAX_JOBS", int, check=lambda v: v >= 1, rule="must be >= 1")

@@ -10,10 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from pika_pipeline.errors import SigningKeysUnavailable, VideoUnavailable, WebhookRejected
-from pika_pipeline.fal_delivery import FalDelivery
+from pika_pipeline.fal_delivery import FalDelivery, MalformedDelivery
 from pika_pipeline.observability import count, logger
 from pika_pipeline.webhook_tokens import token_matches
 
@@ -77,8 +75,8 @@ class WebhookService:
         logger.thread_safe_append_keys(job_id=job_id)
         signed_request_id = self._verifier.verify(request.headers, request.body)
         try:
-            delivery = FalDelivery.model_validate_json(request.body)
-        except ValidationError:
+            delivery = FalDelivery.from_json(request.body)
+        except MalformedDelivery:
             raise WebhookRejected("malformed_body", status_code=400) from None
         if delivery.request_id != signed_request_id:
             raise WebhookRejected("request_id_mismatch")
