@@ -150,11 +150,3 @@ def is_created(resolver: Resolver, resource: dict[str, Any]) -> bool:
     """False for a resource whose Condition is false (it does not exist in this stack)."""
     condition = resource.get("Condition")
     return condition is None or resolver.condition(condition)
-
-
-def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {
-        logical: resource
-        for logical, resource in template.get("Resources", {}).items()
-        if resource.get("Type") == kind
-    }
