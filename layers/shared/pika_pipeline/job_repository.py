@@ -142,23 +142,30 @@ class JobRepository:
         return {":expires": now_epoch + self._retention_seconds} if self._retention_seconds else {}
 
     def release_claim(self, job_id: str, *, attempts_error: str) -> None:
-        """After a transient failure: let the message's redelivery claim the job at once."""
-        self._table.update_item(
-            Key={"job_id": job_id},
-            UpdateExpression=(
-                "SET claim_expires_at = :zero, last_error = :error, updated_at = :now "
-                "ADD attempts :one"
-            ),
-            ConditionExpression="#status = :pending AND attribute_not_exists(request_id)",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={
-                ":zero": 0,
-                ":error": attempts_error,
-                ":now": now_iso(),
-                ":one": 1,
-                ":pending": JobStatus.PENDING,
-            },
-        )
+        """After a transient failure: let the message's redelivery claim the job at once.
+
+        A job that moved on meanwhile (a webhook beat the failed call) is left as it is.
+        """
+        try:
+            self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression=(
+                    "SET claim_expires_at = :zero, last_error = :error, updated_at = :now "
+                    "ADD attempts :one"
+                ),
+                ConditionExpression="#status = :pending AND attribute_not_exists(request_id)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":zero": 0,
+                    ":error": attempts_error,
+                    ":now": now_iso(),
+                    ":one": 1,
+                    ":pending": JobStatus.PENDING,
+                },
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
 
     def record_rejection(self, item: dict[str, Any]) -> dict[str, Any] | None:
         """Writes a REJECTED job unless the upload already has a job (then returns None)."""
