@@ -14,9 +14,8 @@ from pika_pipeline.job_repository import JobRepository, OpenJobs
 from pika_pipeline.job_results import JobResults
 from pika_pipeline.observability import flush_breakdowns, logger, metrics
 from pika_pipeline.reconciler import Reconciler
-from pika_pipeline.secrets_store import read_fal_key, read_secret
+from pika_pipeline.secrets_store import read_secret
 from pika_pipeline.submit_service import SubmitService
-from pika_pipeline.video_store import VideoStore
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -39,28 +38,12 @@ def reconciler() -> Reconciler:
 
     repository = JobRepository(table, retention_days=config.job_retention_days)
     events = JobEvents(events_client(), config.event_bus_name)
-    fal = functools.cache(
-        lambda: FalGateway(
-            key=read_fal_key(config.fal_key_secret),
-            endpoint=config.fal_endpoint,
-            timeout_seconds=config.fal_timeout_seconds,
-        )
-    )
+    fal = FalGateway.lazily_for(config)
     return Reconciler(
         open_jobs=OpenJobs(table),
         repository=repository,
         fal=fal,
-        results=JobResults(
-            repository=repository,
-            store=VideoStore(
-                s3=s3_client(),
-                bucket=config.output_bucket,
-                allowed_hosts=config.media_hosts,
-                max_bytes=config.max_video_bytes,
-            ),
-            events=events,
-            output_prefix=config.output_prefix,
-        ),
+        results=JobResults.for_settings(config, repository=repository, events=events),
         submit=SubmitService(
             settings=config,
             repository=repository,

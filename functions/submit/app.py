@@ -23,7 +23,7 @@ from pika_pipeline.fal_gateway import FalGateway
 from pika_pipeline.job_events import JobEvents
 from pika_pipeline.job_repository import JobRepository
 from pika_pipeline.observability import flush_breakdowns, logger, metrics
-from pika_pipeline.secrets_store import read_fal_key, read_secret
+from pika_pipeline.secrets_store import read_secret
 from pika_pipeline.submit_batch import SubmitBatch
 from pika_pipeline.submit_service import SubmitService
 
@@ -46,13 +46,7 @@ def batch() -> SubmitBatch:
             lambda: jobs_table(settings.jobs_table), retention_days=settings.job_retention_days
         ),
         s3=s3_client(),
-        fal=functools.cache(
-            lambda: FalGateway(
-                key=read_fal_key(settings.fal_key_secret),
-                endpoint=settings.fal_endpoint,
-                timeout_seconds=settings.fal_timeout_seconds,
-            )
-        ),
+        fal=FalGateway.lazily_for(settings),
         token_key=lambda: read_secret(settings.webhook_token_secret),
         events=JobEvents(events_client(), settings.event_bus_name),
     )

@@ -7,7 +7,7 @@ import functools
 import json
 from typing import TYPE_CHECKING, Any
 
-from pika_pipeline.aws_clients import events_client, jobs_table, s3_client
+from pika_pipeline.aws_clients import events_client, jobs_table
 from pika_pipeline.config import WebhookSettings
 from pika_pipeline.http_fetch import fetch_bytes
 from pika_pipeline.job_events import JobEvents
@@ -15,7 +15,6 @@ from pika_pipeline.job_repository import JobRepository
 from pika_pipeline.job_results import JobResults
 from pika_pipeline.observability import flush_breakdowns, logger, metrics
 from pika_pipeline.secrets_store import read_secret
-from pika_pipeline.video_store import VideoStore
 from pika_pipeline.webhook_service import WebhookRequest, WebhookService
 from pika_pipeline.webhook_verifier import JwksKeys, WebhookVerifier
 
@@ -36,16 +35,10 @@ def service() -> WebhookService:
             expected_user_id=settings.fal_user_id,
             tolerance_seconds=settings.timestamp_tolerance_seconds,
         ),
-        results=JobResults(
+        results=JobResults.for_settings(
+            settings,
             repository=repository,
-            store=VideoStore(
-                s3=s3_client(),
-                bucket=settings.output_bucket,
-                allowed_hosts=settings.media_hosts,
-                max_bytes=settings.max_video_bytes,
-            ),
             events=JobEvents(events_client(), settings.event_bus_name),
-            output_prefix=settings.output_prefix,
         ),
         token_key=lambda: read_secret(settings.webhook_token_secret),
         max_body_bytes=settings.max_body_bytes,

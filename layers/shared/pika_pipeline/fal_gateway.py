@@ -6,7 +6,9 @@ Only the submit path imports this module: the webhook function never loads fal_c
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import fal_client
 import httpx
@@ -15,12 +17,28 @@ from pika_pipeline.errors import FalRequestFailed, FalUnavailable
 from pika_pipeline.fal_delivery import FalDelivery
 from pika_pipeline.fal_errors import describe_detail
 from pika_pipeline.jobs import ErrorCode
+from pika_pipeline.secrets_store import read_fal_key
+
+if TYPE_CHECKING:
+    from pika_pipeline.config import SubmitSettings
 
 # fal_client retries these itself; if they still fail, the queue message is retried later.
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
 
 class FalGateway:
+    @classmethod
+    def lazily_for(cls, settings: SubmitSettings) -> Callable[[], FalGateway]:
+        """A gateway made on first use, so the fal key is read from Secrets Manager only when a
+        job actually needs fal (a rejected upload never does)."""
+        return functools.cache(
+            lambda: cls(
+                key=read_fal_key(settings.fal_key_secret),
+                endpoint=settings.fal_endpoint,
+                timeout_seconds=settings.fal_timeout_seconds,
+            )
+        )
+
     def __init__(self, *, key: str, endpoint: str, timeout_seconds: float) -> None:
         self._endpoint = endpoint
         self._client = fal_client.SyncClient(key=key, default_timeout=timeout_seconds)

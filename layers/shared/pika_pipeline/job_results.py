@@ -17,16 +17,18 @@ from urllib.parse import quote
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from pika_pipeline.aws_clients import s3_client
 from pika_pipeline.errors import JobConflict
 from pika_pipeline.job_repository import Job, now_iso
 from pika_pipeline.jobs import TERMINAL_STATUSES, JobStatus
 from pika_pipeline.observability import count, logger, metrics
+from pika_pipeline.video_store import VideoStore
 
 if TYPE_CHECKING:
+    from pika_pipeline.config import WebhookSettings
     from pika_pipeline.fal_delivery import FalDelivery
     from pika_pipeline.job_events import JobEvents
     from pika_pipeline.job_repository import JobRepository
-    from pika_pipeline.video_store import VideoStore
 
 
 class Outcome(StrEnum):
@@ -50,6 +52,23 @@ class JobResults:
         self._events = events
         self._output_prefix = output_prefix
         self._clock = clock
+
+    @classmethod
+    def for_settings(
+        cls, settings: WebhookSettings, *, repository: JobRepository, events: JobEvents
+    ) -> JobResults:
+        """Wired as both the webhook and the reconciler run it."""
+        return cls(
+            repository=repository,
+            store=VideoStore(
+                s3=s3_client(),
+                bucket=settings.output_bucket,
+                allowed_hosts=settings.media_hosts,
+                max_bytes=settings.max_video_bytes,
+            ),
+            events=events,
+            output_prefix=settings.output_prefix,
+        )
 
     def record(self, job: Job, delivery: FalDelivery) -> Outcome:
         """Raises VideoUnavailable (nothing stored) when the video cannot be copied yet."""
