@@ -58,7 +58,8 @@ class PikaInput(BaseModel):
 class Faults:
     """Queues of faults, each consumed by the next submission (FIFO).
 
-    submit:   HTTP statuses to answer a submit with instead of accepting it (e.g. 429, 500).
+    submit:   HTTP statuses to answer a submit with instead of accepting it (e.g. 429, 500);
+              null accepts that submission, so a fault can be aimed at a later one.
     submit_delay: seconds to wait before answering an accepted submit (the request is queued
               first, as fal does, so a client that times out and retries creates a second one).
     outcome:  "ok" | "error" | "validation_error" | "payload_error" for the next requests.
@@ -69,7 +70,7 @@ class Faults:
               "foreign_host" (a URL on a host no allowlist has).
     """
 
-    submit: deque[int] = field(default_factory=deque)
+    submit: deque[int | None] = field(default_factory=deque)
     submit_delay: deque[float] = field(default_factory=deque)
     outcome: deque[str] = field(default_factory=deque)
     delivery: deque[str] = field(default_factory=deque)
@@ -88,6 +89,7 @@ class FalRequest:
     app: str
     arguments: dict[str, Any]
     webhook_url: str | None
+    start_timeout: str | None = None  # X-Fal-Request-Timeout, as sent
     status: str = "IN_QUEUE"
     outcome: str = "ok"
     delivery: str = "normal"
@@ -115,11 +117,15 @@ class Emulator:
 
     # --- queue API -------------------------------------------------------------------------
 
-    def submit(self, app: str, body: bytes, webhook_url: str | None) -> tuple[int, dict[str, Any]]:
+    def submit(
+        self, app: str, body: bytes, webhook_url: str | None, start_timeout: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
         with self.lock:
-            chance = None if self.faults.submit else self._by_chance("submit")
-            if self.faults.submit or chance:
-                status = self.faults.submit.popleft() if self.faults.submit else int(chance or 0)
+            if self.faults.submit:
+                status = self.faults.submit.popleft() or 0
+            else:
+                status = int(self._by_chance("submit") or 0)
+            if status:
                 self.rejected_submits.append(
                     {"app": app, "status": status, "webhook_url": webhook_url, "at": time.time()}
                 )
@@ -132,6 +138,7 @@ class Emulator:
         request_id = str(uuid.uuid4())
         with self.lock:
             request = FalRequest(request_id, app, arguments, webhook_url)
+            request.start_timeout = start_timeout
             request.outcome = (
                 self.faults.outcome.popleft() if self.faults.outcome else self._by_chance("outcome")
             ) or "ok"
@@ -357,6 +364,7 @@ class Emulator:
                         "app": r.app,
                         "arguments": r.arguments,
                         "webhook_url": r.webhook_url,
+                        "start_timeout": r.start_timeout,
                         "status": r.status,
                         "outcome": r.outcome,
                         "delivery": r.delivery,
@@ -446,7 +454,8 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             if app.count("/") < 1:
                 return self._json(404, {"detail": "Not found"})
             webhook = query.get("fal_webhook", [None])[0]
-            return self._json(*emulator.submit(app, body, webhook))
+            start_timeout = self.headers.get("X-Fal-Request-Timeout")
+            return self._json(*emulator.submit(app, body, webhook, start_timeout))
 
         def do_PUT(self) -> None:
             path, _ = self._route()

@@ -21,7 +21,7 @@ def test_the_fal_key_is_nowhere_but_in_secrets_manager(pipeline: Pipeline) -> No
     for job_id in jobs:
         pipeline.wait_for_job(job_id)
     status, _ = pipeline.post_webhook(
-        f"{pipeline.info.webhook_url}?job_id={jobs[1]}&token=forged", b"{}", {}
+        f"{pipeline.info.webhook_url}?job_id={jobs[1]}&attempt=0&token=forged", b"{}", {}
     )
     assert status == 401
 

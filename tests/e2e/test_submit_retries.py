@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
 
 from pika_pipeline.jobs import job_id_for
 from tests.support.pipeline import Pipeline, eventbridge_body
@@ -146,38 +149,74 @@ def test_a_batch_with_one_bad_upload_still_makes_the_other_nine_videos(
     assert [job["status"] for job in jobs[1:]] == ["COMPLETED"] * 9
 
 
-def test_fal_clients_retry_after_a_timeout_is_counted_and_both_results_are_recognised(
+@pytest.fixture
+def late_results(pipeline: Pipeline) -> Iterator[None]:
+    """Results marked "late" arrive 12 s after fal finishes: after a retried submit."""
+    pipeline.fal_faults(late_seconds=12)
+    yield
+    pipeline.fal_faults(late_seconds=5)
+
+
+@pytest.mark.usefixtures("late_results")
+def test_a_call_whose_answer_is_lost_is_not_posted_again_and_its_late_result_is_booked(
     pipeline: Pipeline,
 ) -> None:
-    """fal queued the first POST but answered after the client's timeout, so fal_client POSTed
-    again: two paid requests exist. The job keeps both ids and stores one video, and the second
-    result is acknowledged as a duplicate, neither refused nor stored twice."""
-    pipeline.fal_faults(submit_delay=[3])  # longer than the 2 s attempt timeout
+    """fal queued the first request but answered after the 2 s timeout, and its (failed) result
+    comes late. fal_client must not POST that call again (a second paid request nobody would
+    know of): the call fails, the message is retried, and the retried call completes the job.
+    The late result is fal's and for this job: it is acknowledged (a refusal would make fal
+    retry it for hours), booked on the job, and changes nothing."""
+    pipeline.fal_faults(submit_delay=[3], delivery=["late"], outcome=["error", "ok"])
 
-    job_id = pipeline.upload({"prompt": "ambiguous", "duration": "1"})
-    job = pipeline.wait_for_job(job_id)
+    job_id = pipeline.upload({"prompt": "lost answer", "duration": "1"})
+    first, second = _eventually(lambda: _all_delivered(pipeline, job_id, expected=2), 40)
+    job = _eventually(lambda: _job_with_request_ids(pipeline, job_id, count=2))
 
+    attempts = {parse_qs(urlsplit(r["webhook_url"]).query)["attempt"][0] for r in (first, second)}
+    assert len(attempts) == 2  # one POST per attempt
+    assert {first["start_timeout"], second["start_timeout"]} == {"8.0"}  # the job deadline
     assert job["status"] == "COMPLETED"
-    requests = _eventually(lambda: _all_delivered(pipeline, job_id, expected=2))
-    assert {r["request_id"] for r in requests} == _eventually(
-        lambda: _request_ids_if(pipeline, job_id, count=2)
-    )
-    assert [r["deliveries"][0]["status"] for r in requests] == [200, 200]
+    assert job["completed_request_id"] == second["request_id"]
+    assert "error_code" not in job
+    assert [d["status"] for d in first["deliveries"]] == [200]
+    assert "open_attempts" not in job
     stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
     assert stored["KeyCount"] == 1
 
 
-def test_a_late_error_from_a_second_request_never_regresses_a_completed_job(
+@pytest.mark.usefixtures("late_results")
+def test_the_result_of_a_lost_answer_completes_a_job_whose_known_request_never_delivers(
     pipeline: Pipeline,
 ) -> None:
-    pipeline.fal_faults(submit_delay=[3], outcome=["ok", "error"])
+    pipeline.fal_faults(submit_delay=[3], delivery=["late", "drop"])
 
-    job_id = pipeline.upload({"prompt": "late error", "duration": "1"})
-    _eventually(lambda: _all_delivered(pipeline, job_id, expected=2))
-    job = pipeline.wait_for_job(job_id)
+    job_id = pipeline.upload({"prompt": "only the lost one delivers", "duration": "1"})
+    job = pipeline.wait_for_job(job_id, timeout=40)
 
+    first, second = pipeline.fal_requests_for(job_id)
     assert job["status"] == "COMPLETED"
+    assert job["completed_request_id"] == first["request_id"]
+    assert set(job["request_ids"]) == {first["request_id"], second["request_id"]}
+    assert pipeline.s3.head_object(Bucket=job["output_bucket"], Key=job["output_key"])
+
+
+@pytest.mark.usefixtures("late_results")
+def test_a_job_the_submit_path_failed_is_completed_by_a_result_fal_made_after_all(
+    pipeline: Pipeline,
+) -> None:
+    # The first call's answer is lost; the retry is refused (401) and fails the job. fal had
+    # queued the first request all the same: its video is the user's, not a loss.
+    pipeline.fal_faults(submit=[None, 401], submit_delay=[3], delivery=["late"])
+
+    job_id = pipeline.upload({"prompt": "failed, then delivered", "duration": "1"})
+    failed = pipeline.wait_for_job(job_id)
+    assert (failed["status"], failed["error_code"]) == ("FAILED", "fal_auth")
+    job = pipeline.wait_for_status(job_id, "COMPLETED", timeout=40)
+
+    (request,) = pipeline.fal_requests_for(job_id)
+    assert job["completed_request_id"] == request["request_id"]
     assert "error_code" not in job
+    assert "error_message" not in job
     assert pipeline.s3.head_object(Bucket=job["output_bucket"], Key=job["output_key"])
 
 
@@ -191,14 +230,21 @@ def _eventually[T](probe: Callable[[], T | None], timeout: float = 20) -> T:
     raise AssertionError("condition not met in time")
 
 
-def _all_delivered(pipeline: Pipeline, job_id: str, expected: int) -> list[dict[str, Any]] | None:
+def _all_delivered(
+    pipeline: Pipeline, job_id: str, expected: int | None = None
+) -> list[dict[str, Any]] | None:
+    """The job's fal requests once each has been delivered with a 2xx answer."""
     requests = pipeline.fal_requests_for(job_id)
-    if len(requests) == expected and all(r["deliveries"] for r in requests):
+    if expected is not None and len(requests) != expected:
+        return None
+    if requests and all(
+        any(200 <= d["status"] < 300 for d in r["deliveries"] if isinstance(d["status"], int))
+        for r in requests
+    ):
         return requests
     return None
 
 
-def _request_ids_if(pipeline: Pipeline, job_id: str, count: int) -> set[str] | None:
+def _job_with_request_ids(pipeline: Pipeline, job_id: str, count: int) -> dict[str, Any] | None:
     job = pipeline.job(job_id) or {}
-    ids = set(job.get("request_ids", ()))
-    return ids if len(ids) == count else None
+    return job if len(job.get("request_ids", ())) == count else None

@@ -171,7 +171,15 @@ def test_a_genuine_delivery_for_one_job_cannot_complete_another(
 
 @pytest.mark.parametrize(
     "query",
-    ["", "job_id={job}", "job_id={job}&token=0000", "job_id=someone-else&token={token}"],
+    [
+        "",
+        "job_id={job}",
+        "job_id={job}&attempt={attempt}",
+        "job_id={job}&attempt={attempt}&token=0000",
+        "job_id=someone-else&attempt={attempt}&token={token}",
+        "job_id={job}&attempt=0000000000000000&token={token}",
+        "job_id={job}&token={token}",
+    ],
 )
 def test_a_url_without_this_jobs_token_is_refused(
     pipeline: Pipeline, finished: dict[str, Any], query: str
@@ -180,7 +188,7 @@ def test_a_url_without_this_jobs_token_is_refused(
     genuine_query = delivery["url"].split("?", 1)[1]
     params = dict(part.split("=", 1) for part in genuine_query.split("&"))
     url = f"{pipeline.info.webhook_url}?" + query.format(
-        job=params["job_id"], token=params["token"]
+        job=params["job_id"], attempt=params["attempt"], token=params["token"]
     )
 
     status, answer = pipeline.post_webhook(url, delivery["body"].encode(), delivery["headers"])

@@ -114,6 +114,11 @@ class SubmitSettings(_Settings):
     fal_timeout_seconds: float = _env(
         "FAL_TIMEOUT_SECONDS", float, default=10.0, check=lambda v: v > 0, rule="must be > 0"
     )
+    # A job fal has not finished this long after submission is expired by the reconciler; fal
+    # itself is told (start_timeout) to drop a request it has not started by then.
+    deadline_seconds: int = _env(
+        "JOB_DEADLINE_SECONDS", int, check=lambda v: v >= 2, rule="must be >= 2"
+    )
     # A claimed job whose submit never finished (a crash) may be claimed again after this long;
     # longer than the function's timeout, so a live submit is never taken over.
     claim_seconds: int = _env(
@@ -154,7 +159,4 @@ class WebhookSettings(_Settings):
 class ReconcilerSettings(SubmitSettings, WebhookSettings):
     """The reconciler submits (crashed claims) and records results, so it needs both."""
 
-    deadline_seconds: int = _env(
-        "JOB_DEADLINE_SECONDS", int, check=lambda v: v >= 1, rule="must be >= 1"
-    )
     max_jobs: int = _env("RECONCILE_MAX_JOBS", int, check=lambda v: v >= 1, rule="must be >= 1")

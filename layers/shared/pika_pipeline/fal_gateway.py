@@ -36,18 +36,31 @@ class FalGateway:
                 key=read_fal_key(settings.fal_key_secret),
                 endpoint=settings.fal_endpoint,
                 timeout_seconds=settings.fal_timeout_seconds,
+                start_timeout_seconds=settings.deadline_seconds,
             )
         )
 
-    def __init__(self, *, key: str, endpoint: str, timeout_seconds: float) -> None:
+    def __init__(
+        self, *, key: str, endpoint: str, timeout_seconds: float, start_timeout_seconds: float
+    ) -> None:
         self._endpoint = endpoint
+        self._start_timeout = start_timeout_seconds
         self._client = fal_client.SyncClient(key=key, default_timeout=timeout_seconds)
 
     def submit(self, arguments: dict[str, Any], *, webhook_url: str) -> str:
-        """Queues one generation and returns fal's request id."""
+        """Queues one generation and returns fal's request id.
+
+        start_timeout does two things: fal drops a request it could not start before the job's
+        deadline (nothing is paid for), and fal_client does not re-POST a submit whose answer
+        timed out, which would queue a second paid request for the same call. A lost answer
+        surfaces as FalUnavailable; the job's open attempt still recognises its result.
+        """
         try:
             handle = self._client.submit(
-                self._endpoint, arguments=arguments, webhook_url=webhook_url
+                self._endpoint,
+                arguments=arguments,
+                webhook_url=webhook_url,
+                start_timeout=self._start_timeout,
             )
         except fal_client.FalClientHTTPError as exc:
             raise _domain_error(exc) from None

@@ -64,6 +64,20 @@ class Job:
         return frozenset(self.item.get("request_ids", ()))
 
     @property
+    def open_attempts(self) -> frozenset[str]:
+        """Submit attempts that may have reached fal but never learned fal's request id."""
+        return frozenset(self.item.get("open_attempts", ()))
+
+    @property
+    def awaits_result(self) -> bool:
+        """Whether a result from fal may still finish the job: it is open, or the submit path
+        failed it without ever learning of a fal request (fal may have queued one all the same:
+        a call whose answer was lost before a later attempt gave up)."""
+        return self.status not in TERMINAL_STATUSES or (
+            self.status == JobStatus.FAILED and not self.request_ids
+        )
+
+    @property
     def submitted_at(self) -> str | None:
         value = self.item.get("submitted_at")
         return str(value) if value else None
@@ -88,6 +102,7 @@ class JobRepository:
         self,
         item: dict[str, Any],
         *,
+        attempt: str,
         now_epoch: int,
         claim_seconds: int,
         check_after_seconds: int,
@@ -95,6 +110,9 @@ class JobRepository:
         """Creates the job as PENDING, or takes over one fal never accepted: a PENDING job whose
         claim ran out (a crashed submit), or one FAILED as ``fal_unavailable`` (a message re-driven
         from the dead-letter queue). False when the job exists otherwise: never a second submit.
+
+        The attempt stays open until fal's request id for it is recorded, so a result of a call
+        whose answer was lost can still be recognised as this job's.
         """
         fields = {
             **{k: v for k, v in item.items() if k != "job_id"},
@@ -115,7 +133,9 @@ class JobRepository:
             # An update, not a put: a re-claimed job keeps its history (attempts, created_at).
             self._table.update_item(
                 Key={"job_id": item["job_id"]},
-                UpdateExpression="SET " + ", ".join(sets) + " REMOVE error_code, error_message",
+                UpdateExpression="SET "
+                + ", ".join(sets)
+                + " REMOVE error_code, error_message ADD open_attempts :attempt",
                 ConditionExpression=(
                     "attribute_not_exists(job_id) OR (attribute_not_exists(request_id) AND ("
                     "(#status = :pending AND claim_expires_at < :now_epoch) OR "
@@ -129,6 +149,7 @@ class JobRepository:
                     ":now_epoch": now_epoch,
                     ":failed": JobStatus.FAILED,
                     ":unavailable": ErrorCode.FAL_UNAVAILABLE,
+                    ":attempt": {attempt},
                     **self._ttl_value(now_epoch),
                 },
             )
@@ -210,9 +231,9 @@ class JobRepository:
             raise
         return Job(attrs)
 
-    def record_request_id(self, job_id: str, request_id: str) -> Job:
-        """Stores fal's request id: PENDING becomes SUBMITTED; a job the webhook already finished
-        keeps its status and just learns the id."""
+    def record_request_id(self, job_id: str, request_id: str, *, attempt: str) -> Job:
+        """Stores fal's request id for a submit attempt: PENDING becomes SUBMITTED; a job the
+        webhook already finished keeps its status and just learns the id."""
         now = now_iso()
         try:
             return self.transition(
@@ -220,17 +241,46 @@ class JobRepository:
                 JobStatus.SUBMITTED,
                 attributes={"request_id": request_id, "submitted_at": now},
                 add_request_id=request_id,
+                close_attempt=attempt,
             )
         except JobConflict:
             attrs = self._table.update_item(
                 Key={"job_id": job_id},
                 UpdateExpression="SET submitted_at = if_not_exists(submitted_at, :now), "
                 "request_id = if_not_exists(request_id, :rid), updated_at = :now "
-                "ADD request_ids :rids",
-                ExpressionAttributeValues={":now": now, ":rid": request_id, ":rids": {request_id}},
+                "ADD request_ids :rids DELETE open_attempts :attempt",
+                ExpressionAttributeValues={
+                    ":now": now,
+                    ":rid": request_id,
+                    ":rids": {request_id},
+                    ":attempt": {attempt},
+                },
                 ReturnValues="ALL_NEW",
             )["Attributes"]
             return Job(attrs)
+
+    def record_extra_request(self, job_id: str, request_id: str, *, attempt: str) -> bool:
+        """Books a request fal made for an open attempt of an already finished job (an answer
+        that was lost, then a second call): the job keeps its result and learns the id. False
+        when the attempt was closed meanwhile."""
+        try:
+            self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET updated_at = :now "
+                "ADD request_ids :rids DELETE open_attempts :attempt",
+                ConditionExpression="contains(open_attempts, :open)",
+                ExpressionAttributeValues={
+                    ":now": now_iso(),
+                    ":rids": {request_id},
+                    ":attempt": {attempt},
+                    ":open": attempt,
+                },
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
 
     def transition(
         self,
@@ -239,8 +289,15 @@ class JobRepository:
         *,
         attributes: dict[str, Any] | None = None,
         add_request_id: str | None = None,
+        close_attempt: str | None = None,
+        attempt_must_be_open: bool = False,
+        reopen_failed_submit: bool = False,
     ) -> Job:
         """Moves the job to ``target`` if the transition table allows it from its current status.
+
+        ``close_attempt`` marks a submit attempt as answered (and, with ``attempt_must_be_open``,
+        requires that nobody answered it first). ``reopen_failed_submit`` also lets a result
+        finish a job the submit path failed without any request id (``Job.awaits_result``).
 
         Raises JobConflict when the job is missing or already elsewhere (a duplicate, a race lost).
         """
@@ -256,19 +313,33 @@ class JobRepository:
         for index, status in enumerate(sources):
             values[f":s{index}"] = status
             placeholders.append(f":s{index}")
+        allowed = f"#status IN ({', '.join(placeholders)})"
+        removes = []
+        if reopen_failed_submit:
+            allowed = f"({allowed} OR (#status = :failed AND attribute_not_exists(request_ids)))"
+            values[":failed"] = JobStatus.FAILED
+            if target == JobStatus.COMPLETED:
+                removes += ["error_code", "error_message"]
+        condition = f"attribute_exists(job_id) AND {allowed}"
+        if target in TERMINAL_STATUSES:
+            removes += ["open_shard", "next_check_at"]  # leaves the reconciler's index
         expression = "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
         if add_request_id:
             expression += " ADD request_ids :rids"
             values[":rids"] = {add_request_id}
-        if target in TERMINAL_STATUSES:
-            expression += " REMOVE open_shard, next_check_at"  # leaves the reconciler's index
+        if close_attempt:
+            expression += " DELETE open_attempts :attempt"
+            values[":attempt"] = {close_attempt}
+            if attempt_must_be_open:
+                condition += " AND contains(open_attempts, :open)"
+                values[":open"] = close_attempt
         try:
             attrs = self._table.update_item(
                 Key={"job_id": job_id},
                 UpdateExpression=expression,
-                ConditionExpression=(
-                    f"attribute_exists(job_id) AND #status IN ({', '.join(placeholders)})"
-                ),
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",

@@ -20,7 +20,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pika_pipeline.aws_clients import s3_client
 from pika_pipeline.errors import JobConflict
 from pika_pipeline.job_repository import Job, now_iso
-from pika_pipeline.jobs import TERMINAL_STATUSES, JobStatus
+from pika_pipeline.jobs import JobStatus
 from pika_pipeline.observability import count, logger, metrics
 from pika_pipeline.video_store import VideoStore
 
@@ -70,15 +70,20 @@ class JobResults:
             output_prefix=settings.output_prefix,
         )
 
-    def record(self, job: Job, delivery: FalDelivery) -> Outcome:
-        """Raises VideoUnavailable (nothing stored) when the video cannot be copied yet."""
-        if job.status in TERMINAL_STATUSES:
+    def record(
+        self, job: Job, delivery: FalDelivery, *, unanswered_attempt: str | None = None
+    ) -> Outcome:
+        """Raises VideoUnavailable (nothing stored) when the video cannot be copied yet.
+
+        ``unanswered_attempt``: the delivery is for a request of that submit attempt whose id
+        the job never learned; recording the result also books the id and closes the attempt.
+        """
+        if not job.awaits_result:
             logger.info("Result for a finished job", extra={"status": job.status})
-            count("DuplicateDeliveries")
-            return Outcome.DUPLICATE
+            return self._duplicate(job, delivery, unanswered_attempt)
         video = delivery.video()
         if video is None:
-            return self._record_failure(job, delivery)
+            return self._record_failure(job, delivery, unanswered_attempt)
         stored = self._store.copy(
             video.url,
             key=f"{self._output_prefix}{job.job_id}.mp4",
@@ -105,11 +110,13 @@ class JobResults:
                 JobStatus.COMPLETED,
                 attributes=attributes,
                 add_request_id=delivery.request_id,
+                close_attempt=unanswered_attempt,
+                attempt_must_be_open=unanswered_attempt is not None,
+                reopen_failed_submit=True,
             )
         except JobConflict:
-            # A concurrent duplicate finished first; it wrote the same key with the same video.
-            count("DuplicateDeliveries")
-            return Outcome.DUPLICATE
+            # A concurrent delivery finished first; it wrote the same key.
+            return self._duplicate(job, delivery, unanswered_attempt)
         self._events.finished(completed)
         count("VideosCompleted")
         metrics.add_metric(name="VideoBytes", unit=MetricUnit.Bytes, value=stored.size)
@@ -120,7 +127,9 @@ class JobResults:
         logger.info("Video stored", extra={"output_key": stored.key, "video_bytes": stored.size})
         return Outcome.COMPLETED
 
-    def _record_failure(self, job: Job, delivery: FalDelivery) -> Outcome:
+    def _record_failure(
+        self, job: Job, delivery: FalDelivery, unanswered_attempt: str | None
+    ) -> Outcome:
         code, message = delivery.failure()
         try:
             failed = self._jobs.transition(
@@ -128,13 +137,29 @@ class JobResults:
                 JobStatus.FAILED,
                 attributes={"error_code": code, "error_message": message},
                 add_request_id=delivery.request_id,
+                close_attempt=unanswered_attempt,
+                attempt_must_be_open=unanswered_attempt is not None,
+                reopen_failed_submit=True,
             )
         except JobConflict:
-            return Outcome.DUPLICATE
+            return self._duplicate(job, delivery, unanswered_attempt)
         self._events.finished(failed)
         logger.warning("fal could not make the video", extra={"error_code": code})
         count("VideosFailed", error_code=code)
         return Outcome.FAILED
+
+    def _duplicate(
+        self, job: Job, delivery: FalDelivery, unanswered_attempt: str | None
+    ) -> Outcome:
+        count("DuplicateDeliveries")
+        if unanswered_attempt and self._jobs.record_extra_request(
+            job.job_id, delivery.request_id, attempt=unanswered_attempt
+        ):
+            # A second paid request for one upload (the first call's answer was lost): the job
+            # keeps the result it has; the id is booked so the spend is accounted for.
+            logger.warning("A second fal result for a finished job; the job keeps its first")
+            count("ExtraFalResults")
+        return Outcome.DUPLICATE
 
     def _generation_seconds(self, job: Job) -> float | None:
         submitted = job.submitted_at

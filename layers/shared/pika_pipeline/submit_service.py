@@ -23,7 +23,7 @@ from pika_pipeline.jobs import ErrorCode, JobStatus, job_id_for
 from pika_pipeline.observability import count, logger, metrics
 from pika_pipeline.uploads import Upload, uploads_from_message
 from pika_pipeline.video_request import VideoRequest, video_request_from_metadata
-from pika_pipeline.webhook_tokens import webhook_url_for
+from pika_pipeline.webhook_tokens import new_attempt, webhook_url_for
 
 if TYPE_CHECKING:
     from pika_pipeline.config import SubmitSettings
@@ -104,8 +104,10 @@ class SubmitService:
             return self._reject(source, rejection)
 
         started = self._clock()
+        attempt = new_attempt()
         claimed = self._jobs.claim(
             {**source, **_request_attributes(request)},
+            attempt=attempt,
             now_epoch=int(started),
             claim_seconds=self._settings.claim_seconds,
             check_after_seconds=self._settings.reconcile_after_seconds,
@@ -120,7 +122,9 @@ class SubmitService:
             Params=_object_params(upload),
             ExpiresIn=self._settings.presign_expires_seconds,
         )
-        webhook_url = webhook_url_for(self._settings.webhook_url, job_id, self._token_key())
+        webhook_url = webhook_url_for(
+            self._settings.webhook_url, job_id, attempt, self._token_key()
+        )
         try:
             request_id = self._fal().submit(
                 request.fal_arguments(image_url), webhook_url=webhook_url
@@ -143,7 +147,7 @@ class SubmitService:
             raise
 
         logger.thread_safe_append_keys(fal_request_id=request_id)
-        self._jobs.record_request_id(job_id, request_id)
+        self._jobs.record_request_id(job_id, request_id, attempt=attempt)
         count("JobsSubmitted")
         metrics.add_metric(
             name="SubmitLatency",

@@ -1,7 +1,9 @@
 """The webhook path: an authentic fal delivery for one job stores its video or records its error.
 
-Every rejected request changes nothing: the checks (size, per-job token, fal's signature, request
-id) all run before anything is written to S3 or DynamoDB.
+Every rejected request changes nothing: the checks (size, per-attempt token, fal's signature,
+request id) all run before anything is written to S3 or DynamoDB. A request id is this job's when
+the job recorded it, or when it arrives on the URL of a call of this job that never learned its
+request id: a genuine result for another job is refused either way.
 """
 
 from __future__ import annotations
@@ -69,8 +71,11 @@ class WebhookService:
         if len(request.body) > self._max_body_bytes:
             raise WebhookRejected("body_too_large", status_code=413)
         job_id = request.query.get("job_id", "")
+        attempt = request.query.get("attempt", "")
         token = request.query.get("token", "")
-        if not job_id or not token or not token_matches(job_id, token, self._token_key()):
+        if not (job_id and attempt and token) or not token_matches(
+            job_id, attempt, token, self._token_key()
+        ):
             raise WebhookRejected("bad_token")
         logger.thread_safe_append_keys(job_id=job_id)
         signed_request_id = self._verifier.verify(request.headers, request.body)
@@ -88,7 +93,14 @@ class WebhookService:
             # deleted (retention). Retrying cannot help: answer 2xx so fal stops delivering.
             logger.warning("Delivery for a job that no longer exists")
             return WebhookResponse(200, {"outcome": "unknown_job"})
-        if job.request_ids and delivery.request_id not in job.request_ids:
+        if delivery.request_id in job.request_ids:
+            unanswered_attempt = None
+        elif attempt in job.open_attempts:
+            # fal queued this request for one of the job's calls whose answer never arrived (a
+            # timeout, a crash). It is still this job's paid result.
+            logger.info("Result of a call whose answer was lost", extra={"attempt": attempt})
+            unanswered_attempt = attempt
+        else:
             raise WebhookRejected("foreign_request_id")
-        outcome = self._results.record(job, delivery)
+        outcome = self._results.record(job, delivery, unanswered_attempt=unanswered_attempt)
         return WebhookResponse(200, {"outcome": outcome.value})
