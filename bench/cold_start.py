@@ -26,18 +26,22 @@ from pathlib import Path
 from bench.common import (
     FUNCTIONS_DIR,
     LAYER_DIR,
+    LAYER_REQUIREMENTS,
     BenchError,
     child_environment,
     median,
     python_path,
     run_json_child,
 )
+from bench.deployable import BLOCKER, importable_packages, undeployed_packages
 from bench.template_info import deployed_environment, functions
 from local.template import load_template
 
 # What the child runs: the timed part is the import of the handler module and the settings
-# parse. It reports which heavy packages ended up loaded.
-CHILD_SCRIPT = """
+# parse. It reports which heavy packages ended up loaded. Only deployable packages import.
+CHILD_SCRIPT = (
+    BLOCKER
+    + """
 import importlib, json, sys, time
 settings = sys.argv[1]
 started = time.perf_counter()
@@ -55,6 +59,7 @@ print(json.dumps({
                ("fal_client", "httpx", "aws_xray_sdk", "pydantic", "cryptography", "boto3")},
 }))
 """
+)
 
 BASELINE_APP = '''"""Baseline handler: boto3 and a Powertools Logger, nothing else."""
 import boto3
@@ -88,6 +93,7 @@ class Variant:
     code_dir: Path
     settings: str  # "module.Class" whose from_environment() is part of init, or ""
     environment: dict[str, str]
+    importable: frozenset[str]  # third-party top-level packages the deployed function has
 
 
 @dataclass
@@ -131,22 +137,37 @@ def _variants(scratch: Path) -> list[Variant]:
         spec = specs[logical]
         code_dir = (FUNCTIONS_DIR.parent / spec.code_uri).resolve()
         env = deployed_environment(spec, template)
-        variants.append(Variant(short, code_dir, SETTINGS[logical], env))
+        importable = importable_packages(LAYER_REQUIREMENTS, code_dir / "requirements.txt")
+        variants.append(Variant(short, code_dir, SETTINGS[logical], env, importable))
     base_env = deployed_environment(specs["WebhookFunction"], template)
+    base_importable = importable_packages(LAYER_REQUIREMENTS)
     for name, source in (("baseline", BASELINE_APP), ("tracer", TRACER_APP)):
         code_dir = scratch / name
         code_dir.mkdir()
         (code_dir / "app.py").write_text(source)
         env = dict(base_env)
+        importable = base_importable
         if name == "tracer":
             env["POWERTOOLS_TRACE_DISABLED"] = "true"
-        variants.append(Variant(name, code_dir, "", env))
+            importable = importable | _tracer_packages()
+        variants.append(Variant(name, code_dir, "", env, importable))
     return variants
+
+
+def _tracer_packages() -> frozenset[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        requirements = Path(tmp) / "requirements.txt"
+        requirements.write_text("\n".join(TRACER_DISTS))
+        return importable_packages(requirements)
 
 
 def _environment(variant: Variant) -> dict[str, str]:
     return child_environment(
-        {**variant.environment, "PYTHONPATH": python_path(variant.code_dir, LAYER_DIR)}
+        {
+            **variant.environment,
+            "PYTHONPATH": python_path(variant.code_dir, LAYER_DIR),
+            "BENCH_NOT_DEPLOYED": ",".join(sorted(undeployed_packages(variant.importable))),
+        }
     )
 
 

@@ -15,6 +15,7 @@ from local.aws import process_environment
 from local.template import REPO_ROOT
 
 LAYER_DIR = REPO_ROOT / "layers" / "shared"
+LAYER_REQUIREMENTS = LAYER_DIR / "requirements.txt"
 FUNCTIONS_DIR = REPO_ROOT / "functions"
 MIB = 1024 * 1024
 

@@ -6,16 +6,8 @@ they are retried.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
-
-from aws_lambda_powertools.utilities.batch import (
-    AsyncBatchProcessor,
-    EventType,
-    async_process_partial_response,
-)
 
 from pika_pipeline.aws_clients import events_client, jobs_table, s3_client, sqs_client
 from pika_pipeline.config import SubmitSettings
@@ -28,13 +20,7 @@ from pika_pipeline.submit_batch import SubmitBatch
 from pika_pipeline.submit_service import SubmitService
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
-
-processor = AsyncBatchProcessor(event_type=EventType.SQS)
-# One thread per record of a full batch (BatchSize 10): a batch takes about as long as a record.
-workers = ThreadPoolExecutor(max_workers=10, thread_name_prefix="record")
 
 
 @functools.cache
@@ -58,14 +44,8 @@ def batch() -> SubmitBatch:
     )
 
 
-async def record_handler(record: SQSRecord) -> None:
-    await asyncio.get_running_loop().run_in_executor(workers, batch().handle_record, record)
-
-
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @flush_breakdowns
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return async_process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return batch().handle(event)

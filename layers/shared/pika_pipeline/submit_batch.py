@@ -1,18 +1,22 @@
-"""One SQS batch of upload events: records run concurrently, fal outages back off through SQS."""
+"""One SQS batch of upload events: records run concurrently on threads, failed ones are reported
+as partial batch failures (only they come back), and fal outages back off through SQS.
+
+A thread pool and a plain record type rather than Powertools' AsyncBatchProcessor and SQSRecord:
+the same partial-failure contract, ~30 ms less cold start (measured by ``make bench``).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pika_pipeline.errors import FalUnavailable, MalformedMessage
 from pika_pipeline.observability import logger
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-
     from pika_pipeline.submit_service import SubmitService
 
 # SQS caps a message's visibility timeout at 12 hours.
@@ -25,6 +29,28 @@ def retry_delay(receive_count: int, base_seconds: int) -> int:
     return min(delay, MAX_VISIBILITY_SECONDS)
 
 
+@dataclass(frozen=True)
+class QueueMessage:
+    """The parts of an SQS record (as Lambda delivers it) the submit path uses."""
+
+    message_id: str
+    body: str
+    receipt_handle: str
+    queue_arn: str
+    receive_count: int
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> QueueMessage:
+        attributes = record.get("attributes") or {}
+        return cls(
+            message_id=str(record.get("messageId", "")),
+            body=str(record.get("body", "")),
+            receipt_handle=str(record.get("receiptHandle", "")),
+            queue_arn=str(record.get("eventSourceARN", "")),
+            receive_count=int(attributes.get("ApproximateReceiveCount") or 1),
+        )
+
+
 class SubmitBatch:
     def __init__(
         self,
@@ -33,18 +59,40 @@ class SubmitBatch:
         sqs: Any,
         max_attempts: int,
         retry_base_seconds: int,
+        workers: int = 10,
     ) -> None:
         self._service = service
         self._sqs = sqs
         self._max_attempts = max_attempts
         self._retry_base_seconds = retry_base_seconds
         self._queue_url: Callable[[str], str] = functools.cache(self._lookup_queue_url)
+        # One thread per record of a full batch (BatchSize 10): a batch takes about a record's time.
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="record")
 
-    def handle_record(self, record: SQSRecord) -> None:
+    def handle(self, event: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
+        """Processes every record of an SQS event; the answer names the ones to deliver again."""
+        messages = [QueueMessage.from_record(r) for r in event.get("Records") or ()]
+        succeeded = list(self._pool.map(self._succeeds, messages))
+        return {
+            "batchItemFailures": [
+                {"itemIdentifier": message.message_id}
+                for message, ok in zip(messages, succeeded, strict=True)
+                if not ok
+            ]
+        }
+
+    def _succeeds(self, message: QueueMessage) -> bool:
+        try:
+            self.handle_record(message)
+        except Exception:  # handle_record logged it; SQS delivers the record again
+            return False
+        return True
+
+    def handle_record(self, record: QueueMessage) -> None:
         """Raises to report the record as a batch item failure."""
         logger.thread_safe_clear_keys()
         logger.thread_safe_append_keys(message_id=record.message_id)
-        receive_count = int(record.attributes.approximate_receive_count or 1)
+        receive_count = record.receive_count
         final = receive_count >= self._max_attempts
         try:
             self._service.process_message(record.body, final_attempt=final)
@@ -63,16 +111,20 @@ class SubmitBatch:
             # AWS failing past boto3's own retries: back off like a fal outage rather than wait
             # out the queue's long visibility timeout. A claim left behind is the reconciler's.
             logger.exception("Upload not processed; the message will be retried")
-            with contextlib.suppress(Exception):
-                self._postpone(record, retry_delay(receive_count, self._retry_base_seconds))
+            self._postpone(record, retry_delay(receive_count, self._retry_base_seconds))
             raise
 
-    def _postpone(self, record: SQSRecord, delay: int) -> None:
-        self._sqs.change_message_visibility(
-            QueueUrl=self._queue_url(record.event_source_arn),
-            ReceiptHandle=record.receipt_handle,
-            VisibilityTimeout=delay,
-        )
+    def _postpone(self, record: QueueMessage, delay: int) -> None:
+        try:
+            self._sqs.change_message_visibility(
+                QueueUrl=self._queue_url(record.queue_arn),
+                ReceiptHandle=record.receipt_handle,
+                VisibilityTimeout=delay,
+            )
+        except Exception:
+            # The message still comes back, after the queue's own visibility timeout.
+            logger.exception("Could not reschedule the message")
+            return
         logger.info("Retrying the message later", extra={"retry_in_seconds": delay})
 
     def _lookup_queue_url(self, queue_arn: str) -> str:
