@@ -121,6 +121,13 @@ def _stack_figures(results: Results, selected: set[str]) -> None:
                     "batch",
                     lambda: submit_batch.measure(info, repeats=config.batch_repeats),
                 )
+                results.batch_local = _attempt(
+                    results,
+                    "batch",
+                    lambda: submit_batch.measure(
+                        info, repeats=config.batch_repeats, network_latency=False
+                    ),
+                )
         finally:
             stack.stop()
 

@@ -31,11 +31,17 @@ class StackClient:
         assert isinstance(calls, dict)
         return Counter({str(k): int(v) for k, v in calls.items()})
 
-    def _proxy(self, method: str, path: str) -> Any:
+    def add_aws_latency(self, service: str, seconds: float) -> None:
+        """Every call to ``service`` reaches moto ``seconds`` late (until the next reset)."""
+        rule = {"service": service, "operation": "*", "rate": 1.0, "delay_seconds": seconds}
+        self._proxy("POST", "/_faults", rule)
+
+    def _proxy(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else b""
         request = urllib.request.Request(  # noqa: S310 - the local fault proxy
             f"{self.info.aws_fault_proxy}{path}",
             method=method,
-            data=b"" if method == "POST" else None,
+            data=data if method == "POST" else None,
         )
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return json.loads(response.read())

@@ -6,7 +6,9 @@ DynamoDB's JSON). Tests arm rules to prove that a failure half-way (an S3 part u
 DynamoDB write) loses nothing.
 
   POST /_faults        {"service": "s3", "operation": "UploadPart", "times": 5, "status": 500}
-                       ("rate": 0.1 instead of "times" fails a fraction of matching calls)
+                       ("rate": 0.1 instead of "times" fails a fraction of matching calls;
+                       "delay_seconds": 0.01 with "rate": 1 forwards every matching call after
+                       that long instead of failing it: network latency, for benchmarks)
   POST /_faults/reset  forget every rule, and zero the call counts
   GET  /_faults        the rules and how often each fired
   GET  /_faults/calls  how many calls of each service.operation went through (benchmarks)
@@ -19,6 +21,7 @@ import http.client
 import json
 import random
 import threading
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +47,7 @@ class FaultRule:
     status: int = 500
     times: int | None = None
     rate: float | None = None
+    delay_seconds: float | None = None
     fired: int = 0
 
     def fires(self) -> bool:
@@ -117,7 +121,9 @@ def make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             service, operation = operation_of(self.command, self.path, headers)
             rule = proxy.match(service, operation)
-            if rule is not None:
+            if rule is not None and rule.delay_seconds is not None:
+                time.sleep(rule.delay_seconds)
+            elif rule is not None:
                 payload, content_type = error_body(service, rule.status)
                 return self._reply(rule.status, {"Content-Type": content_type}, payload)
             connection = http.client.HTTPConnection(
