@@ -84,6 +84,24 @@ def lambda_handler(event, context):
     return boto3.__version__
 '''
 
+SUBMIT_FLOOR_APP = '''"""Baseline plus what submit is built on: fal_client and a pydantic model."""
+import boto3
+import fal_client
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, Field
+
+logger = Logger()
+
+
+class Request(BaseModel):
+    prompt: str = Field(min_length=1, max_length=2000)
+    seed: int | None = None
+
+
+def lambda_handler(event, context):
+    return fal_client.__name__, boto3.__version__
+'''
+
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
@@ -141,7 +159,14 @@ def _variants(scratch: Path) -> list[Variant]:
         variants.append(Variant(short, code_dir, SETTINGS[logical], env, importable))
     base_env = deployed_environment(specs["WebhookFunction"], template)
     base_importable = importable_packages(LAYER_REQUIREMENTS)
-    for name, source in (("baseline", BASELINE_APP), ("tracer", TRACER_APP)):
+    submit_importable = importable_packages(
+        LAYER_REQUIREMENTS, FUNCTIONS_DIR / "submit" / "requirements.txt"
+    )
+    for name, source in (
+        ("baseline", BASELINE_APP),
+        ("tracer", TRACER_APP),
+        ("submit_floor", SUBMIT_FLOOR_APP),
+    ):
         code_dir = scratch / name
         code_dir.mkdir()
         (code_dir / "app.py").write_text(source)
@@ -150,6 +175,8 @@ def _variants(scratch: Path) -> list[Variant]:
         if name == "tracer":
             env["POWERTOOLS_TRACE_DISABLED"] = "true"
             importable = importable | _tracer_packages()
+        if name == "submit_floor":
+            importable = submit_importable
         variants.append(Variant(name, code_dir, "", env, importable))
     return variants
 

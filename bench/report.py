@@ -35,6 +35,7 @@ FIGURES = (
     "cold start: webhook",
     "webhook imports fal_client",
     "Powertools Tracer cost",
+    "cold start: what submit must import",
     "network calls: submit",
     "network calls: webhook",
     "copy peak RSS growth",
@@ -105,7 +106,7 @@ def _missing(figures: tuple[str, ...], group: str, results: Results) -> list[Row
 
 def _cold_rows(results: Results) -> list[Row]:
     cold = results.cold_start
-    names = FIGURES[0:4]
+    names = FIGURES[0:5]
     if cold is None:
         return _missing(names, "cold", results)
     base = cold.variants["baseline"].median_ms
@@ -149,13 +150,26 @@ def _cold_rows(results: Results) -> list[Row]:
             else "aws_xray_sdk was not imported",
         )
     )
+    floor = cold.variants["submit_floor"].median_ms
+    rows.append(
+        Row(
+            "cold start: what submit must import",
+            f"{floor:.0f} ms",
+            f"{base:.0f} ms (boto3 + Logger handler)",
+            f"{floor / base:.2f}x",
+            "-",
+            INFO,
+            "the baseline plus fal_client and one pydantic model (the packages the submit path "
+            "is built on), nothing of ours: no submit handler can start faster",
+        )
+    )
     return rows
 
 
 def _network_rows(results: Results) -> list[Row]:
     network = results.network
     if network is None:
-        return _missing(FIGURES[4:6], "network", results)
+        return _missing(FIGURES[5:7], "network", results)
     rows = []
     for name, value, minimum in (
         ("submit", network.submit_per_job, len(SUBMIT_MINIMUM)),
@@ -178,7 +192,7 @@ def _network_rows(results: Results) -> list[Row]:
 def _copy_rows(results: Results) -> list[Row]:
     copy = results.copy
     if copy is None:
-        return _missing(FIGURES[6:9], "copy", results)
+        return _missing(FIGURES[7:10], "copy", results)
     rows = []
     growths = {size: copy.growth_mib(size) for size in copy.sizes}
     for size, growth in growths.items():
@@ -215,11 +229,11 @@ def _flat_row(copy: VideoCopyResult, growths: dict[int, float]) -> Row:
     """Flat: the largest video needs no more memory than the next size down (give or take two
     parts). The smallest sizes may need less, being too few parts to fill the pipeline."""
     if len(copy.sizes) < 2:
-        return Row(FIGURES[7], "-", "-", "-", "-", SKIPPED, "needs two sizes or more")
+        return Row(FIGURES[8], "-", "-", "-", "-", SKIPPED, "needs two sizes or more")
     middle, largest = copy.sizes[-2], copy.sizes[-1]
     step = growths[largest] - growths[middle]
     return Row(
-        FIGURES[7],
+        FIGURES[8],
         f"{step:+.1f} MiB from {format_size(middle)} to {format_size(largest)}",
         f"+{growths[middle]:.1f} MiB growth at {format_size(middle)}",
         f"{growths[largest] / growths[middle]:.2f}x" if growths[middle] > 0 else "-",
@@ -238,11 +252,11 @@ def _batch_rows(results: Results) -> list[Row]:
     rows = []
     batch = results.batch
     if batch is None:
-        rows += _missing(FIGURES[9:10], "batch", results)
+        rows += _missing(FIGURES[10:11], "batch", results)
     else:
         rows.append(
             Row(
-                FIGURES[9],
+                FIGURES[10],
                 f"{median(batch.batch_s) * 1000:.0f} ms",
                 f"{median(batch.single_s) * 1000:.0f} ms (one record)",
                 f"{batch.ratio:.2f}x",
@@ -254,11 +268,11 @@ def _batch_rows(results: Results) -> list[Row]:
         )
     local = results.batch_local
     if local is None:
-        rows += _missing(FIGURES[10:11], "batch", results)
+        rows += _missing(FIGURES[11:12], "batch", results)
     else:
         rows.append(
             Row(
-                FIGURES[10],
+                FIGURES[11],
                 f"{median(local.batch_s) * 1000:.0f} ms",
                 f"{median(local.single_s) * 1000:.0f} ms (one record)",
                 f"{local.ratio:.2f}x",
@@ -273,7 +287,7 @@ def _batch_rows(results: Results) -> list[Row]:
 
 def _size_rows(results: Results) -> list[Row]:
     sizes = results.sizes
-    names = FIGURES[11:14]
+    names = FIGURES[12:15]
     if sizes is None:
         return _missing(names, "size", results)
     if sizes.missing:
@@ -316,7 +330,7 @@ def _size_rows(results: Results) -> list[Row]:
 def _cost_rows(results: Results) -> list[Row]:
     cost = results.cost
     if cost is None:
-        return _missing(FIGURES[14:15], "cost", results)
+        return _missing(FIGURES[15:16], "cost", results)
     return [
         Row(
             "AWS cost per video",
