@@ -96,9 +96,9 @@ class WebhookService:
         if delivery.request_id in job.request_ids:
             unanswered_attempt = None
         elif attempt in job.open_attempts:
-            # fal queued this request for one of the job's calls whose answer never arrived (a
-            # timeout, a crash). It is still this job's paid result.
-            logger.info("Result of a call whose answer was lost", extra={"attempt": attempt})
+            # fal queued this request for one of the job's calls whose answer was never recorded
+            # (lost to a timeout or a crash, or simply not yet back). It is this job's result.
+            logger.info("Result of a call with no recorded answer", extra={"attempt": attempt})
             unanswered_attempt = attempt
         else:
             raise WebhookRejected("foreign_request_id")
