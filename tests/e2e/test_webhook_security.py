@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -167,6 +168,34 @@ def test_a_genuine_delivery_for_one_job_cannot_complete_another(
 
     assert (status, answer["error"]) == (401, "foreign_request_id")
     assert _unchanged(pipeline, waiting_job["job"])
+
+
+def test_another_jobs_result_is_refused_even_on_a_call_whose_answer_was_lost(
+    pipeline: Pipeline, finished: dict[str, Any]
+) -> None:
+    # The waiting job's first call timed out although fal queued it: that call's URL stays open
+    # for its result. A genuine result recorded on another job must still not complete it.
+    pipeline.fal_faults(submit_delay=[3], delivery=["drop", "drop"])
+    job_id = pipeline.upload({"prompt": "first answer lost", "duration": "1"})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        requests = pipeline.fal_requests_for(job_id)
+        job = pipeline.job(job_id) or {}
+        if len(requests) == 2 and "request_id" in job:
+            break
+        time.sleep(0.25)
+    else:
+        raise AssertionError("the job never made its second call")
+    lost_call_url = requests[0]["webhook_url"]
+    assert job["open_attempts"] == {parse_qs(urlsplit(lost_call_url).query)["attempt"][0]}
+    delivery = finished["delivery"]
+
+    status, answer = pipeline.post_webhook(
+        lost_call_url, delivery["body"].encode(), delivery["headers"]
+    )
+
+    assert (status, answer["error"]) == (401, "foreign_request_id")
+    assert _unchanged(pipeline, job)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ from pika_pipeline.jobs import TERMINAL_STATUSES, ErrorCode, JobStatus, sources_
 # the reconciler reads; a final status removes them.
 OPEN_JOBS_INDEX = "OpenJobs"
 OPEN_SHARDS = 4
+# fal request id (the first one each job recorded) -> job id.
+REQUEST_IDS_INDEX = "RequestIds"
 
 
 def open_shard(job_id: str) -> str:
@@ -97,6 +99,15 @@ class JobRepository:
     def get(self, job_id: str) -> Job | None:
         item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         return Job(item) if item else None
+
+    def jobs_with_request(self, request_id: str) -> set[str]:
+        """The jobs that recorded ``request_id`` as their fal request (normally one, or none)."""
+        response = self._table.query(
+            IndexName=REQUEST_IDS_INDEX,
+            KeyConditionExpression="request_id = :rid",
+            ExpressionAttributeValues={":rid": request_id},
+        )
+        return {str(item["job_id"]) for item in response.get("Items", [])}
 
     def claim(
         self,

@@ -95,9 +95,11 @@ class WebhookService:
             return WebhookResponse(200, {"outcome": "unknown_job"})
         if delivery.request_id in job.request_ids:
             unanswered_attempt = None
-        elif attempt in job.open_attempts:
+        elif attempt in job.open_attempts and not self._jobs.jobs_with_request(
+            delivery.request_id
+        ) - {job_id}:
             # fal queued this request for one of the job's calls whose answer was never recorded
-            # (lost to a timeout or a crash, or simply not yet back). It is this job's result.
+            # (lost to a timeout or a crash, or simply not yet back), and no other job claims it.
             logger.info("Result of a call with no recorded answer", extra={"attempt": attempt})
             unanswered_attempt = attempt
         else:
