@@ -5,8 +5,9 @@ then proof that every upload ended exactly once. ``make chaos`` (1,000 uploads) 
 Faults: fal answers 429 or 500 to 10% of submits and takes 1.5 s to answer 30% of them; 10% of
 webhooks come twice (concurrently), 5% never, 5% late; 2% of results are errors; 2% of S3 and
 DynamoDB calls fail (before reaching moto); the submit function is killed (SIGKILL) a few times
-mid-run, which with the slow answers lands between claims and fal's answers; 2% of uploads have
-no prompt. The reconciler runs every few seconds, as its schedule would, compressed.
+mid-run, each time when a call to fal is in flight if one comes within 20 s (after the claim,
+before fal's answer is recorded); 2% of uploads have no prompt. The reconciler runs every few
+seconds, as its schedule would, compressed.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class _Run:
         )
         self.tls = ssl.create_default_context(cafile=info.fal_ca_file)
         self.kills = 0
+        self.kills_in_flight = 0
         self.reconciler_runs = 0
 
     def http(self, url: str, body: Any = None, context: ssl.SSLContext | None = None) -> Any:
@@ -133,11 +135,23 @@ class _Run:
             self.reconciler_runs += 1
 
     def kill_submit(self, times: int, stop: threading.Event) -> None:
+        """Kills the submit function, waiting (up to 20 s) for a moment when a call to fal is in
+        flight: after the job's claim, before fal's answer (its request id) is recorded."""
         for _ in range(times):
             if stop.wait(random.uniform(0.5, 2.0)):
                 return
+            waited_until = time.monotonic() + 20
+            in_flight = False
+            while not in_flight and time.monotonic() < waited_until and not stop.is_set():
+                state = self.http(f"{self.info.fal_url}/_emulator/requests", None, self.tls)
+                in_flight = bool(state["answers_held"])
+                if not in_flight:
+                    stop.wait(0.05)
+            if stop.is_set():
+                return
             self.stack.kill_and_restart("SubmitFunction")
             self.kills += 1
+            self.kills_in_flight += in_flight
 
     def queue_depth(self, output: str) -> int:
         attributes = self.sqs.get_queue_attributes(
@@ -247,9 +261,9 @@ def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, A
         if r["request_id"]
         not in set(jobs.get(_job_of(r["webhook_url"]), {}).get("request_ids", ()))
     ]
-    # A call killed after fal queued it leaves a request only its webhook can make known; when
-    # the fault also drops that webhook, nobody (fal's API included) can name it. Any other
-    # unrecorded request is a paid result the pipeline lost.
+    # A call whose answer was lost (killed, timed out) after fal queued it leaves a request only
+    # its webhook can make known; when the fault also drops that webhook, nobody (fal's API
+    # included) can name it. Any other unrecorded request is a paid result the pipeline lost.
     unknowable = [r for r in unrecorded if r["delivery"] == "drop"]
     lost = [r for r in unrecorded if r["delivery"] != "drop"]
     problems.extend(
@@ -285,7 +299,7 @@ def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, A
             "jobs that reached fal": len(reached_fal),
             "extra fal requests (ambiguous timeouts, crashes mid-call)": extra,
             "fal requests the job never recorded": len(lost),
-            "fal requests no one could know (call killed, webhook dropped)": len(unknowable),
+            "fal requests no one could know (answer lost, webhook dropped)": len(unknowable),
             "fal submits refused by injected faults": len(
                 run.http(f"{info.fal_url}/_emulator/requests", None, run.tls)["rejected_submits"]
             ),
@@ -295,6 +309,7 @@ def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, A
             "jobs recovered by the reconciler": int(metrics["JobsRecovered"]),
             "reconciler runs": run.reconciler_runs,
             "submit function kills": run.kills,
+            "... of them with a fal call in flight": run.kills_in_flight,
             "dead letters": dead,
         }
     )

@@ -8,7 +8,8 @@ Routes (as fal serves them; status/result/cancel drop the endpoint's subpath):
   GET  /files/{id}.mp4                                the rendered video
   GET  /.well-known/jwks.json                         the webhook signing keys
 Control (for tests and the demo, not part of fal's API):
-  GET  /_emulator/requests     every submission seen, with its outcome and deliveries
+  GET  /_emulator/requests     every submission seen, with its outcome and deliveries, and how
+                               many accepted submits are still waiting for their (delayed) answer
   POST /_emulator/faults       queue up faults (see Faults)
   POST /_emulator/reset        forget requests and faults
 """
@@ -110,6 +111,7 @@ class Emulator:
         self.faults = Faults()
         self.requests: dict[str, FalRequest] = {}
         self.rejected_submits: list[dict[str, Any]] = []
+        self.answers_held = 0  # submits queued whose answer is still being held back (a delay)
         self.files: dict[str, bytes] = {}
         self.lock = threading.Lock()
         self.workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
@@ -158,7 +160,14 @@ class Emulator:
                 if self.faults.submit_delay
                 else float(stall or 0.0)
             )
-        time.sleep(delay)
+        if delay:
+            with self.lock:
+                self.answers_held += 1
+            try:
+                time.sleep(delay)
+            finally:
+                with self.lock:
+                    self.answers_held -= 1
         return 200, {**self._urls(request), "status": "IN_QUEUE", "queue_position": position}
 
     def _by_chance(self, kind: str) -> str | None:
@@ -374,6 +383,7 @@ class Emulator:
                     for r in self.requests.values()
                 ],
                 "rejected_submits": list(self.rejected_submits),
+                "answers_held": self.answers_held,
             }
 
     def set_faults(self, spec: dict[str, Any]) -> None:

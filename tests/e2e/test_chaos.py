@@ -20,4 +20,5 @@ def test_a_burst_of_uploads_under_faults_ends_with_every_job_final_and_nothing_l
     )
     assert rows["fal requests the job never recorded"] == 0
     assert rows["submit function kills"] == 2
+    assert rows["... of them with a fal call in flight"] >= 1
     assert rows["dead letters"] == 0
