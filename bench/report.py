@@ -249,40 +249,42 @@ def _latency(batch: SubmitBatchResult) -> str:
 
 
 def _batch_rows(results: Results) -> list[Row]:
-    rows = []
-    batch = results.batch
+    judged, local = results.batch, results.batch_local
+    return [
+        _batch_row(
+            FIGURES[10],
+            judged,
+            results,
+            judged=True,
+            note="real handler against the local stack, each call delayed by a production "
+            f"round trip ({_latency(judged) if judged else '-'})",
+        ),
+        _batch_row(
+            FIGURES[11],
+            local,
+            results,
+            judged=False,
+            note="the same with local services as fast as they go: they share this machine's "
+            "cores with the handler, so this measures CPU contention",
+        ),
+    ]
+
+
+def _batch_row(
+    figure: str, batch: SubmitBatchResult | None, results: Results, *, judged: bool, note: str
+) -> Row:
     if batch is None:
-        rows += _missing(FIGURES[10:11], "batch", results)
-    else:
-        rows.append(
-            Row(
-                FIGURES[10],
-                f"{median(batch.batch_s) * 1000:.0f} ms",
-                f"{median(batch.single_s) * 1000:.0f} ms (one record)",
-                f"{batch.ratio:.2f}x",
-                f"<= {BATCH_TARGET}x",
-                verdict(batch.ratio <= BATCH_TARGET),
-                f"real handler against the local stack, each call delayed by a production "
-                f"round trip ({_latency(batch)}); median of {len(batch.batch_s)}",
-            )
-        )
-    local = results.batch_local
-    if local is None:
-        rows += _missing(FIGURES[11:12], "batch", results)
-    else:
-        rows.append(
-            Row(
-                FIGURES[11],
-                f"{median(local.batch_s) * 1000:.0f} ms",
-                f"{median(local.single_s) * 1000:.0f} ms (one record)",
-                f"{local.ratio:.2f}x",
-                "-",
-                INFO,
-                "the same with local services as fast as they go: they share this machine's "
-                "cores with the handler, so this measures CPU contention",
-            )
-        )
-    return rows
+        (row,) = _missing((figure,), "batch", results)
+        return row
+    return Row(
+        figure,
+        f"{median(batch.batch_s) * 1000:.0f} ms",
+        f"{median(batch.single_s) * 1000:.0f} ms (one record)",
+        f"{batch.ratio:.2f}x",
+        f"<= {BATCH_TARGET}x" if judged else "-",
+        verdict(batch.ratio <= BATCH_TARGET) if judged else INFO,
+        f"{note}; median of {len(batch.batch_s)}",
+    )
 
 
 def _size_rows(results: Results) -> list[Row]:
