@@ -1,0 +1,139 @@
+"""One SQS batch: failed records are reported (and only they), and each kind of failure comes back
+after the delay that suits it. The submit service and SQS are stand-ins that record calls."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pika_pipeline.errors import FalUnavailable, MalformedMessage
+from pika_pipeline.submit_batch import QueueMessage, SubmitBatch, retry_delay
+
+SAMPLE = json.loads((Path(__file__).parents[2] / "events" / "submit-eventbridge.json").read_text())
+QUEUE_ARN = SAMPLE["Records"][0]["eventSourceARN"]
+
+
+class Service:
+    """Fails the bodies it is told to, with the exception it is told to."""
+
+    def __init__(self, failures: dict[str, Exception]) -> None:
+        self.failures = failures
+        self.seen: list[tuple[str, bool]] = []
+
+    def process_message(self, body: str, *, final_attempt: bool = False) -> list[Any]:
+        self.seen.append((body, final_attempt))
+        if body in self.failures:
+            raise self.failures[body]
+        return []
+
+
+class Sqs:
+    def __init__(self, *, broken: bool = False) -> None:
+        self.broken = broken
+        self.visibility: dict[str, int] = {}
+
+    def get_queue_url(self, *, QueueName: str, QueueOwnerAWSAccountId: str) -> dict[str, str]:
+        return {"QueueUrl": f"https://sqs.local/{QueueOwnerAWSAccountId}/{QueueName}"}
+
+    def change_message_visibility(
+        self,
+        *,
+        QueueUrl: str,
+        ReceiptHandle: str,
+        VisibilityTimeout: int,
+    ) -> None:
+        if self.broken:
+            raise ConnectionError("sqs is unreachable")
+        assert QueueUrl.endswith(QUEUE_ARN.rsplit(":", 1)[1])
+        self.visibility[ReceiptHandle] = VisibilityTimeout
+
+
+def record(body: str, receive_count: int = 1) -> dict[str, Any]:
+    item: dict[str, Any] = copy.deepcopy(SAMPLE["Records"][0])
+    item.update(messageId=f"id-{body}", receiptHandle=f"rh-{body}", body=body)
+    item["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+    return item
+
+
+def batch_of(service: Service, sqs: Sqs) -> SubmitBatch:
+    return SubmitBatch(service=service, sqs=sqs, max_attempts=5, retry_base_seconds=30)  # type: ignore[arg-type]
+
+
+def test_a_record_is_read_as_lambda_delivers_it() -> None:
+    message = QueueMessage.from_record(SAMPLE["Records"][0])
+
+    assert message.message_id == "059f36b4-87a3-44ab-83d2-661975830a7d"
+    assert message.queue_arn == QUEUE_ARN
+    assert message.receive_count == 1
+    assert json.loads(message.body)["detail-type"] == "Object Created"
+
+
+def test_only_the_failed_records_are_reported_in_the_order_they_came() -> None:
+    service = Service({"b": FalUnavailable("down"), "d": MalformedMessage("garbage")})
+    sqs = Sqs()
+
+    answer = batch_of(service, sqs).handle({"Records": [record(x) for x in "abcde"]})
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "id-b"}, {"itemIdentifier": "id-d"}]}
+    assert sorted(body for body, _ in service.seen) == list("abcde")
+
+
+def test_an_empty_event_reports_nothing() -> None:
+    assert batch_of(Service({}), Sqs()).handle({}) == {"batchItemFailures": []}
+
+
+@pytest.mark.parametrize("receive_count", [1, 2, 3])
+def test_a_fal_outage_backs_off_exponentially(receive_count: int) -> None:
+    sqs = Sqs()
+
+    batch_of(Service({"a": FalUnavailable("down")}), sqs).handle(
+        {"Records": [record("a", receive_count)]}
+    )
+
+    assert sqs.visibility == {"rh-a": 30 * 2 ** (receive_count - 1)}
+
+
+def test_the_last_attempt_is_marked_final_and_handed_straight_back() -> None:
+    service = Service({"a": FalUnavailable("down")})
+    sqs = Sqs()
+
+    batch_of(service, sqs).handle({"Records": [record("a", receive_count=5)]})
+
+    assert service.seen == [("a", True)]
+    assert sqs.visibility == {"rh-a": 0}  # its next receive moves it to the dead-letter queue
+
+
+def test_a_malformed_message_comes_back_at_once_to_reach_the_dead_letter_queue() -> None:
+    sqs = Sqs()
+
+    batch_of(Service({"a": MalformedMessage("garbage")}), sqs).handle({"Records": [record("a")]})
+
+    assert sqs.visibility == {"rh-a": 0}
+
+
+def test_an_unexpected_error_fails_its_record_and_backs_off() -> None:
+    sqs = Sqs()
+
+    answer = batch_of(Service({"a": RuntimeError("boom")}), sqs).handle(
+        {"Records": [record("a"), record("b")]}
+    )
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "id-a"}]}
+    assert sqs.visibility == {"rh-a": 30}
+
+
+def test_a_failure_to_reschedule_still_reports_the_record() -> None:
+    answer = batch_of(Service({"a": FalUnavailable("down")}), Sqs(broken=True)).handle(
+        {"Records": [record("a"), record("b")]}
+    )
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "id-a"}]}
+
+
+def test_retry_delays_are_capped_at_sqs_maximum_visibility() -> None:
+    assert retry_delay(1, 30) == 30
+    assert retry_delay(30, 30) == 12 * 3600
