@@ -170,11 +170,10 @@ def test_a_genuine_delivery_for_one_job_cannot_complete_another(
     assert _unchanged(pipeline, waiting_job["job"])
 
 
-def test_another_jobs_result_is_refused_even_on_a_call_whose_answer_was_lost(
-    pipeline: Pipeline, finished: dict[str, Any]
-) -> None:
-    # The waiting job's first call timed out although fal queued it: that call's URL stays open
-    # for its result. A genuine result recorded on another job must still not complete it.
+@pytest.fixture
+def lost_call(pipeline: Pipeline) -> dict[str, Any]:
+    """A job whose first call timed out although fal queued it (that call's URL stays open for
+    its result), and whose second call was answered; neither result is ever delivered."""
     pipeline.fal_faults(submit_delay=[3], delivery=["drop", "drop"])
     job_id = pipeline.upload({"prompt": "first answer lost", "duration": "1"})
     deadline = time.monotonic() + 30
@@ -182,20 +181,48 @@ def test_another_jobs_result_is_refused_even_on_a_call_whose_answer_was_lost(
         requests = pipeline.fal_requests_for(job_id)
         job = pipeline.job(job_id) or {}
         if len(requests) == 2 and "request_id" in job:
-            break
+            url = requests[0]["webhook_url"]
+            assert job["open_attempts"] == {parse_qs(urlsplit(url).query)["attempt"][0]}
+            return {"job": job, "url": url}
         time.sleep(0.25)
-    else:
-        raise AssertionError("the job never made its second call")
-    lost_call_url = requests[0]["webhook_url"]
-    assert job["open_attempts"] == {parse_qs(urlsplit(lost_call_url).query)["attempt"][0]}
+    raise AssertionError("the job never made its second call")
+
+
+def test_another_jobs_result_is_refused_even_on_a_call_whose_answer_was_lost(
+    pipeline: Pipeline, finished: dict[str, Any], lost_call: dict[str, Any]
+) -> None:
     delivery = finished["delivery"]
 
     status, answer = pipeline.post_webhook(
-        lost_call_url, delivery["body"].encode(), delivery["headers"]
+        lost_call["url"], delivery["body"].encode(), delivery["headers"]
     )
 
     assert (status, answer["error"]) == (401, "foreign_request_id")
-    assert _unchanged(pipeline, job)
+    assert _unchanged(pipeline, lost_call["job"])
+
+
+def test_a_result_another_job_took_through_its_own_lost_call_is_refused_too(
+    pipeline: Pipeline, lost_call: dict[str, Any]
+) -> None:
+    # The other job learned its request id only from the result: its call's answer was lost,
+    # its retry was refused (FAILED), then the late result completed it. That id is still known
+    # to be the other job's.
+    pipeline.fal_faults(submit=[None, 401], submit_delay=[3], delivery=["late"], late_seconds=12)
+    try:
+        other_id = pipeline.upload({"prompt": "completed by its lost call", "duration": "1"})
+        other = pipeline.wait_for_status(other_id, "COMPLETED", timeout=45)
+    finally:
+        pipeline.fal_faults(late_seconds=5)
+    (request,) = pipeline.fal_requests_for(other_id)
+    assert other["completed_request_id"] == request["request_id"]
+    delivery = next(d for d in request["deliveries"] if d["status"] == 200)
+
+    status, answer = pipeline.post_webhook(
+        lost_call["url"], delivery["body"].encode(), delivery["headers"]
+    )
+
+    assert (status, answer["error"]) == (401, "foreign_request_id")
+    assert _unchanged(pipeline, lost_call["job"])
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from pika_pipeline.jobs import TERMINAL_STATUSES, ErrorCode, JobStatus, sources_
 # the reconciler reads; a final status removes them.
 OPEN_JOBS_INDEX = "OpenJobs"
 OPEN_SHARDS = 4
-# fal request id (the first one each job recorded) -> job id.
+# fal request id (the first one each job learned) -> job id.
 REQUEST_IDS_INDEX = "RequestIds"
 
 
@@ -277,11 +277,13 @@ class JobRepository:
         try:
             self._table.update_item(
                 Key={"job_id": job_id},
-                UpdateExpression="SET updated_at = :now "
+                UpdateExpression="SET updated_at = :now, "
+                "request_id = if_not_exists(request_id, :rid) "
                 "ADD request_ids :rids DELETE open_attempts :attempt",
                 ConditionExpression="contains(open_attempts, :open)",
                 ExpressionAttributeValues={
                     ":now": now_iso(),
+                    ":rid": request_id,
                     ":rids": {request_id},
                     ":attempt": {attempt},
                     ":open": attempt,
@@ -318,6 +320,10 @@ class JobRepository:
         for index, value in enumerate((attributes or {}).values()):
             values[f":a{index}"] = value
             sets.append(f"#a{index} = :a{index}")
+        if add_request_id and "request_id" not in (attributes or {}):
+            # The first request id a job learns is also its `request_id` (the RequestIds index).
+            sets.append("request_id = if_not_exists(request_id, :rid)")
+            values[":rid"] = add_request_id
         names = {"#status": "status"}
         names.update({f"#a{i}": name for i, name in enumerate((attributes or {}).keys())})
         placeholders = []
