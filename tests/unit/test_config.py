@@ -6,7 +6,12 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
-from pika_pipeline.config import ConfigurationError, SubmitSettings, WebhookSettings
+from pika_pipeline.config import (
+    PRESIGN_MARGIN_SECONDS,
+    ConfigurationError,
+    SubmitSettings,
+    WebhookSettings,
+)
 
 COMMON = {
     "JOBS_TABLE": "pika-jobs",
@@ -114,6 +119,7 @@ def test_a_missing_submit_variable_is_named_in_the_error(name: str) -> None:
         ("DEFAULT_DURATION", "five"),
         ("DEFAULT_DURATION", "0"),
         ("PRESIGN_EXPIRES_SECONDS", "30"),
+        ("PRESIGN_EXPIRES_SECONDS", "299"),
         ("MAX_IMAGE_BYTES", "0"),
         ("FAL_TIMEOUT_SECONDS", "0"),
         ("SUBMIT_MAX_ATTEMPTS", "0"),
@@ -122,6 +128,34 @@ def test_a_missing_submit_variable_is_named_in_the_error(name: str) -> None:
 )
 def test_a_malformed_submit_variable_is_named_in_the_error(name: str, value: str) -> None:
     assert name in validation_error_text(SubmitSettings, SUBMIT | {name: value})
+
+
+@pytest.mark.parametrize(
+    ("presign", "deadline", "start_timeout"),
+    [
+        # The defaults: the URL's hour bounds fal's queue wait, not the 3 h job deadline.
+        ("3600", "10800", 3600 - PRESIGN_MARGIN_SECONDS),
+        # A long-lived URL: the job's deadline is the bound.
+        ("43200", "10800", 10800),
+        # The shortest URL allowed still leaves fal a queue wait above fal_client's 1 s floor.
+        ("300", "10800", 300 - PRESIGN_MARGIN_SECONDS),
+        # The shortest deadline allowed.
+        ("3600", "2", 2),
+    ],
+)
+def test_fal_never_starts_a_request_after_its_image_url_expired(
+    presign: str, deadline: str, start_timeout: int
+) -> None:
+    env = SUBMIT | {"PRESIGN_EXPIRES_SECONDS": presign, "JOB_DEADLINE_SECONDS": deadline}
+
+    settings = SubmitSettings.from_environment(env)
+
+    assert settings.fal_start_timeout_seconds == start_timeout
+    assert settings.fal_start_timeout_seconds > 1
+    assert (
+        settings.fal_start_timeout_seconds + PRESIGN_MARGIN_SECONDS
+        <= settings.presign_expires_seconds
+    )
 
 
 def test_unrelated_environment_variables_are_ignored() -> None:

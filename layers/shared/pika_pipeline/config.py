@@ -14,6 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal, Self
 
+# The image URL is presigned once, before the submit's first POST to fal. fal_client's own
+# retries of that POST fit in the submit function's timeout (210 s in template.yaml), and fal
+# still has to download the image once the request starts: this much of the URL's lifetime is
+# spent outside fal's queue wait, so fal's start_timeout leaves it out.
+PRESIGN_MARGIN_SECONDS = 240
+
 
 class ConfigurationError(ValueError):
     """The environment does not configure the function; the message names every variable."""
@@ -100,7 +106,10 @@ class SubmitSettings(_Settings):
         "MAX_DURATION", int, default=10, check=lambda v: v >= 1, rule="must be >= 1"
     )
     presign_expires_seconds: int = _env(
-        "PRESIGN_EXPIRES_SECONDS", int, check=lambda v: v >= 60, rule="must be >= 60"
+        "PRESIGN_EXPIRES_SECONDS",
+        int,
+        check=lambda v: v >= 300,
+        rule="must be >= 300",  # fal must get some queue wait past PRESIGN_MARGIN_SECONDS
     )
     max_image_bytes: int = _env(
         "MAX_IMAGE_BYTES",
@@ -136,6 +145,16 @@ class SubmitSettings(_Settings):
     retry_base_seconds: int = _env(
         "SUBMIT_RETRY_BASE_SECONDS", int, check=lambda v: v >= 0, rule="must be >= 0"
     )
+
+    @property
+    def fal_start_timeout_seconds(self) -> int:
+        """How long fal may keep a request queued before it drops it unstarted (start_timeout).
+
+        Never past the job's deadline, and never past the image URL's life: a request fal
+        started after its URL expired would fail on the download (and still cost a call).
+        Both bounds stay above the 1 s fal_client requires (deadline >= 2, presign >= 300).
+        """
+        return min(self.deadline_seconds, self.presign_expires_seconds - PRESIGN_MARGIN_SECONDS)
 
 
 @dataclass(frozen=True, kw_only=True)

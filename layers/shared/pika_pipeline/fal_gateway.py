@@ -36,7 +36,7 @@ class FalGateway:
                 key=read_fal_key(settings.fal_key_secret),
                 endpoint=settings.fal_endpoint,
                 timeout_seconds=settings.fal_timeout_seconds,
-                start_timeout_seconds=settings.deadline_seconds,
+                start_timeout_seconds=settings.fal_start_timeout_seconds,
             )
         )
 
@@ -51,9 +51,11 @@ class FalGateway:
         """Queues one generation and returns fal's request id.
 
         start_timeout does two things: fal drops a request it could not start before the job's
-        deadline (nothing is paid for), and fal_client does not re-POST a submit whose answer
-        timed out, which would queue a second paid request for the same call. A lost answer
-        surfaces as FalUnavailable; the job's open attempt still recognises its result.
+        deadline or the image URL's expiry (nothing is paid for; see
+        SubmitSettings.fal_start_timeout_seconds), and fal_client does not re-POST a submit
+        whose answer timed out, which would queue a second paid request for the same call. A
+        lost answer surfaces as FalUnavailable; the job's open attempt still recognises its
+        result.
         """
         try:
             handle = self._client.submit(
