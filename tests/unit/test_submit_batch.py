@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,27 @@ def test_only_the_failed_records_are_reported_in_the_order_they_came() -> None:
 
     assert answer == {"batchItemFailures": [{"itemIdentifier": "id-b"}, {"itemIdentifier": "id-d"}]}
     assert sorted(body for body, _ in service.seen) == list("abcde")
+
+
+class MeetingService(Service):
+    """Each record waits until ten are in flight at once: only a concurrent batch gets past."""
+
+    def __init__(self, in_flight: int) -> None:
+        super().__init__({})
+        self.barrier = threading.Barrier(in_flight, timeout=5)
+
+    def process_message(self, body: str, *, final_attempt: bool = False) -> list[Any]:
+        self.barrier.wait()  # BrokenBarrierError after the timeout: the record fails
+        return super().process_message(body, final_attempt=final_attempt)
+
+
+def test_the_records_of_a_full_batch_are_in_flight_at_once() -> None:
+    service = MeetingService(in_flight=10)
+
+    answer = batch_of(service, Sqs()).handle({"Records": [record(str(i)) for i in range(10)]})
+
+    assert answer == {"batchItemFailures": []}
+    assert sorted(body for body, _ in service.seen) == sorted(str(i) for i in range(10))
 
 
 def test_an_empty_event_reports_nothing() -> None:
