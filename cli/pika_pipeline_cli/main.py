@@ -28,6 +28,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 METADATA_LIMIT_BYTES = 2048  # S3's limit on user metadata, keys and values together
 PRICE_PER_VIDEO = "$0.40"
 JOB_ID = re.compile(r"[0-9a-f]{32}")
+# fal could not make the video, or never finished it: another upload may well succeed. The others
+# are final for a reason (a video exists, the upload is unusable) or still on their way.
+RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.EXPIRED})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: AWS said {error.get('Code')}: {error.get('Message')}", file=sys.stderr)
     except BotoCoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
+    except OSError as exc:  # an unreadable image, a download folder that cannot be written
+        print(f"error: {_describe(exc)}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
     return 1
@@ -90,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     download.add_argument("dir", nargs="?", type=Path, default=Path())
     download.set_defaults(run=_download)
 
-    retry = commands.add_parser("retry", help=f"submit a failed job again ({PRICE_PER_VIDEO})")
+    retry = commands.add_parser(
+        "retry", help=f"submit a failed or expired job again ({PRICE_PER_VIDEO})"
+    )
     retry.add_argument("job", metavar="KEY|JOB_ID")
     retry.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     retry.set_defaults(run=_retry)
@@ -198,8 +205,10 @@ def _jobs(pipeline: Pipeline, args: argparse.Namespace) -> int:
     for item in _scan(pipeline):
         if args.status and item.get("status") != args.status:
             continue
-        if since and str(item.get("created_at", "")) < since:
-            continue
+        if since is not None:
+            created = _created_at(item)
+            if created is None or created < since:
+                continue
         rows.append(item)
     rows.sort(key=lambda item: str(item.get("created_at", "")), reverse=True)
     print(f"{'JOB':<12}  {'STATUS':<9}  {'CREATED':<19}  {'KEY':<40}  DETAIL")
@@ -220,6 +229,8 @@ def _download(pipeline: Pipeline, args: argparse.Namespace) -> int:
     job = _find_job(pipeline, args.job)
     if job["status"] != JobStatus.COMPLETED:
         raise CliError(f"job {job['job_id']} is {job['status']}; there is no video to download")
+    if args.dir.exists() and not args.dir.is_dir():
+        raise CliError(f"{args.dir} is a file, not a folder to download into")
     args.dir.mkdir(parents=True, exist_ok=True)
     target = args.dir / f"{Path(str(job['source_key'])).stem}-{job['job_id'][:8]}.mp4"
     pipeline.client("s3").download_file(job["output_bucket"], job["output_key"], str(target))
@@ -229,8 +240,10 @@ def _download(pipeline: Pipeline, args: argparse.Namespace) -> int:
 
 def _retry(pipeline: Pipeline, args: argparse.Namespace) -> int:
     job = _find_job(pipeline, args.job)
-    if job["status"] != JobStatus.FAILED:
-        raise CliError(f"job {job['job_id']} is {job['status']}; only FAILED jobs can be retried")
+    if job["status"] not in RETRYABLE_STATUSES:
+        raise CliError(
+            f"job {job['job_id']} is {job['status']}; only FAILED or EXPIRED jobs can be retried"
+        )
     if not args.yes:
         if not sys.stdin.isatty():
             raise CliError(f"a retry costs another {PRICE_PER_VIDEO}; confirm with --yes")
@@ -323,13 +336,31 @@ def _scan(pipeline: Pipeline) -> Iterator[dict[str, Any]]:
         arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def _since(value: str) -> str:
+def _since(value: str) -> datetime:
+    """The moment ``--since`` names, in UTC; a date/time without an offset is taken as UTC."""
     match = re.fullmatch(r"(\d+)([mhd])", value)
     if match:
         unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-        return (datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})).isoformat()
+        return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise CliError(f"--since takes an ISO date/time or 30m, 2h, 3d; got {value!r}") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return _in_utc(moment)
+
+
+def _created_at(item: dict[str, Any]) -> datetime | None:
+    try:
+        return _in_utc(datetime.fromisoformat(str(item.get("created_at", ""))))
+    except ValueError:
+        return None
+
+
+def _in_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _describe(exc: OSError) -> str:
+    if exc.filename and exc.strerror:
+        return f"cannot use {exc.filename}: {exc.strerror}"
+    return str(exc)

@@ -66,11 +66,23 @@ def _deployed(name: str) -> Pipeline:
 
 
 def _local(path: Path) -> Pipeline:
-    info = json.loads(path.read_text())
-    environment = info["environment"]  # what the local stack tells its users to export
-    session = boto3.session.Session(
-        aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
-        region_name=environment["AWS_DEFAULT_REGION"],
+    # Converted here, where the only possible cause is the file: a KeyError anywhere else is a bug
+    # and should not be dressed up as the user's mistake.
+    try:
+        info = json.loads(path.read_text())
+        environment = info["environment"]  # what the local stack tells its users to export
+        session = boto3.session.Session(
+            aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
+            region_name=environment["AWS_DEFAULT_REGION"],
+        )
+        return Pipeline(outputs=info["outputs"], session=session, endpoint_url=info["aws_endpoint"])
+    except ValueError as exc:  # not JSON, or not even UTF-8 text
+        problem = f"not JSON: {exc}"
+    except KeyError as exc:
+        problem = f"it has no {exc}"
+    except TypeError:
+        problem = "not a JSON object"
+    raise CliError(
+        f"{path} is not a local stack's stack.json ({problem}); restart the stack with `make stack`"
     )
-    return Pipeline(outputs=info["outputs"], session=session, endpoint_url=info["aws_endpoint"])

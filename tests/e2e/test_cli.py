@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -20,9 +22,12 @@ CLI = Path(sys.executable).parent / "pika-pipeline"
 def run(
     pipeline: Pipeline, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    stack_file = str(Path(pipeline.info.state_dir) / "stack.json")
+    return cli("--local-stack", str(Path(pipeline.info.state_dir) / "stack.json"), *args, env=env)
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(CLI), "--local-stack", stack_file, *args],
+        [str(CLI), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -35,19 +40,35 @@ def _job_ids(output: str) -> list[str]:
     return [line.rsplit("job ", 1)[1] for line in output.splitlines() if " job " in line]
 
 
-def test_upload_a_folder_wait_and_download(pipeline: Pipeline, tmp_path: Path) -> None:
+def test_upload_a_folder_and_a_file_wait_and_download(pipeline: Pipeline, tmp_path: Path) -> None:
     folder = tmp_path / "shots"
     folder.mkdir()
     shutil.copy(SAMPLE_IMAGE, folder / "harbour-1.jpg")
-    shutil.copy(SAMPLE_IMAGE, folder / "harbour-2.jpg")
     (folder / "notes.txt").write_text("not an image")
+    quay = shutil.copy(SAMPLE_IMAGE, tmp_path / "quay.jpg")
+    prompt = "Brume sur le port, lumière dorée — 港の霧"
 
     uploaded = run(
-        pipeline, "upload", str(folder), "--prompt", "Brume sur le port", "--duration", "1"
+        pipeline,
+        "upload",
+        str(folder),
+        str(quay),
+        "--prompt",
+        prompt,
+        "--negative-prompt",
+        "flou, texte",
+        "--seed",
+        "42",
+        "--resolution",
+        "1080p",
+        "--duration",
+        "1",
     )
     assert uploaded.returncode == 0, uploaded.stderr
     jobs = _job_ids(uploaded.stdout)
     assert len(jobs) == 2
+    assert "uploads/harbour-1.jpg" in uploaded.stdout
+    assert "uploads/quay.jpg" in uploaded.stdout
 
     waited = run(pipeline, "wait", jobs[0])
     assert waited.returncode == 0, waited.stderr
@@ -58,20 +79,46 @@ def test_upload_a_folder_wait_and_download(pipeline: Pipeline, tmp_path: Path) -
     assert downloaded.returncode == 0, downloaded.stderr
     video = Path(downloaded.stdout.strip())
     assert video.read_bytes()[4:8] == b"ftyp"
-    assert pipeline.job(jobs[0])["prompt"] == "Brume sur le port"  # type: ignore[index]
+    job = pipeline.job(jobs[0])
+    assert job is not None
+    assert job["prompt"] == prompt
+    assert (job["negative_prompt"], job["seed"], job["resolution"]) == ("flou, texte", 42, "1080p")
+    assert pipeline.wait_for_job(jobs[1])["prompt"] == prompt
+
+    into_a_file = run(pipeline, "download", jobs[0], str(video))
+    assert into_a_file.returncode == 1
+    assert into_a_file.stderr == f"error: {video} is a file, not a folder to download into\n"
 
 
 def test_status_by_key_and_the_jobs_table(pipeline: Pipeline) -> None:
+    before = datetime.now(UTC) - timedelta(minutes=1)
     uploaded = run(pipeline, "upload", str(SAMPLE_IMAGE), "--prompt", "status", "--duration", "1")
     (job_id,) = _job_ids(uploaded.stdout)
     pipeline.wait_for_job(job_id)
+    after = datetime.now(UTC) + timedelta(minutes=1)
 
     status = run(pipeline, "status", f"uploads/{SAMPLE_IMAGE.name}")
+    by_id = run(pipeline, "status", job_id)
     listed = run(pipeline, "jobs", "--status", "COMPLETED", "--since", "1h")
+    # The same moments written as a user in Paris in summer, or in New York, would write them.
+    since_before = before.astimezone(timezone(timedelta(hours=2))).isoformat(timespec="seconds")
+    since_after = after.astimezone(timezone(timedelta(hours=-5))).isoformat(timespec="seconds")
+    listed_since_before = run(pipeline, "jobs", "--since", since_before)
+    listed_since_after = run(pipeline, "jobs", "--since", since_after)
+    refused = run(pipeline, "retry", job_id, "--yes")
 
     assert json.loads(status.stdout)["job_id"] == job_id
+    assert by_id.returncode == 0, by_id.stderr
+    record = json.loads(by_id.stdout)
+    assert (record["job_id"], record["status"], record["prompt"]) == (job_id, "COMPLETED", "status")
     assert job_id[:12] in listed.stdout
     assert "COMPLETED" in listed.stdout
+    assert job_id[:12] in listed_since_before.stdout
+    assert job_id[:12] not in listed_since_after.stdout
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"error: job {job_id} is COMPLETED; only FAILED or EXPIRED jobs can be retried\n"
+    )
 
 
 def test_metadata_over_s3s_limit_is_refused_before_sending(pipeline: Pipeline) -> None:
@@ -103,6 +150,56 @@ def test_wait_exits_non_zero_when_the_job_fails_and_retry_makes_a_new_job(
     assert new_job != job_id
     assert pipeline.wait_for_job(new_job)["status"] == "COMPLETED"
     assert pipeline.job(job_id)["status"] == "FAILED"  # type: ignore[index]
+
+
+def test_an_expired_job_can_be_retried(pipeline: Pipeline) -> None:
+    pipeline.fal_faults(processing_seconds=30)
+    uploaded = run(pipeline, "upload", str(SAMPLE_IMAGE), "--prompt", "stuck", "--duration", "1")
+    (job_id,) = _job_ids(uploaded.stdout)
+    try:
+        pipeline.wait_for_status(job_id, "SUBMITTED")
+    finally:
+        pipeline.fal_faults(processing_seconds=0)
+    time.sleep(9)  # past the test stack's 8 s deadline
+    pipeline.reconcile_until_final(job_id)
+
+    waited = run(pipeline, "wait", job_id)
+    retried = run(pipeline, "retry", job_id, "--yes")
+
+    assert waited.returncode == 1
+    assert "fal_deadline" in waited.stderr
+    assert retried.returncode == 0, retried.stderr
+    new_job = retried.stdout.strip().rsplit(" ", 1)[1]
+    assert pipeline.wait_for_job(new_job)["status"] == "COMPLETED"
+    assert pipeline.job(job_id)["status"] == "EXPIRED"  # type: ignore[index]
+
+
+def test_upload_into_another_bucket(pipeline: Pipeline) -> None:
+    bucket = pipeline.own_bucket()
+    key = f"inbox/{SAMPLE_IMAGE.name}"
+
+    uploaded = run(
+        pipeline,
+        "upload",
+        str(SAMPLE_IMAGE),
+        "--bucket",
+        bucket,
+        "--prefix",
+        "inbox/",
+        "--prompt",
+        "elsewhere",
+    )
+
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert f"s3://{bucket}/{key}" in uploaded.stdout
+    head = pipeline.s3.head_object(Bucket=bucket, Key=key)
+    assert head["Metadata"]["prompt"] == "elsewhere"
+    assert _job_ids(uploaded.stdout) == [
+        job_id_for(bucket=bucket, key=key, version=head["VersionId"])
+    ]
+    assert (
+        pipeline.s3.list_objects_v2(Bucket=pipeline.input_bucket, Prefix="inbox/")["KeyCount"] == 0
+    )
 
 
 def test_redrive_moves_dead_letters_back_and_is_safe_to_repeat(pipeline: Pipeline) -> None:
@@ -140,6 +237,39 @@ def test_mistakes_get_one_clear_line_and_no_traceback(
     assert result.returncode == 1
     assert result.stderr.startswith(message)
     assert "Traceback" not in result.stderr
+
+
+def test_an_image_that_cannot_be_read_is_one_clear_line(pipeline: Pipeline, tmp_path: Path) -> None:
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    (folder / "harbour.jpg").symlink_to(tmp_path / "moved-away.jpg")
+
+    result = run(pipeline, "upload", str(folder), "--prompt", "x")
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"error: cannot use {folder / 'harbour.jpg'}: No such file or directory\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"outputs": {', "not JSON"),
+        ('{"outputs": {}}', "it has no 'environment'"),
+        ("[]", "not a JSON object"),
+    ],
+)
+def test_a_damaged_stack_file_is_one_clear_line(tmp_path: Path, content: str, problem: str) -> None:
+    stack_file = tmp_path / "stack.json"
+    stack_file.write_text(content)
+
+    result = cli("--local-stack", str(stack_file), "jobs")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {stack_file} is not a local stack's stack.json")
+    assert problem in result.stderr
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_an_unknown_stack_is_one_clear_line(pipeline: Pipeline) -> None:
