@@ -106,6 +106,22 @@ def test_an_aws_failure_past_boto3s_retries_is_retried_soon_and_submits_once(
     assert [entry["job_id"] for entry in retried] == [job["job_id"]]
 
 
+def test_a_429_outlasting_fal_clients_own_retries_is_retried_by_sqs_and_counted(
+    pipeline: Pipeline,
+) -> None:
+    # fal_client tries a submit 10 times (about a minute of backoff): every one is refused.
+    pipeline.fal_faults(submit=[429] * 10)
+
+    job_id = pipeline.upload({"prompt": "rate limited for long", "duration": "1"})
+    job = pipeline.wait_for_job(job_id, timeout=150)
+
+    assert job["status"] == "COMPLETED"
+    assert int(job["attempts"]) == 1
+    assert "HTTP 429" in job["last_error"]
+    assert [r["status"] for r in _refused_submits_for(pipeline, job_id)] == [429] * 10
+    assert len(pipeline.fal_requests_for(job_id)) == 1
+
+
 def test_fal_down_for_every_attempt_fails_the_job_and_dead_letters_the_message(
     pipeline: Pipeline,
 ) -> None:
@@ -122,13 +138,25 @@ def test_fal_down_for_every_attempt_fails_the_job_and_dead_letters_the_message(
     assert marker in pipeline.wait_for_dead_letter(marker)
 
 
-def test_a_refused_fal_key_fails_the_job_as_fal_auth(pipeline: Pipeline) -> None:
-    pipeline.fal_faults(submit=[401])
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_fal_key_fails_the_job_as_fal_auth_and_pages(
+    pipeline: Pipeline, status: int
+) -> None:
+    paged = _metric_total(pipeline, "FalErrors", error_type="fal_auth")
+    failed = _metric_total(pipeline, "VideosFailed", error_code="fal_auth")
+    pipeline.fal_faults(submit=[status])
 
     job = pipeline.wait_for_job(pipeline.upload({"prompt": "bad key", "duration": "1"}))
 
     assert job["status"] == "FAILED"
     assert job["error_code"] == "fal_auth"
+    assert f"HTTP {status}" in job["error_message"]
+    assert "attempts" not in job  # not retried: a refused key stays refused
+    # FalAuthAlarm watches the first; FailedVideosAlarm counts it with fal's own failures.
+    _eventually(lambda: _metric_total(pipeline, "FalErrors", error_type="fal_auth") > paged or None)
+    _eventually(
+        lambda: _metric_total(pipeline, "VideosFailed", error_code="fal_auth") > failed or None
+    )
 
 
 def test_a_batch_with_one_bad_upload_still_makes_the_other_nine_videos(
@@ -147,6 +175,7 @@ def test_a_batch_with_one_bad_upload_still_makes_the_other_nine_videos(
 
     assert jobs[0]["error_code"] == "missing_prompt"
     assert [job["status"] for job in jobs[1:]] == ["COMPLETED"] * 9
+    assert [len(pipeline.fal_requests_for(job_id)) for job_id in job_ids] == [0] + [1] * 9
 
 
 @pytest.fixture
@@ -248,3 +277,24 @@ def _all_delivered(
 def _job_with_request_ids(pipeline: Pipeline, job_id: str, count: int) -> dict[str, Any] | None:
     job = pipeline.job(job_id) or {}
     return job if len(job.get("request_ids", ())) == count else None
+
+
+def _refused_submits_for(pipeline: Pipeline, job_id: str) -> list[dict[str, Any]]:
+    """The submits fal's emulator answered with an injected error, for one job."""
+    refused: list[dict[str, Any]] = pipeline._emulator("GET", "/_emulator/requests")[
+        "rejected_submits"
+    ]
+    return [r for r in refused if f"job_id={job_id}" in (r["webhook_url"] or "")]
+
+
+def _metric_total(pipeline: Pipeline, name: str, **dimensions: str) -> float:
+    """The sum of a metric the submit function has written (EMF lines), for these dimensions."""
+    log = Path(pipeline.info.state_dir, "logs", "SubmitFunction.log").read_text()
+    total = 0.0
+    for line in log.splitlines():
+        if not line.startswith('{"_aws"'):
+            continue
+        entry = json.loads(line)
+        if name in entry and all(entry.get(k) == v for k, v in dimensions.items()):
+            total += sum(entry[name]) if isinstance(entry[name], list) else entry[name]
+    return total

@@ -244,6 +244,8 @@ class SubmitService:
             logger.info("Job already moved on; leaving it as it is")
             return
         self._events.finished(job)
+        # The same count (and breakdown) as a video fal failed: FailedVideosAlarm sees both.
+        count("VideosFailed", error_code=code)
 
 
 def _object_params(upload: Upload) -> dict[str, str]:
