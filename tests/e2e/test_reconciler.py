@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from pika_pipeline.jobs import job_id_for
 from tests.support.pipeline import Pipeline, eventbridge_body
+
+UNFINISHED = ("IN_QUEUE", "IN_PROGRESS")
 
 
 def _fal_finished(pipeline: Pipeline, job_id: str) -> None:
@@ -17,6 +24,39 @@ def _fal_finished(pipeline: Pipeline, job_id: str) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"fal never finished job {job_id}")
+
+
+def _aws_calls(pipeline: Pipeline) -> dict[str, int]:
+    """How many calls of each service.operation the functions made (the AWS fault proxy counts)."""
+    url = f"{pipeline.info.aws_fault_proxy}/_faults/calls"
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - the local proxy
+        calls: dict[str, int] = json.loads(response.read())
+        return calls
+
+
+def _last_oldest_open_job_seconds(pipeline: Pipeline) -> float:
+    """OldestOpenJobSeconds as the reconciler's last run wrote it (its EMF log line)."""
+    log = Path(pipeline.info.state_dir, "logs", "ReconcilerFunction.log")
+    for line in reversed(log.read_text().splitlines()):
+        if line.startswith('{"_aws"') and "OldestOpenJobSeconds" in line:
+            value = json.loads(line)["OldestOpenJobSeconds"]
+            return float(value[-1] if isinstance(value, list) else value)
+    raise AssertionError("the reconciler wrote no OldestOpenJobSeconds")
+
+
+def _looked_at(pipeline: Pipeline, job_id: str, before: dict[str, Any]) -> bool:
+    job = pipeline.job(job_id)
+    return job is None or job.get("next_check_at") != before["next_check_at"]
+
+
+def _created_ago(pipeline: Pipeline, job_id: str, seconds: int) -> None:
+    """Dates a job's creation back, as if its upload came that long ago."""
+    created = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
+    pipeline.table.update_item(
+        Key={"job_id": job_id},
+        UpdateExpression="SET created_at = :created",
+        ExpressionAttributeValues={":created": created},
+    )
 
 
 def test_a_lost_webhook_is_recovered_from_fals_result(pipeline: Pipeline) -> None:
@@ -164,3 +204,89 @@ def test_a_stranded_claim_whose_image_was_deleted_ends_rejected(pipeline: Pipeli
     assert (job["status"], job["error_code"]) == ("REJECTED", "object_not_found")
     assert "open_shard" not in job
     assert pipeline.fal_requests_for(job_id) == []
+
+
+def test_the_reconciler_reads_its_index_and_never_scans_the_table(pipeline: Pipeline) -> None:
+    pipeline.fal_faults(delivery=["drop"])
+    job_id = pipeline.upload({"prompt": "found through the index", "duration": "1"})
+    pipeline.wait_for_status(job_id, "SUBMITTED")
+    _fal_finished(pipeline, job_id)
+    before = _aws_calls(pipeline)
+
+    job = pipeline.reconcile_until_final(job_id)
+
+    after = _aws_calls(pipeline)
+    assert job["status"] == "COMPLETED"
+    assert after.get("dynamodb.Scan", 0) == before.get("dynamodb.Scan", 0)
+    assert after.get("dynamodb.Query", 0) > before.get("dynamodb.Query", 0)
+
+
+def test_a_request_still_at_fal_before_the_deadline_is_left_alone(pipeline: Pipeline) -> None:
+    pipeline.fal_faults(processing_seconds=6)  # well inside the test stack's 8 s deadline
+    job_id = pipeline.upload({"prompt": "slow but on time", "duration": "1"})
+    submitted = pipeline.wait_for_status(job_id, "SUBMITTED")
+    pipeline.fal_faults(processing_seconds=0)
+    time.sleep(1.2)  # due for a check (ReconcileAfterSeconds=1)
+
+    # Earlier tests may leave other jobs due: run until this one has been looked at.
+    for _ in range(5):
+        pipeline.reconcile()
+        if _looked_at(pipeline, job_id, submitted):
+            break
+    job = pipeline.job(job_id)
+    assert job is not None
+    (request,) = pipeline.fal_requests_for(job_id)
+
+    assert request["status"] in UNFINISHED, "fal finished before the check; the test is too slow"
+    assert job["status"] == "SUBMITTED"
+    assert job["next_check_at"] > submitted["next_check_at"]  # looked at, to be asked again
+    assert request["cancelled"] is False
+    assert 0 < _last_oldest_open_job_seconds(pipeline) < 8
+    # Left alone, it finishes the ordinary way: fal's webhook.
+    assert pipeline.wait_for_job(job_id, timeout=30)["status"] == "COMPLETED"
+
+
+def test_a_stranded_claim_fal_refuses_past_the_deadline_ends_failed_unavailable(
+    pipeline: Pipeline,
+) -> None:
+    bucket = pipeline.own_bucket()
+    key = "uploads/stranded-during-an-outage.jpg"
+    version = pipeline.put_image(bucket, key, {"prompt": "fal is down", "duration": "1"})
+    job_id = job_id_for(bucket=bucket, key=key, version=version)
+    source = {"source_bucket": bucket, "source_key": key, "source_version": version}
+    pipeline.leave_claim(job_id, source, expires_in=-1)  # a submit that crashed
+    _created_ago(pipeline, job_id, 9)  # past the test stack's 8 s deadline
+    pipeline.fal_faults(rates={"submit": {"503": 1.0}})
+    try:
+        job = pipeline.reconcile_until_final(job_id)
+    finally:
+        pipeline.fal_faults(rates={})
+
+    assert (job["status"], job["error_code"]) == ("FAILED", "fal_unavailable")
+    assert "open_shard" not in job
+    assert pipeline.fal_requests_for(job_id) == []
+
+
+def test_a_job_the_reconciler_cannot_end_shows_as_open_past_the_deadline(
+    pipeline: Pipeline,
+) -> None:
+    # fal finished, but serves the video from a host MediaHosts does not allow: every run fails
+    # to record it, so the job stays open; the stuck-jobs alarm watches exactly this figure.
+    pipeline.fal_faults(delivery=["drop"], media=["foreign_host"])
+    job_id = pipeline.upload({"prompt": "a video nobody may fetch", "duration": "1"})
+    pipeline.wait_for_status(job_id, "SUBMITTED")
+    _fal_finished(pipeline, job_id)
+    time.sleep(9)  # past the test stack's 8 s deadline
+    try:
+        for _ in range(5):
+            report = pipeline.reconcile()
+            if report.get("errors"):
+                break
+
+        assert pipeline.job(job_id)["status"] == "SUBMITTED"  # type: ignore[index]
+        assert _last_oldest_open_job_seconds(pipeline) >= 8
+    finally:
+        # Out of the index, so the job does not take later runs' places in their batches.
+        pipeline.table.update_item(
+            Key={"job_id": job_id}, UpdateExpression="REMOVE open_shard, next_check_at"
+        )
