@@ -36,3 +36,27 @@ def test_a_new_upload_of_the_same_key_is_a_new_job(pipeline: Pipeline) -> None:
     assert [job["status"] for job in jobs] == ["COMPLETED", "COMPLETED"]
     assert [job["prompt"] for job in jobs] == ["first take", "second take"]
     assert jobs[0]["output_key"] != jobs[1]["output_key"]
+
+
+def test_a_submitted_job_whose_claim_ran_out_is_never_submitted_again(pipeline: Pipeline) -> None:
+    pipeline.fal_faults(delivery=["drop"])  # no webhook: the job stays SUBMITTED
+    job_id = pipeline.upload({"prompt": "submitted long ago", "duration": "1"})
+    submitted = pipeline.wait_for_status(job_id, "SUBMITTED")
+    # Hours later: the claim the submit took has long run out; fal has the request.
+    pipeline.table.update_item(
+        Key={"job_id": job_id},
+        UpdateExpression="SET claim_expires_at = :past",
+        ExpressionAttributeValues={":past": int(time.time()) - 3600},
+    )
+
+    body = eventbridge_body(
+        submitted["source_bucket"], submitted["source_key"], submitted["source_version"]
+    )
+    pipeline.send_raw_message(body)
+    time.sleep(3)
+
+    assert len(pipeline.fal_requests_for(job_id)) == 1
+    after = pipeline.job(job_id)
+    assert after is not None
+    assert after["status"] == "SUBMITTED"
+    assert after["request_id"] == submitted["request_id"]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 import pytest
 
 from pika_pipeline.jobs import job_id_for
@@ -63,3 +67,36 @@ def test_an_object_deleted_before_it_was_read_is_rejected(pipeline: Pipeline) ->
     job = pipeline.wait_for_job(job_id_for(bucket=bucket, key=key, version=version))
 
     assert (job["status"], job["error_code"]) == ("REJECTED", "object_not_found")
+
+
+def test_a_rejected_upload_is_not_retried(pipeline: Pipeline) -> None:
+    job_id = pipeline.upload({"duration": "1"}, name="no-prompt.png")
+    rejected = pipeline.wait_for_job(job_id)
+    time.sleep(3)  # a retried message would be back by now (retries start after 1 s)
+
+    assert pipeline.job(job_id) == rejected
+    assert rejected["error_code"] == "missing_prompt"
+    assert pipeline.fal_requests_for(job_id) == []
+    # Processed once: no retry was scheduled, and the message did not reach the DLQ.
+    assert _submit_log_messages_for(pipeline, job_id) == ["Upload rejected"]
+    assert not _dead_lettered(pipeline, rejected["source_key"])
+
+
+def _submit_log_messages_for(pipeline: Pipeline, job_id: str) -> list[str]:
+    """What the submit function logged about one job, warnings and errors only (retries too)."""
+    log = Path(pipeline.info.state_dir, "logs", "SubmitFunction.log").read_text()
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith('{"level"')]
+    return [
+        entry["message"]
+        for entry in entries
+        if entry.get("job_id") == job_id
+        and (entry["level"] != "INFO" or entry["message"] == "Retrying the message later")
+    ]
+
+
+def _dead_lettered(pipeline: Pipeline, marker: str) -> bool:
+    try:
+        pipeline.wait_for_dead_letter(marker, timeout=2)
+    except AssertionError:
+        return False
+    return True
