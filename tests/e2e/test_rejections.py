@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ def test_a_bad_upload_is_rejected_with_its_reason(
     assert job["status"] == "REJECTED"
     assert job["error_code"] == error_code
     assert job["error_message"]
-    assert pipeline.fal_requests_for(job_id) == []
+    assert _fal_submissions_for(pipeline, job_id) == []
 
 
 def test_an_image_named_png_is_checked_by_its_bytes_not_its_name(pipeline: Pipeline) -> None:
@@ -76,10 +77,20 @@ def test_a_rejected_upload_is_not_retried(pipeline: Pipeline) -> None:
 
     assert pipeline.job(job_id) == rejected
     assert rejected["error_code"] == "missing_prompt"
-    assert pipeline.fal_requests_for(job_id) == []
+    assert _fal_submissions_for(pipeline, job_id) == []
     # Processed once: no retry was scheduled, and the message did not reach the DLQ.
     assert _submit_log_messages_for(pipeline, job_id) == ["Upload rejected"]
     assert not _dead_lettered(pipeline, rejected["source_key"])
+
+
+def _fal_submissions_for(pipeline: Pipeline, job_id: str) -> list[dict[str, Any]]:
+    """Every submit fal's emulator saw for the job, accepted or refused by an injected fault."""
+    seen = pipeline._emulator("GET", "/_emulator/requests")
+    return [
+        submit
+        for submit in [*seen["requests"], *seen["rejected_submits"]]
+        if f"job_id={job_id}" in (submit["webhook_url"] or "")
+    ]
 
 
 def _submit_log_messages_for(pipeline: Pipeline, job_id: str) -> list[str]:
