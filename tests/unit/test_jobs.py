@@ -8,10 +8,12 @@ import pytest
 
 from pika_pipeline.jobs import (
     ALLOWED_TRANSITIONS,
+    REOPENINGS_BEFORE_FAL,
     TERMINAL_STATUSES,
     JobStatus,
     can_transition,
     job_id_for,
+    reopenable_sources_of,
     sources_of,
 )
 
@@ -144,3 +146,26 @@ def test_sources_of_agrees_with_can_transition(target: JobStatus) -> None:
 @pytest.mark.parametrize("target", list(JobStatus))
 def test_sources_of_never_includes_a_terminal_status(target: JobStatus) -> None:
     assert not sources_of(target) & TERMINAL_STATUSES
+
+
+@pytest.mark.parametrize("target", [JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.FAILED])
+def test_a_job_failed_before_fal_named_a_request_may_still_be_finished_or_claimed_again(
+    target: JobStatus,
+) -> None:
+    # fal may have queued a request whose answer was lost: its result may still finish the job,
+    # and a re-driven message may claim it again. Never once a fal request is known.
+    assert can_transition(JobStatus.FAILED, target, fal_request_known=False)
+    assert not can_transition(JobStatus.FAILED, target, fal_request_known=True)
+    assert reopenable_sources_of(target) == {JobStatus.FAILED}
+
+
+@pytest.mark.parametrize("final", [JobStatus.COMPLETED, JobStatus.REJECTED, JobStatus.EXPIRED])
+@pytest.mark.parametrize("target", list(JobStatus))
+def test_completed_rejected_and_expired_never_reopen(final: JobStatus, target: JobStatus) -> None:
+    assert not can_transition(final, target, fal_request_known=False)
+
+
+def test_only_final_statuses_are_reopened_and_never_towards_submitted_or_rejected() -> None:
+    assert set(REOPENINGS_BEFORE_FAL) <= TERMINAL_STATUSES
+    for targets in REOPENINGS_BEFORE_FAL.values():
+        assert not targets & {JobStatus.SUBMITTED, JobStatus.REJECTED, JobStatus.EXPIRED}

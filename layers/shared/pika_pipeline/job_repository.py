@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pika_pipeline.errors import JobConflict
-from pika_pipeline.jobs import TERMINAL_STATUSES, ErrorCode, JobStatus, sources_of
+from pika_pipeline.jobs import (
+    TERMINAL_STATUSES,
+    ErrorCode,
+    JobStatus,
+    reopenable_sources_of,
+    sources_of,
+)
 
 # Open (non-final) jobs carry these two attributes, which make them appear in the sparse index
 # the reconciler reads; a final status removes them.
@@ -76,7 +82,7 @@ class Job:
         failed it without ever learning of a fal request (fal may have queued one all the same:
         a call whose answer was lost before a later attempt gave up)."""
         return self.status not in TERMINAL_STATUSES or (
-            self.status == JobStatus.FAILED and not self.request_ids
+            not self.request_ids and self.status in reopenable_sources_of(JobStatus.COMPLETED)
         )
 
     @property
@@ -140,6 +146,8 @@ class JobRepository:
         sets.append("created_at = if_not_exists(created_at, :now)")
         if self._retention_seconds:  # DynamoDB's TTL deletes the record after the retention
             sets.append("expires_at = if_not_exists(expires_at, :expires)")
+        # Only a job fal never accepted is claimed again (the table's reopenings before fal).
+        reopenable = _placeholders("r", reopenable_sources_of(JobStatus.PENDING))
         try:
             # An update, not a put: a re-claimed job keeps its history (attempts, created_at).
             self._table.update_item(
@@ -150,7 +158,7 @@ class JobRepository:
                 ConditionExpression=(
                     "attribute_not_exists(job_id) OR (attribute_not_exists(request_id) AND ("
                     "(#status = :pending AND claim_expires_at < :now_epoch) OR "
-                    "(#status = :failed AND error_code = :unavailable)))"
+                    f"(#status IN ({', '.join(reopenable)}) AND error_code = :unavailable)))"
                 ),
                 ExpressionAttributeNames={**names, "#status": "status"},
                 ExpressionAttributeValues={
@@ -158,7 +166,7 @@ class JobRepository:
                     ":now": now_iso(),
                     ":pending": JobStatus.PENDING,
                     ":now_epoch": now_epoch,
-                    ":failed": JobStatus.FAILED,
+                    **reopenable,
                     ":unavailable": ErrorCode.FAL_UNAVAILABLE,
                     ":attempt": {attempt},
                     **self._ttl_value(now_epoch),
@@ -314,7 +322,6 @@ class JobRepository:
 
         Raises JobConflict when the job is missing or already elsewhere (a duplicate, a race lost).
         """
-        sources = sorted(sources_of(target))
         values: dict[str, Any] = {":target": target, ":now": now_iso()}
         sets = ["#status = :target", "updated_at = :now"]
         for index, value in enumerate((attributes or {}).values()):
@@ -326,15 +333,17 @@ class JobRepository:
             values[":rid"] = add_request_id
         names = {"#status": "status"}
         names.update({f"#a{i}": name for i, name in enumerate((attributes or {}).keys())})
-        placeholders = []
-        for index, status in enumerate(sources):
-            values[f":s{index}"] = status
-            placeholders.append(f":s{index}")
-        allowed = f"#status IN ({', '.join(placeholders)})"
+        allowed_sources = _placeholders("s", sources_of(target))
+        values.update(allowed_sources)
+        allowed = f"#status IN ({', '.join(allowed_sources)})"
         removes = []
-        if reopen_failed_submit:
-            allowed = f"({allowed} OR (#status = :failed AND attribute_not_exists(request_ids)))"
-            values[":failed"] = JobStatus.FAILED
+        reopenable = _placeholders("r", reopenable_sources_of(target))
+        if reopen_failed_submit and reopenable:
+            allowed = (
+                f"({allowed} OR (#status IN ({', '.join(reopenable)}) "
+                "AND attribute_not_exists(request_ids)))"
+            )
+            values.update(reopenable)
             if target == JobStatus.COMPLETED:
                 removes += ["error_code", "error_message"]
         condition = f"attribute_exists(job_id) AND {allowed}"
@@ -400,6 +409,11 @@ class OpenJobs:
         except ClientError as exc:
             if not _is_conditional_failure(exc):  # finished meanwhile: nothing to reschedule
                 raise
+
+
+def _placeholders(prefix: str, statuses: frozenset[JobStatus]) -> dict[str, str]:
+    """Expression values for a set of statuses, in a stable order: {":s0": "PENDING", ...}."""
+    return {f":{prefix}{i}": str(status) for i, status in enumerate(sorted(statuses))}
 
 
 def _is_conditional_failure(exc: ClientError) -> bool:

@@ -41,13 +41,32 @@ ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 }
 
 
-def can_transition(current: JobStatus, target: JobStatus) -> bool:
-    return target in ALLOWED_TRANSITIONS[current]
+# The only moves out of a final status, allowed only while the job knows no fal request: the
+# submit path failed it without fal ever answering with a request id. fal may still have queued a
+# request whose answer was lost, and its result then finishes the job (COMPLETED, or FAILED with
+# fal's reason); a message re-driven from the dead-letter queue may claim it again (PENDING). The
+# repository adds the guard "no request id recorded" to every write that uses one of these moves.
+REOPENINGS_BEFORE_FAL: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.FAILED: frozenset({JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.FAILED}),
+}
+
+
+def can_transition(
+    current: JobStatus, target: JobStatus, *, fal_request_known: bool = True
+) -> bool:
+    if target in ALLOWED_TRANSITIONS[current]:
+        return True
+    return not fal_request_known and target in REOPENINGS_BEFORE_FAL.get(current, frozenset())
 
 
 def sources_of(target: JobStatus) -> frozenset[JobStatus]:
     """The statuses a job may be in for a move to ``target`` to be allowed."""
     return frozenset(s for s, targets in ALLOWED_TRANSITIONS.items() if target in targets)
+
+
+def reopenable_sources_of(target: JobStatus) -> frozenset[JobStatus]:
+    """The final statuses a move to ``target`` may start from while no fal request is known."""
+    return frozenset(s for s, targets in REOPENINGS_BEFORE_FAL.items() if target in targets)
 
 
 class ErrorCode(StrEnum):
