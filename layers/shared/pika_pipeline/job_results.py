@@ -84,9 +84,11 @@ class JobResults:
         video = delivery.video()
         if video is None:
             return self._record_failure(job, delivery, unanswered_attempt)
+        # One key per fal request: two results racing for one job (a lost call's and the
+        # recorded one's) never overwrite each other; the transition below picks the one kept.
         stored = self._store.copy(
             video.url,
-            key=f"{self._output_prefix}{job.job_id}.mp4",
+            key=f"{self._output_prefix}{job.job_id}/{delivery.request_id}.mp4",
             expected_size=video.file_size,
             metadata={
                 "job-id": job.job_id,
@@ -115,7 +117,11 @@ class JobResults:
                 reopen_failed_submit=True,
             )
         except JobConflict:
-            # A concurrent delivery finished first; it wrote the same key.
+            # A concurrent delivery finished first. Of the same request, it wrote the same key;
+            # of another request, this copy is an extra that the job does not keep.
+            winner = self._jobs.get(job.job_id)
+            if winner is None or winner.item.get("output_key") != stored.key:
+                self._store.delete(stored.key)
             return self._duplicate(job, delivery, unanswered_attempt)
         self._events.finished(completed)
         count("VideosCompleted")

@@ -87,6 +87,9 @@ class VideoStore:
         finally:
             response.release_conn()
 
+    def delete(self, key: str) -> None:
+        self._s3.delete_object(Bucket=self._bucket, Key=key)
+
     def check_source(self, url: str) -> None:
         """Only https, only allowlisted hosts, never a private or link-local address."""
         parts = urlsplit(url)

@@ -1,0 +1,73 @@
+"""Two fal results racing for one job: the transition keeps one video, the other is not stored.
+
+This happens when a call's answer was lost and a second call was made: fal then holds two paid
+requests for one upload, and both results may arrive at once. The race is set up here by recording
+a result against a snapshot of the job read before the other result completed it, through the
+same JobResults the webhook runs, against the local stack's S3 and DynamoDB over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import urllib3
+
+from pika_pipeline.fal_delivery import FalDelivery
+from pika_pipeline.job_events import JobEvents
+from pika_pipeline.job_repository import Job, JobRepository
+from pika_pipeline.job_results import JobResults, Outcome
+from pika_pipeline.video_store import VideoStore
+from tests.support.pipeline import Pipeline
+
+
+def _results(pipeline: Pipeline, video_url: str) -> JobResults:
+    return JobResults(
+        repository=JobRepository(lambda: pipeline.table),
+        store=VideoStore(
+            s3=pipeline.s3,
+            bucket=pipeline.output_bucket,
+            allowed_hosts=(urlsplit(video_url).netloc,),
+            max_bytes=50 * 1024 * 1024,
+            http=urllib3.PoolManager(ca_certs=pipeline.info.fal_ca_file, retries=False),
+        ),
+        events=JobEvents(_NoEvents(), "default"),
+        output_prefix="videos/",
+    )
+
+
+class _NoEvents:
+    """The racing loser publishes nothing; a publish would show up here as a failure."""
+
+    def put_events(self, **_: Any) -> dict[str, Any]:
+        raise AssertionError("a duplicate result must not be announced")
+
+
+def test_a_second_requests_result_losing_the_race_leaves_only_the_kept_video(
+    pipeline: Pipeline,
+) -> None:
+    # given a job completed by fal's first request
+    job_id = pipeline.upload({"prompt": "two results, one video", "duration": "1"})
+    completed = pipeline.wait_for_status(job_id, "COMPLETED", timeout=60)
+    (request,) = pipeline.fal_requests_for(job_id)
+    video_url = json.loads(pipeline.delivered(job_id)["body"])["payload"]["video"]["url"]
+    # and a second request's result that read the job before the first one finished it
+    before_completion = Job({**completed, "status": "SUBMITTED"})
+    second = FalDelivery(
+        request_id=str(uuid.uuid4()), status="OK", payload={"video": {"url": video_url}}
+    )
+
+    # when the second result is recorded
+    outcome = _results(pipeline, video_url).record(before_completion, second)
+
+    # then the job keeps its first video, and only that one is stored
+    assert outcome == Outcome.DUPLICATE
+    after = pipeline.job(job_id)
+    assert after is not None
+    assert after["output_key"] == completed["output_key"]
+    assert after["completed_request_id"] == request["request_id"]
+    stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
+    assert [o["Key"] for o in stored["Contents"]] == [completed["output_key"]]
+    assert completed["output_key"] == f"videos/{job_id}/{request['request_id']}.mp4"
