@@ -62,6 +62,13 @@ AWS_FAULTS = [
     {"service": "dynamodb", "operation": "*", "rate": 0.02, "status": 500},
 ]
 NO_PROMPT_SHARE = 0.02
+SETTLE_SECONDS = 60
+# What the submit path logs when a call to fal got no answer (its request may be queued all the
+# same: one extra request each).
+_SUBMIT_GAVE_UP_WAITING = (
+    "fal unavailable; the message will be retried",
+    "fal stayed unavailable; giving up",
+)
 
 
 @dataclass
@@ -97,6 +104,9 @@ class _Run:
         self.tls = ssl.create_default_context(cafile=info.fal_ca_file)
         self.kills = 0
         self.kills_in_flight = 0
+        # fal's answers held back (calls queued at fal, answer not yet sent) when each kill
+        # came: each is a request whose id the killed process never learned.
+        self.calls_in_flight_at_kills = 0
         self.reconciler_runs = 0
 
     def http(self, url: str, body: Any = None, context: ssl.SSLContext | None = None) -> Any:
@@ -141,17 +151,18 @@ class _Run:
             if stop.wait(random.uniform(0.5, 2.0)):
                 return
             waited_until = time.monotonic() + 20
-            in_flight = False
-            while not in_flight and time.monotonic() < waited_until and not stop.is_set():
+            held = 0
+            while not held and time.monotonic() < waited_until and not stop.is_set():
                 state = self.http(f"{self.info.fal_url}/_emulator/requests", None, self.tls)
-                in_flight = bool(state["answers_held"])
-                if not in_flight:
+                held = int(state["answers_held"])
+                if not held:
                     stop.wait(0.05)
             if stop.is_set():
                 return
             self.stack.kill_and_restart("SubmitFunction")
             self.kills += 1
-            self.kills_in_flight += in_flight
+            self.kills_in_flight += bool(held)
+            self.calls_in_flight_at_kills += held
 
     def queue_depth(self, output: str) -> int:
         attributes = self.sqs.get_queue_attributes(
@@ -208,13 +219,20 @@ def _drive(run: _Run, *, uploads: int, kills: int, timeout: float) -> ChaosRepor
     # coming back) settles before the books are checked.
     run.http(f"{info.aws_fault_proxy}/_faults/reset", {})
     run.http(f"{info.fal_url}/_emulator/faults", {"rates": {}}, run.tls)
-    _settle(run, deadline=time.monotonic() + 60)
+    if not all(jobs.get(j, {}).get("status") in TERMINAL_STATUSES for j in job_ids):
+        report.problems.append(f"jobs still open when the run timed out after {timeout:.0f} s")
+    if not _settle(run, deadline=time.monotonic() + SETTLE_SECONDS):
+        report.problems.append(
+            f"not settled {SETTLE_SECONDS} s after the faults stopped "
+            "(fal deliveries pending or messages in the submit queue)"
+        )
     _check(run, report, job_ids, run.jobs())
     report.rows.update({"wall time (s)": f"{wall:.1f}", "jobs per second": f"{uploads / wall:.1f}"})
     return report
 
 
-def _settle(run: _Run, deadline: float) -> None:
+def _settle(run: _Run, deadline: float) -> bool:
+    """Waits for fal's pending work and the submit queue to drain; False if they never do."""
     while time.monotonic() < deadline:
         requests = run.http(f"{run.info.fal_url}/_emulator/requests", None, run.tls)["requests"]
         deliveries_done = all(
@@ -223,8 +241,9 @@ def _settle(run: _Run, deadline: float) -> None:
             for r in requests
         )
         if deliveries_done and run.queue_depth("SubmitQueueUrl") == 0:
-            return
+            return True
         time.sleep(1)
+    return False
 
 
 def _ok(status: Any) -> bool:
@@ -265,6 +284,9 @@ def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, A
     # its webhook can make known; when the fault also drops that webhook, nobody (fal's API
     # included) can name it. Any other unrecorded request is a paid result the pipeline lost.
     unknowable = [r for r in unrecorded if r["delivery"] == "drop"]
+    unfinished = [r for r in requests if r["status"] in ("IN_QUEUE", "IN_PROGRESS")]
+    if unfinished:
+        problems.append(f"{len(unfinished)} fal requests still queued or running at the end")
     lost = [r for r in unrecorded if r["delivery"] != "drop"]
     problems.extend(
         f"fal request {r['request_id']} ({r['delivery']} delivery, answers "
@@ -281,6 +303,14 @@ def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, A
         problems.append("messages left in the submit queue")
     if dead:
         problems.append(f"{dead} messages in the dead-letter queue")
+    undelivered = (
+        run.queue_depth("UploadRuleDeadLetterQueueUrl")
+        if "UploadRuleDeadLetterQueueUrl" in info.outputs
+        else 0
+    )
+    if undelivered:
+        problems.append(f"{undelivered} upload events in the upload rule's dead-letter queue")
+    submit_timeouts = _submit_calls_unanswered(Path(info.state_dir) / "logs")
     metrics = _metrics(Path(info.state_dir) / "logs")
     failed = Counter(
         str(job.get("error_code")) for job in jobs.values() if job["status"] == "FAILED"
@@ -298,6 +328,8 @@ def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, A
             "fal submissions accepted": sum(by_job.values()),
             "jobs that reached fal": len(reached_fal),
             "extra fal requests (ambiguous timeouts, crashes mid-call)": extra,
+            "... explained by: fal calls in flight at kills": run.calls_in_flight_at_kills,
+            "... explained by: submit calls fal did not answer in time": submit_timeouts,
             "fal requests the job never recorded": len(lost),
             "fal requests no one could know (answer lost, webhook dropped)": len(unknowable),
             "fal submits refused by injected faults": len(
@@ -311,8 +343,14 @@ def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, A
             "submit function kills": run.kills,
             "... of them with a fal call in flight": run.kills_in_flight,
             "dead letters": dead,
+            "undelivered upload events": undelivered,
         }
     )
+    if extra > run.calls_in_flight_at_kills + submit_timeouts:
+        problems.append(
+            f"{extra} extra fal requests, more than the {run.calls_in_flight_at_kills} calls "
+            f"in flight at kills and {submit_timeouts} unanswered submit calls explain"
+        )
 
 
 def _job_of(webhook_url: str | None) -> str:
@@ -329,6 +367,24 @@ def _decodes(run: _Run, job: dict[str, Any]) -> bool:
                 return sum(1 for _ in container.decode(video=0)) > 0
         except av.error.FFmpegError:
             return False
+
+
+def _submit_calls_unanswered(logs: Path) -> int:
+    """Submit calls to fal that timed out or broke off (by the submit path's log, wherever it ran:
+    the submit function or the reconciler's re-submits)."""
+    unanswered = 0
+    for log in logs.glob("*Function.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if not line.startswith("{") or "fal did not answer" not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            unanswered += record.get("message") in _SUBMIT_GAVE_UP_WAITING and str(
+                record.get("reason", "")
+            ).startswith("fal did not answer")
+    return unanswered
 
 
 def _metrics(logs: Path) -> Counter[str]:
