@@ -12,6 +12,8 @@ Control (for tests and the demo, not part of fal's API):
                                many accepted submits are still waiting for their (delayed) answer
   POST /_emulator/faults       queue up faults (see Faults)
   POST /_emulator/reset        forget requests and faults
+  POST /_emulator/sign?request_id=ID   the signature headers fal would send with this body
+  GET  /redirected/{id}.mp4    where a "redirect_private" video's 302 points (counted)
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class FalRequest:
     delivery: str = "normal"
     media: str = "normal"
     downloads: int = 0
+    redirects_followed: int = 0
     output: dict[str, Any] | None = None
     error_body: dict[str, Any] | None = None
     deliveries: list[dict[str, Any]] = field(default_factory=list)
@@ -378,6 +381,8 @@ class Emulator:
                         "outcome": r.outcome,
                         "delivery": r.delivery,
                         "cancelled": r.cancelled,
+                        "downloads": r.downloads,
+                        "redirects_followed": r.redirects_followed,
                         "deliveries": list(r.deliveries),
                     }
                     for r in self.requests.values()
@@ -441,6 +446,8 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 return self._json(200, emulator.describe())
             if path.startswith("/files/") and path.endswith(".mp4"):
                 return self._serve_file(path[len("/files/") : -len(".mp4")])
+            if path.startswith("/redirected/") and path.endswith(".mp4"):
+                return self._serve_redirected(path[len("/redirected/") : -len(".mp4")])
             parts = path.strip("/").split("/")
             if len(parts) == 5 and parts[2] == "requests" and parts[4] == "status":
                 logs = query.get("logs", ["false"])[0] in ("1", "true")
@@ -455,6 +462,11 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             if path == "/_emulator/faults":
                 emulator.set_faults(json.loads(body or b"{}"))
                 return self._json(200, {"ok": True})
+            if path == "/_emulator/sign":
+                # Signs any body as fal signs its deliveries, so tests can send bodies fal never
+                # would (malformed, naming another request) that still pass the signature check.
+                request_id = query.get("request_id", [""])[0]
+                return self._json(200, emulator.signer.headers(request_id, body))
             if path == "/_emulator/reset":
                 emulator.reset()
                 return self._json(200, {"ok": True})
@@ -479,8 +491,10 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             if how == "missing":
                 return self._json(404, {"detail": "File not found"})
             if how == "redirect":
+                # To a loopback address that serves the real video: a client that followed it
+                # would store the video, so a test sees the difference.
                 self.send_response(302)
-                self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+                self.send_header("Location", f"{emulator.base_url}/redirected/{request_id}.mp4")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return None
@@ -496,6 +510,16 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return None
+            return self._send(200, video, "video/mp4")
+
+        def _serve_redirected(self, request_id: str) -> None:
+            with emulator.lock:
+                request = emulator.requests.get(request_id)
+                video = emulator.files.get(request_id)
+                if request is not None:
+                    request.redirects_followed += 1
+            if video is None:
+                return self._json(404, {"detail": "File not found"})
             return self._send(200, video, "video/mp4")
 
         def _authorized(self) -> bool:

@@ -70,7 +70,7 @@ def test_a_download_that_breaks_off_stores_nothing_until_fal_delivers_again(
     [
         ("wrong_size", 502),  # fal announced one size, another arrived
         ("not_mp4", 502),  # an error page is not a video
-        ("redirect_private", 502),  # redirects are never followed (here: to 169.254.169.254)
+        ("redirect_private", 502),  # redirects are never followed (here: to a loopback URL)
         ("foreign_host", 400),  # not one of fal's media hosts
     ],
 )
@@ -86,3 +86,5 @@ def test_a_video_that_fails_the_checks_is_not_stored(
     assert pipeline.job(job_id) == job
     stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
     assert stored.get("KeyCount", 0) == 0
+    # The redirect's target would have served the real video: it was never asked for.
+    assert [r["redirects_followed"] for r in pipeline.fal_requests_for(job_id)] == [0]

@@ -55,6 +55,7 @@ class Pipeline:
         )
         self.s3 = session.client("s3", endpoint_url=info.aws_endpoint)
         self.sqs = session.client("sqs", endpoint_url=info.aws_endpoint)
+        self.secrets = session.client("secretsmanager", endpoint_url=info.aws_endpoint)
         self.table = session.resource("dynamodb", endpoint_url=info.aws_endpoint).Table(
             info.outputs["JobsTableName"]
         )
@@ -263,6 +264,20 @@ class Pipeline:
 
     def fal_faults(self, **faults: Any) -> None:
         self._emulator("POST", "/_emulator/faults", faults)
+
+    def fal_signature(self, request_id: str, body: bytes) -> dict[str, str]:
+        """The headers fal would sign ``body`` with, as the request ``request_id``'s delivery."""
+        request = urllib.request.Request(  # noqa: S310 - the local emulator
+            f"{self.info.fal_url}/_emulator/sign?request_id={request_id}", data=body, method="POST"
+        )
+        with urllib.request.urlopen(request, context=self._tls, timeout=10) as response:  # noqa: S310
+            headers: dict[str, str] = json.loads(response.read())
+            return headers
+
+    def token_key(self) -> str:
+        """The stack's webhook token secret (what only the stack and its functions know)."""
+        name = self.info.functions["WebhookFunction"]["environment"]["WEBHOOK_TOKEN_SECRET"]
+        return str(self.secrets.get_secret_value(SecretId=name)["SecretString"]).strip()
 
     def _emulator(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()

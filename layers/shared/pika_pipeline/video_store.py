@@ -67,7 +67,10 @@ class VideoStore:
             if response.status != 200:
                 raise VideoUnavailable(f"the media host answered HTTP {response.status}")
             stream = CheckedVideoStream(
-                response, max_bytes=self._max_bytes, expected_size=expected_size
+                response,
+                max_bytes=self._max_bytes,
+                expected_size=expected_size,
+                announced_length=_content_length(response.headers),
             )
             try:
                 self._s3.upload_fileobj(
@@ -115,11 +118,23 @@ class VideoStore:
 class CheckedVideoStream(io.RawIOBase):
     """A read-only view of the download that checks what arrives while it streams."""
 
-    def __init__(self, response: Any, *, max_bytes: int, expected_size: int | None) -> None:
+    def __init__(
+        self,
+        response: Any,
+        *,
+        max_bytes: int,
+        expected_size: int | None,
+        announced_length: int | None = None,
+    ) -> None:
         super().__init__()
         self._response = response
         self._max_bytes = max_bytes
         self._expected_size = expected_size
+        # The media host's Content-Length: checked here too, not left to the HTTP library (urllib3
+        # 1.26, which an older runtime may bring, accepts a body that ends early).
+        self._announced_length = announced_length
+        if announced_length is not None and announced_length > max_bytes:
+            raise VideoUnavailable(f"the video is larger than {max_bytes} bytes")
         self.bytes_read = 0
         self._head = b""
 
@@ -148,12 +163,24 @@ class CheckedVideoStream(io.RawIOBase):
         return len(data)
 
     def _check_complete(self) -> None:
+        if self._announced_length is not None and self.bytes_read != self._announced_length:
+            raise VideoUnavailable(
+                f"the download broke off: {self.bytes_read} of {self._announced_length} bytes"
+            )
         if self.bytes_read < 8:
             raise VideoUnavailable("the download is not an MP4 (too short)")
         if self._expected_size is not None and self.bytes_read != self._expected_size:
             raise VideoUnavailable(
                 f"fal announced {self._expected_size} bytes but {self.bytes_read} arrived"
             )
+
+
+def _content_length(headers: Any) -> int | None:
+    value = headers.get("Content-Length") if headers is not None else None
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
