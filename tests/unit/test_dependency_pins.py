@@ -24,6 +24,7 @@ def test_every_deployed_requirement_is_pinned_to_the_projects_version() -> None:
     for path in (
         REPO_ROOT / "layers" / "shared" / "requirements.txt",
         REPO_ROOT / "functions" / "submit" / "requirements.txt",
+        REPO_ROOT / "functions" / "reconciler" / "requirements.txt",
     ):
         for name, version in _pins(path.read_text().splitlines()).items():
             assert declared.get(name) == version, f"{path.name}: {name}=={version}"
