@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from pika_pipeline.errors import FalRequestFailed, FalUnavailable
-from pika_pipeline.fal_gateway import _domain_error
+from pika_pipeline.fal_gateway import _domain_error, _no_answer
 from pika_pipeline.jobs import ErrorCode
 
 
@@ -42,12 +42,24 @@ def test_a_refused_key_fails_the_job_as_fal_auth(status: int) -> None:
     assert f"HTTP {status}" in error.message
 
 
-@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
-def test_throttling_and_server_errors_are_retried_later(status: int) -> None:
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (408, "fal_timeout"),
+        (409, "fal_conflict"),
+        (429, "fal_rate_limited"),
+        (500, "fal_server_error"),
+        (502, "fal_server_error"),
+        (503, "fal_server_error"),
+        (504, "fal_server_error"),
+    ],
+)
+def test_throttling_and_server_errors_are_retried_later(status: int, kind: str) -> None:
     error = refusal(status, "busy", error_type="rate_limited" if status == 429 else None)
 
     assert isinstance(error, FalUnavailable)
     assert f"HTTP {status}" in str(error)
+    assert error.kind == kind  # the FalErrors metric's error_type
 
 
 def test_any_other_refusal_fails_the_job_with_fals_answer() -> None:
@@ -56,3 +68,23 @@ def test_any_other_refusal_fails_the_job_with_fals_answer() -> None:
     assert isinstance(error, FalRequestFailed)
     assert error.code == ErrorCode.FAL_ERROR
     assert "HTTP 404: Application not found" in error.message
+
+
+@pytest.mark.parametrize(
+    ("failure", "kind"),
+    [
+        (httpx.ReadTimeout("slow"), "fal_timeout"),
+        (httpx.ConnectTimeout("slow"), "fal_timeout"),
+        (fal_client.FalClientTimeoutError(10.0), "fal_timeout"),
+        (httpx.ConnectError("refused"), "fal_unreachable"),
+        (httpx.RemoteProtocolError("closed"), "fal_unreachable"),
+    ],
+)
+def test_no_answer_is_retried_later_and_says_whether_fal_was_slow_or_unreachable(
+    failure: Exception, kind: str
+) -> None:
+    error = _no_answer(failure)
+
+    assert isinstance(error, FalUnavailable)
+    assert error.kind == kind
+    assert type(failure).__name__ in str(error)

@@ -74,7 +74,9 @@ def test_a_record_is_read_as_lambda_delivers_it() -> None:
 
 
 def test_only_the_failed_records_are_reported_in_the_order_they_came() -> None:
-    service = Service({"b": FalUnavailable("down"), "d": MalformedMessage("garbage")})
+    service = Service(
+        {"b": FalUnavailable("down", kind="fal_server_error"), "d": MalformedMessage("garbage")}
+    )
     sqs = Sqs()
 
     answer = batch_of(service, sqs).handle({"Records": [record(x) for x in "abcde"]})
@@ -112,7 +114,7 @@ def test_an_empty_event_reports_nothing() -> None:
 def test_a_fal_outage_backs_off_exponentially(receive_count: int) -> None:
     sqs = Sqs()
 
-    batch_of(Service({"a": FalUnavailable("down")}), sqs).handle(
+    batch_of(Service({"a": FalUnavailable("down", kind="fal_server_error")}), sqs).handle(
         {"Records": [record("a", receive_count)]}
     )
 
@@ -120,7 +122,7 @@ def test_a_fal_outage_backs_off_exponentially(receive_count: int) -> None:
 
 
 def test_the_last_attempt_is_marked_final_and_handed_straight_back() -> None:
-    service = Service({"a": FalUnavailable("down")})
+    service = Service({"a": FalUnavailable("down", kind="fal_server_error")})
     sqs = Sqs()
 
     batch_of(service, sqs).handle({"Records": [record("a", receive_count=5)]})
@@ -149,9 +151,9 @@ def test_an_unexpected_error_fails_its_record_and_backs_off() -> None:
 
 
 def test_a_failure_to_reschedule_still_reports_the_record() -> None:
-    answer = batch_of(Service({"a": FalUnavailable("down")}), Sqs(broken=True)).handle(
-        {"Records": [record("a"), record("b")]}
-    )
+    answer = batch_of(
+        Service({"a": FalUnavailable("down", kind="fal_server_error")}), Sqs(broken=True)
+    ).handle({"Records": [record("a"), record("b")]})
 
     assert answer == {"batchItemFailures": [{"itemIdentifier": "id-a"}]}
 

@@ -32,7 +32,16 @@ class FalRequestFailed(PipelineError):
 
 
 class FalUnavailable(PipelineError):
-    """fal could not be reached or asked us to back off: the message is retried later."""
+    """fal could not be reached or asked us to back off: the message is retried later.
+
+    ``kind`` says which, for the FalErrors metric: ``fal_rate_limited`` (429),
+    ``fal_server_error`` (5xx), ``fal_timeout`` (no answer in time, 408), ``fal_conflict`` (409)
+    or ``fal_unreachable`` (a connection that failed).
+    """
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class JobConflict(PipelineError):

@@ -67,7 +67,7 @@ class FalGateway:
         except fal_client.FalClientHTTPError as exc:
             raise _domain_error(exc) from None
         except (httpx.TransportError, fal_client.FalClientTimeoutError) as exc:
-            raise FalUnavailable(f"fal did not answer: {type(exc).__name__}") from None
+            raise _no_answer(exc) from None
         return str(handle.request_id)
 
     def outcome(self, request_id: str) -> FalDelivery | None:
@@ -89,10 +89,11 @@ class FalGateway:
                 )
         except fal_client.FalClientHTTPError as exc:
             raise FalUnavailable(
-                f"fal answered HTTP {exc.status_code} about {request_id}"
+                f"fal answered HTTP {exc.status_code} about {request_id}",
+                kind=_kind_of_status(exc.status_code),
             ) from None
         except (httpx.TransportError, fal_client.FalClientTimeoutError) as exc:
-            raise FalUnavailable(f"fal did not answer: {type(exc).__name__}") from None
+            raise _no_answer(exc) from None
         return FalDelivery(request_id=request_id, status="OK", payload=output)
 
     def cancel(self, request_id: str) -> None:
@@ -110,5 +111,22 @@ def _domain_error(exc: fal_client.FalClientHTTPError) -> Exception:
             ErrorCode.FAL_AUTH, f"fal refused the API key (HTTP {status}); check the secret."
         )
     if status in _RETRYABLE_STATUSES or status >= 500:
-        return FalUnavailable(f"fal answered HTTP {status} ({exc.error_type or 'no error type'})")
+        return FalUnavailable(
+            f"fal answered HTTP {status} ({exc.error_type or 'no error type'})",
+            kind=_kind_of_status(status),
+        )
     return FalRequestFailed(ErrorCode.FAL_ERROR, f"fal answered HTTP {status}: {exc.message}")
+
+
+def _kind_of_status(status: int) -> str:
+    return {408: "fal_timeout", 409: "fal_conflict", 429: "fal_rate_limited"}.get(
+        status, "fal_server_error" if status >= 500 else "fal_unavailable"
+    )
+
+
+def _no_answer(exc: Exception) -> FalUnavailable:
+    timed_out = isinstance(exc, (httpx.TimeoutException, fal_client.FalClientTimeoutError))
+    return FalUnavailable(
+        f"fal did not answer: {type(exc).__name__}",
+        kind="fal_timeout" if timed_out else "fal_unreachable",
+    )

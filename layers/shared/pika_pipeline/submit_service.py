@@ -135,7 +135,7 @@ class SubmitService:
             self._fail(job_id, failure.code, failure.message)
             return SubmitOutcome.FAILED
         except FalUnavailable as exc:
-            count("FalErrors", error_type=ErrorCode.FAL_UNAVAILABLE)
+            count("FalErrors", error_type=exc.kind)
             self._jobs.release_claim(job_id, attempts_error=str(exc))
             if final_attempt:
                 logger.error("fal stayed unavailable; giving up", extra={"reason": str(exc)})
