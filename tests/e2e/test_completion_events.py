@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from tests.support.pipeline import Pipeline
 
 
@@ -61,3 +64,29 @@ def test_a_duplicate_delivery_is_not_announced_twice(pipeline: Pipeline) -> None
     job = pipeline.wait_for_job(pipeline.upload({"prompt": "once", "duration": "1"}))
 
     assert len(pipeline.events_for(queue, job["job_id"], timeout=5)) == 1
+
+
+def test_an_event_eventbridge_refuses_leaves_the_job_complete_and_is_counted(
+    pipeline: Pipeline,
+) -> None:
+    queue = pipeline.subscribe()
+    before = _events_not_published(pipeline)
+    # Every attempt boto3 makes at the completion event fails.
+    pipeline.aws_faults(service="events", operation="PutEvents", times=3, status=500)
+
+    job = pipeline.wait_for_job(pipeline.upload({"prompt": "unannounced", "duration": "1"}))
+
+    assert job["status"] == "COMPLETED"
+    assert pipeline.events_for(queue, job["job_id"], timeout=5) == []
+    # What EventsNotPublishedAlarm watches.
+    assert _events_not_published(pipeline) == before + 1
+
+
+def _events_not_published(pipeline: Pipeline) -> float:
+    log = Path(pipeline.info.state_dir, "logs", "WebhookFunction.log").read_text()
+    total = 0.0
+    for line in log.splitlines():
+        if line.startswith('{"_aws"') and '"EventsNotPublished"' in line:
+            value = json.loads(line)["EventsNotPublished"]
+            total += sum(value) if isinstance(value, list) else value
+    return total
