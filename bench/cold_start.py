@@ -34,7 +34,7 @@ from bench.common import (
     run_json_child,
 )
 from bench.deployable import BLOCKER, importable_packages, undeployed_packages
-from bench.template_info import deployed_environment, functions
+from bench.template_info import HANDLERS, deployed_environment, functions
 from local.template import load_template
 
 # What the child runs: the timed part is the import of the handler module and the settings
@@ -141,8 +141,8 @@ class ColdStartResult:
 SETTINGS = {
     "SubmitFunction": "pika_pipeline.config.SubmitSettings",
     "WebhookFunction": "pika_pipeline.config.WebhookSettings",
+    "ReconcilerFunction": "pika_pipeline.config.ReconcilerSettings",
 }
-HANDLERS = {"submit": "SubmitFunction", "webhook": "WebhookFunction"}
 
 
 def _variants(scratch: Path) -> list[Variant]:

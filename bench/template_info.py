@@ -15,6 +15,13 @@ from local.template import Resolver, load_template, parameter_defaults
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 
+# The Lambdas the benchmark measures, by the short name its rows use ("cold start: submit").
+HANDLERS = {
+    "submit": "SubmitFunction",
+    "webhook": "WebhookFunction",
+    "reconciler": "ReconcilerFunction",
+}
+
 
 @dataclass(frozen=True)
 class FunctionInfo:
