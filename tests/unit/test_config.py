@@ -131,6 +131,27 @@ def test_a_malformed_submit_variable_is_named_in_the_error(name: str, value: str
 
 
 @pytest.mark.parametrize(
+    ("low", "default", "high"), [("6", "5", "10"), ("1", "5", "4"), ("7", "5", "3")]
+)
+def test_a_default_duration_outside_the_bounds_stops_the_function_at_cold_start(
+    low: str, default: str, high: str
+) -> None:
+    env = {**SUBMIT, "MIN_DURATION": low, "DEFAULT_DURATION": default, "MAX_DURATION": high}
+
+    message = validation_error_text(SubmitSettings, env)
+
+    assert f"DEFAULT_DURATION ({default}) must lie within MIN_DURATION ({low})" in message
+
+
+def test_the_duration_bounds_come_from_the_template() -> None:
+    settings = SubmitSettings.from_environment(
+        {**SUBMIT, "MIN_DURATION": "2", "DEFAULT_DURATION": "5", "MAX_DURATION": "6"}
+    )
+
+    assert (settings.min_duration, settings.max_duration) == (2, 6)
+
+
+@pytest.mark.parametrize(
     ("presign", "deadline", "start_timeout"),
     [
         # The defaults: the URL's hour bounds fal's queue wait, not the 3 h job deadline.

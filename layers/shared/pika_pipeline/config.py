@@ -146,6 +146,15 @@ class SubmitSettings(_Settings):
         "SUBMIT_RETRY_BASE_SECONDS", int, check=lambda v: v >= 0, rule="must be >= 0"
     )
 
+    def __post_init__(self) -> None:
+        # An upload without a duration gets the default: one outside the bounds would reject it.
+        if not self.min_duration <= self.default_duration <= self.max_duration:
+            raise ConfigurationError(
+                f"{type(self).__name__} is misconfigured: DEFAULT_DURATION "
+                f"({self.default_duration}) must lie within MIN_DURATION ({self.min_duration}) "
+                f"and MAX_DURATION ({self.max_duration})"
+            )
+
     @property
     def fal_start_timeout_seconds(self) -> int:
         """How long fal may keep a request queued before it drops it unstarted (start_timeout).
