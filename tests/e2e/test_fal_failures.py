@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
-from typing import Any
 
 from tests.support.pipeline import Pipeline
 
@@ -58,10 +55,10 @@ def test_fal_refusing_the_input_at_submit_fails_the_job_without_retrying(
     assert "request_id" not in job
     assert "attempts" not in job
     # One submit, refused; none accepted, none retried, nothing left for the dead-letter queue.
-    assert [s["status"] for s in _refused_submits_for(pipeline, job_id)] == [422]
+    assert [s["status"] for s in pipeline.refused_fal_submits_for(job_id)] == [422]
     assert pipeline.fal_requests_for(job_id) == []
-    assert _submit_log_messages_for(pipeline, job_id) == ["fal refused the request"]
-    assert not _dead_lettered(pipeline, job["source_key"])
+    assert pipeline.submit_log_messages_for(job_id) == ["fal refused the request"]
+    assert not pipeline.dead_lettered(job["source_key"])
 
 
 def test_a_duplicate_webhook_delivery_stores_one_video(pipeline: Pipeline) -> None:
@@ -81,31 +78,3 @@ def test_a_duplicate_webhook_delivery_stores_one_video(pipeline: Pipeline) -> No
     assert [d["status"] for d in deliveries] == [200, 200]
     stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
     assert [o["Key"] for o in stored["Contents"]] == [job["output_key"]]
-
-
-def _refused_submits_for(pipeline: Pipeline, job_id: str) -> list[dict[str, Any]]:
-    """The submits fal's emulator answered with an injected error, for one job."""
-    refused: list[dict[str, Any]] = pipeline._emulator("GET", "/_emulator/requests")[
-        "rejected_submits"
-    ]
-    return [r for r in refused if f"job_id={job_id}" in (r["webhook_url"] or "")]
-
-
-def _submit_log_messages_for(pipeline: Pipeline, job_id: str) -> list[str]:
-    """What the submit function logged about one job, warnings and errors only (retries too)."""
-    log = Path(pipeline.info.state_dir, "logs", "SubmitFunction.log").read_text()
-    entries = [json.loads(line) for line in log.splitlines() if line.startswith('{"level"')]
-    return [
-        entry["message"]
-        for entry in entries
-        if entry.get("job_id") == job_id
-        and (entry["level"] != "INFO" or entry["message"] == "Retrying the message later")
-    ]
-
-
-def _dead_lettered(pipeline: Pipeline, marker: str) -> bool:
-    try:
-        pipeline.wait_for_dead_letter(marker, timeout=2)
-    except AssertionError:
-        return False
-    return True

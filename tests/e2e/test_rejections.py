@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -38,7 +35,7 @@ def test_a_bad_upload_is_rejected_with_its_reason(
     assert job["status"] == "REJECTED"
     assert job["error_code"] == error_code
     assert job["error_message"]
-    assert _fal_submissions_for(pipeline, job_id) == []
+    assert pipeline.fal_submits_for(job_id) == []
 
 
 def test_an_image_named_png_is_checked_by_its_bytes_not_its_name(pipeline: Pipeline) -> None:
@@ -77,37 +74,7 @@ def test_a_rejected_upload_is_not_retried(pipeline: Pipeline) -> None:
 
     assert pipeline.job(job_id) == rejected
     assert rejected["error_code"] == "missing_prompt"
-    assert _fal_submissions_for(pipeline, job_id) == []
+    assert pipeline.fal_submits_for(job_id) == []
     # Processed once: no retry was scheduled, and the message did not reach the DLQ.
-    assert _submit_log_messages_for(pipeline, job_id) == ["Upload rejected"]
-    assert not _dead_lettered(pipeline, rejected["source_key"])
-
-
-def _fal_submissions_for(pipeline: Pipeline, job_id: str) -> list[dict[str, Any]]:
-    """Every submit fal's emulator saw for the job, accepted or refused by an injected fault."""
-    seen = pipeline._emulator("GET", "/_emulator/requests")
-    return [
-        submit
-        for submit in [*seen["requests"], *seen["rejected_submits"]]
-        if f"job_id={job_id}" in (submit["webhook_url"] or "")
-    ]
-
-
-def _submit_log_messages_for(pipeline: Pipeline, job_id: str) -> list[str]:
-    """What the submit function logged about one job, warnings and errors only (retries too)."""
-    log = Path(pipeline.info.state_dir, "logs", "SubmitFunction.log").read_text()
-    entries = [json.loads(line) for line in log.splitlines() if line.startswith('{"level"')]
-    return [
-        entry["message"]
-        for entry in entries
-        if entry.get("job_id") == job_id
-        and (entry["level"] != "INFO" or entry["message"] == "Retrying the message later")
-    ]
-
-
-def _dead_lettered(pipeline: Pipeline, marker: str) -> bool:
-    try:
-        pipeline.wait_for_dead_letter(marker, timeout=2)
-    except AssertionError:
-        return False
-    return True
+    assert pipeline.submit_log_messages_for(job_id) == ["Upload rejected"]
+    assert not pipeline.dead_lettered(rejected["source_key"])

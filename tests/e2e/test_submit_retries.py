@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -97,11 +95,10 @@ def test_an_aws_failure_past_boto3s_retries_is_retried_soon_and_submits_once(
 
     assert job["status"] == "COMPLETED"
     assert len(pipeline.fal_requests_for(job["job_id"])) == 1
-    log = Path(pipeline.info.state_dir, "logs", "SubmitFunction.log").read_text()
     retried = [
-        json.loads(line)
-        for line in log.splitlines()
-        if line.startswith("{") and "Upload not processed" in line
+        entry
+        for entry in pipeline.log_entries("SubmitFunction")
+        if "Upload not processed" in entry["message"]
     ]
     assert [entry["job_id"] for entry in retried] == [job["job_id"]]
 
@@ -118,7 +115,7 @@ def test_a_429_outlasting_fal_clients_own_retries_is_retried_by_sqs_and_counted(
     assert job["status"] == "COMPLETED"
     assert int(job["attempts"]) == 1
     assert "HTTP 429" in job["last_error"]
-    assert [r["status"] for r in _refused_submits_for(pipeline, job_id)] == [429] * 10
+    assert [r["status"] for r in pipeline.refused_fal_submits_for(job_id)] == [429] * 10
     assert len(pipeline.fal_requests_for(job_id)) == 1
 
 
@@ -142,8 +139,13 @@ def test_fal_down_for_every_attempt_fails_the_job_and_dead_letters_the_message(
 def test_a_refused_fal_key_fails_the_job_as_fal_auth_and_pages(
     pipeline: Pipeline, status: int
 ) -> None:
-    paged = _metric_total(pipeline, "FalErrors", error_type="fal_auth")
-    failed = _metric_total(pipeline, "VideosFailed", error_code="fal_auth")
+    def fal_auth_errors() -> float:
+        return pipeline.metric_total("SubmitFunction", "FalErrors", error_type="fal_auth")
+
+    def fal_auth_failures() -> float:
+        return pipeline.metric_total("SubmitFunction", "VideosFailed", error_code="fal_auth")
+
+    paged, failed = fal_auth_errors(), fal_auth_failures()
     pipeline.fal_faults(submit=[status])
 
     job = pipeline.wait_for_job(pipeline.upload({"prompt": "bad key", "duration": "1"}))
@@ -153,10 +155,8 @@ def test_a_refused_fal_key_fails_the_job_as_fal_auth_and_pages(
     assert f"HTTP {status}" in job["error_message"]
     assert "attempts" not in job  # not retried: a refused key stays refused
     # FalAuthAlarm watches the first; FailedVideosAlarm counts it with fal's own failures.
-    _eventually(lambda: _metric_total(pipeline, "FalErrors", error_type="fal_auth") > paged or None)
-    _eventually(
-        lambda: _metric_total(pipeline, "VideosFailed", error_code="fal_auth") > failed or None
-    )
+    _eventually(lambda: fal_auth_errors() > paged or None)
+    _eventually(lambda: fal_auth_failures() > failed or None)
 
 
 def test_a_batch_with_one_bad_upload_still_makes_the_other_nine_videos(
@@ -277,24 +277,3 @@ def _all_delivered(
 def _job_with_request_ids(pipeline: Pipeline, job_id: str, count: int) -> dict[str, Any] | None:
     job = pipeline.job(job_id) or {}
     return job if len(job.get("request_ids", ())) == count else None
-
-
-def _refused_submits_for(pipeline: Pipeline, job_id: str) -> list[dict[str, Any]]:
-    """The submits fal's emulator answered with an injected error, for one job."""
-    refused: list[dict[str, Any]] = pipeline._emulator("GET", "/_emulator/requests")[
-        "rejected_submits"
-    ]
-    return [r for r in refused if f"job_id={job_id}" in (r["webhook_url"] or "")]
-
-
-def _metric_total(pipeline: Pipeline, name: str, **dimensions: str) -> float:
-    """The sum of a metric the submit function has written (EMF lines), for these dimensions."""
-    log = Path(pipeline.info.state_dir, "logs", "SubmitFunction.log").read_text()
-    total = 0.0
-    for line in log.splitlines():
-        if not line.startswith('{"_aws"'):
-            continue
-        entry = json.loads(line)
-        if name in entry and all(entry.get(k) == v for k, v in dimensions.items()):
-            total += sum(entry[name]) if isinstance(entry[name], list) else entry[name]
-    return total

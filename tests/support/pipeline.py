@@ -166,6 +166,14 @@ class Pipeline:
                     return body
         raise AssertionError(f"no message with {marker!r} reached the dead-letter queue")
 
+    def dead_lettered(self, marker: str) -> bool:
+        """Whether a message containing ``marker`` is in the dead-letter queue (then removed)."""
+        try:
+            self.wait_for_dead_letter(marker, timeout=2)
+        except AssertionError:
+            return False
+        return True
+
     # --- what integrations downstream see ---------------------------------------------------
 
     def subscribe(self) -> str:
@@ -198,6 +206,61 @@ class Pipeline:
                 if event["detail"]["job_id"] == job_id:
                     found.append(event)
         return found
+
+    # --- what the functions wrote to their logs (an operator's CloudWatch Logs) ---------------
+
+    def log_mark(self, function: str) -> int:
+        """Where the function's log ends now; pass it as ``since`` to read only what follows."""
+        path = self._log_path(function)
+        return path.stat().st_size if path.exists() else 0
+
+    def log_entries(self, function: str, *, since: int = 0) -> list[dict[str, Any]]:
+        """The function's structured log lines (Powertools Logger), oldest first."""
+        return [entry for entry in self._log_records(function, since) if "level" in entry]
+
+    def metric_entries(self, function: str, *, since: int = 0) -> list[dict[str, Any]]:
+        """The function's EMF lines (Powertools Metrics), oldest first."""
+        return [entry for entry in self._log_records(function, since) if "_aws" in entry]
+
+    def metric_total(self, function: str, name: str, **dimensions: str) -> float:
+        """The sum of a metric the function has written (EMF lines), for these dimensions."""
+        total = 0.0
+        for entry in self.metric_entries(function):
+            if name in entry and all(entry.get(k) == v for k, v in dimensions.items()):
+                total += sum(entry[name]) if isinstance(entry[name], list) else entry[name]
+        return total
+
+    def submit_log_messages_for(self, job_id: str) -> list[str]:
+        """What the submit function logged about one job, warnings and errors only (retries
+        too)."""
+        return [
+            entry["message"]
+            for entry in self.log_entries("SubmitFunction")
+            if entry.get("job_id") == job_id
+            and (entry["level"] != "INFO" or entry["message"] == "Retrying the message later")
+        ]
+
+    def _log_path(self, function: str) -> Path:
+        return Path(self.info.state_dir, "logs", f"{function}.log")
+
+    def _log_records(self, function: str, since: int) -> list[dict[str, Any]]:
+        path = self._log_path(function)
+        if not path.exists():
+            return []
+        with path.open("rb") as log:
+            log.seek(since)
+            text = log.read().decode(errors="replace")
+        records = []
+        for line in text.splitlines():
+            if not line.startswith("{"):
+                continue  # the runtime's own lines, a traceback
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the line being written right now
+            if isinstance(record, dict):
+                records.append(record)
+        return records
 
     # --- the reconciler, run now instead of on its schedule ----------------------------------
 
@@ -250,6 +313,22 @@ class Pipeline:
 
     def fal_requests_for(self, job_id: str) -> list[dict[str, Any]]:
         return [r for r in self.fal_requests() if f"job_id={job_id}" in (r["webhook_url"] or "")]
+
+    def refused_fal_submits_for(self, job_id: str) -> list[dict[str, Any]]:
+        """The submits fal's emulator answered with an injected error, for one job."""
+        refused: list[dict[str, Any]] = self._emulator("GET", "/_emulator/requests")[
+            "rejected_submits"
+        ]
+        return [r for r in refused if f"job_id={job_id}" in (r["webhook_url"] or "")]
+
+    def fal_submits_for(self, job_id: str) -> list[dict[str, Any]]:
+        """Every submit fal's emulator saw for the job, accepted or refused by an injected fault."""
+        seen = self._emulator("GET", "/_emulator/requests")
+        return [
+            submit
+            for submit in [*seen["requests"], *seen["rejected_submits"]]
+            if f"job_id={job_id}" in (submit["webhook_url"] or "")
+        ]
 
     def delivered(self, job_id: str) -> dict[str, Any]:
         """The first webhook delivery fal made for the job: url, signed headers and body."""
