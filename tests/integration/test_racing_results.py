@@ -71,3 +71,25 @@ def test_a_second_requests_result_losing_the_race_leaves_only_the_kept_video(
     stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
     assert [o["Key"] for o in stored["Contents"]] == [completed["output_key"]]
     assert completed["output_key"] == f"videos/{job_id}/{request['request_id']}.mp4"
+
+
+def test_a_duplicate_of_the_same_result_losing_the_race_keeps_the_stored_video(
+    pipeline: Pipeline,
+) -> None:
+    # given a job completed by fal's request, and that same result delivered twice at once
+    job_id = pipeline.upload({"prompt": "one result, two deliveries", "duration": "1"})
+    completed = pipeline.wait_for_status(job_id, "COMPLETED", timeout=60)
+    delivery = FalDelivery.from_json(pipeline.delivered(job_id)["body"])
+    video_url = json.loads(pipeline.delivered(job_id)["body"])["payload"]["video"]["url"]
+    before_completion = Job({**completed, "status": "SUBMITTED"})
+
+    # when the second delivery, which read the job before the first finished, is recorded
+    outcome = _results(pipeline, video_url).record(before_completion, delivery)
+
+    # then it is a duplicate, and the one video (the same key it rewrote) is still there
+    assert outcome == Outcome.DUPLICATE
+    assert pipeline.job(job_id) == completed
+    stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
+    assert [o["Key"] for o in stored["Contents"]] == [completed["output_key"]]
+    head = pipeline.s3.head_object(Bucket=pipeline.output_bucket, Key=completed["output_key"])
+    assert head["ContentLength"] == int(completed["video_bytes"])
