@@ -6,6 +6,7 @@ import base64
 from datetime import datetime
 from email.header import Header
 from pathlib import Path
+from urllib.parse import unquote
 
 import av
 import pytest
@@ -53,6 +54,8 @@ def test_an_uploaded_image_becomes_an_h264_video_of_the_requested_size(
     assert head["ContentType"] == "video/mp4"
     assert head["Metadata"]["job-id"] == job_id
     assert head["Metadata"]["fal-request-id"] == job["request_id"]
+    # S3 metadata is ASCII: the source key is stored URL-quoted.
+    assert unquote(head["Metadata"]["source-key"]) == job["source_key"]
     assert int(job["video_bytes"]) == head["ContentLength"]
 
     # fal was asked exactly once, with what the uploader wrote in the metadata.
