@@ -10,9 +10,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local.template import REPO_ROOT
+from local.template import REPO_ROOT, load_template
 
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+# "Far under": a function with its layers may use a quarter of the limit, so a dependency that
+# balloons fails the build here long before a deployment would.
+DEPLOYED_BUDGET = LAMBDA_UNZIPPED_LIMIT // 4
 EM_AARCH64 = 183  # the ELF header's e_machine for arm64
 ELF_MACHINES = {3: "x86", 62: "x86_64", 40: "arm", EM_AARCH64: "aarch64"}
 
@@ -20,16 +23,24 @@ ELF_MACHINES = {3: "x86", 62: "x86_64", 40: "arm", EM_AARCH64: "aarch64"}
 @dataclass
 class BuildReport:
     sizes: dict[str, int] = field(default_factory=dict)
+    layers: frozenset[str] = frozenset()
     wrong_architecture: list[str] = field(default_factory=list)
     native_extensions: int = 0
+
+    @property
+    def deployed_sizes(self) -> dict[str, int]:
+        """Each function with its layers (every function gets them through Globals)."""
+        layers = sum(size for name, size in self.sizes.items() if name in self.layers)
+        return {n: s + layers for n, s in self.sizes.items() if n not in self.layers}
 
     @property
     def problems(self) -> list[str]:
         found = [f"{path} is not an aarch64 binary" for path in self.wrong_architecture]
         found += [
-            f"{name} is {size / 2**20:.1f} MiB unzipped, over Lambda's limit"
-            for name, size in self.sizes.items()
-            if size > LAMBDA_UNZIPPED_LIMIT
+            f"{name} with its layers is {size / 2**20:.1f} MiB unzipped, over "
+            f"{DEPLOYED_BUDGET / 2**20:.1f} MiB (a quarter of Lambda's limit)"
+            for name, size in self.deployed_sizes.items()
+            if size > DEPLOYED_BUDGET
         ]
         return found
 
@@ -44,7 +55,12 @@ def elf_machine(path: Path) -> str | None:
 
 
 def inspect(build_dir: Path) -> BuildReport:
-    report = BuildReport()
+    resources = load_template()["Resources"]
+    report = BuildReport(
+        layers=frozenset(
+            name for name, r in resources.items() if r["Type"] == "AWS::Serverless::LayerVersion"
+        )
+    )
     for artifact in sorted(p for p in build_dir.iterdir() if p.is_dir()):
         files = [p for p in artifact.rglob("*") if p.is_file()]
         report.sizes[artifact.name] = sum(p.stat().st_size for p in files)
@@ -59,8 +75,12 @@ def inspect(build_dir: Path) -> BuildReport:
 def main() -> int:
     build_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO_ROOT / ".aws-sam" / "build"
     report = inspect(build_dir)
+    deployed = report.deployed_sizes
     for name, size in report.sizes.items():
-        print(f"  {name:<20} {size / 2**20:8.1f} MiB unzipped")
+        line = f"  {name:<20} {size / 2**20:8.1f} MiB unzipped"
+        if name in deployed:
+            line += f", {deployed[name] / 2**20:.1f} MiB with its layers"
+        print(line)
     all_arm64 = not report.wrong_architecture
     print(f"  native extensions: {report.native_extensions}, all aarch64: {all_arm64}")
     for problem in report.problems:

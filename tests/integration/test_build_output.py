@@ -18,4 +18,7 @@ def test_every_native_extension_is_built_for_arm64_and_each_artifact_is_small() 
     assert report.wrong_architecture == []
     assert set(report.sizes) >= {"SubmitFunction", "WebhookFunction", "SharedLayer"}
     assert report.sizes["WebhookFunction"] < 1024 * 1024  # its code only: no fal_client
+    assert report.layers == {"SharedLayer"}
+    # Far under Lambda's 250 MB: each function with its layer within a quarter of it.
+    assert max(report.deployed_sizes.values()) <= 250 * 1024 * 1024 // 4
     assert report.problems == []
