@@ -69,6 +69,22 @@ def test_functions_get_the_environment_the_template_gives_them(stack: StackInfo)
     assert webhook["OUTPUT_BUCKET"] == stack.outputs["OutputBucketName"]
     assert "FAL_KEY" not in submit  # the key is read from Secrets Manager, never the environment
     assert stack.functions["SubmitFunction"]["sqs"]["report_batch_item_failures"] is True
+    # The LogLevel parameter sets every function's log level (this stack runs the default).
+    template = load_template()
+    functions = [
+        name
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    ]
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_LOG_LEVEL"] == {
+        "Ref": "LogLevel"
+    }
+    assert sorted(stack.functions) == sorted(functions)
+    for name in functions:
+        own = template["Resources"][name]["Properties"].get("Environment", {}).get("Variables", {})
+        assert own.get("POWERTOOLS_LOG_LEVEL", {"Ref": "LogLevel"}) == {"Ref": "LogLevel"}, name
+        level = stack.functions[name]["environment"]["POWERTOOLS_LOG_LEVEL"]
+        assert level == parameter_defaults(template)["LogLevel"], name
 
 
 def test_objects_the_rule_does_not_watch_start_no_job(pipeline: Pipeline) -> None:
