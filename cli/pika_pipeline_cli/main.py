@@ -27,6 +27,7 @@ from pika_pipeline_cli.resources import CliError, Pipeline, find_pipeline
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 METADATA_LIMIT_BYTES = 2048  # S3's limit on user metadata, keys and values together
 PRICE_PER_VIDEO = "$0.40"
+OTHER_BUCKET_PREFIX = "uploads/"  # --bucket without --prefix
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 # fal could not make the video, or never finished it: another upload may well succeed. The others
 # are final for a reason (a video exists, the upload is unusable) or still on their way.
@@ -72,7 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     upload.add_argument("--resolution", choices=["720p", "1080p"])
     upload.add_argument("--duration", type=int)
     upload.add_argument("--bucket", help="upload here instead of the stack's input bucket")
-    upload.add_argument("--prefix", default="uploads/", help="the input prefix (uploads/)")
+    upload.add_argument(
+        "--prefix",
+        help=f"the key prefix (the stack's input prefix; {OTHER_BUCKET_PREFIX} with --bucket)",
+    )
     upload.set_defaults(run=_upload)
 
     status = commands.add_parser("status", help="a job's record")
@@ -119,15 +123,32 @@ def _upload(pipeline: Pipeline, args: argparse.Namespace) -> int:
         resolution=args.resolution,
         duration=args.duration,
     )
-    bucket = args.bucket or pipeline.output("InputBucketName")
+    bucket, prefix = _upload_target(pipeline, bucket=args.bucket, prefix=args.prefix)
     s3 = pipeline.client("s3")
     for index, image in enumerate(images, start=1):
-        key = f"{args.prefix}{image.name}"
+        key = f"{prefix}{image.name}"
         response = s3.put_object(Bucket=bucket, Key=key, Body=image.read_bytes(), Metadata=metadata)
         job = job_id_for(bucket=bucket, key=key, version=response.get("VersionId", ""))
         bar = "#" * (20 * index // len(images))
         print(f"[{bar:<20}] {index}/{len(images)}  s3://{bucket}/{key}  job {job}", flush=True)
     return 0
+
+
+def _upload_target(
+    pipeline: Pipeline, *, bucket: str | None, prefix: str | None
+) -> tuple[str, str]:
+    """Where images go: the stack's input bucket under the prefix the stack watches, unless the
+    user names another bucket (a prefix there is theirs to choose)."""
+    if bucket:
+        return bucket, OTHER_BUCKET_PREFIX if prefix is None else prefix
+    if prefix is None:
+        if "InputPrefix" not in pipeline.outputs:
+            raise CliError(
+                "the stack has no InputPrefix output (deployed before it had one?); "
+                "pass --prefix, or deploy the stack again"
+            )
+        prefix = pipeline.outputs["InputPrefix"]
+    return pipeline.output("InputBucketName"), prefix
 
 
 def upload_metadata(

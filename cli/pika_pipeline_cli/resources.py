@@ -44,9 +44,16 @@ class Pipeline:
 def find_pipeline(*, stack: str | None, local_stack_file: Path | None) -> Pipeline:
     if stack:
         return _deployed(stack)
-    path = local_stack_file or Path(os.environ.get("PIKA_LOCAL_STACK", LOCAL_STACK_FILE))
-    if path.exists():
-        return _local(path)
+    if local_stack_file is None and os.environ.get("PIKA_LOCAL_STACK"):
+        local_stack_file = Path(os.environ["PIKA_LOCAL_STACK"])
+    if local_stack_file is not None:  # named by the user: its absence is the problem to report
+        if not local_stack_file.exists():
+            raise CliError(
+                f"{local_stack_file} does not exist; is the local stack running (`make stack`)?"
+            )
+        return _local(local_stack_file)
+    if LOCAL_STACK_FILE.exists():
+        return _local(LOCAL_STACK_FILE)
     raise CliError(
         "no pipeline given: pass --stack NAME for a deployed stack, or start the local stack "
         "with `make stack`"

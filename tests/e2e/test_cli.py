@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -286,3 +287,80 @@ def test_an_unknown_stack_is_one_clear_line(pipeline: Pipeline) -> None:
     assert (
         result.stderr.strip() == "error: no stack named 'no-such-stack' in this account and region"
     )
+
+
+def _stack_file_with(pipeline: Pipeline, path: Path, **outputs: str | None) -> Path:
+    """A copy of the local stack's stack.json with some outputs changed (None: removed)."""
+    info = json.loads((Path(pipeline.info.state_dir) / "stack.json").read_text())
+    for name, value in outputs.items():
+        if value is None:
+            del info["outputs"][name]
+        else:
+            info["outputs"][name] = value
+    path.write_text(json.dumps(info))
+    return path
+
+
+def test_upload_goes_under_the_input_prefix_the_stack_watches(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    prefix = f"incoming/{uuid.uuid4().hex[:8]}/"
+    stack_file = _stack_file_with(pipeline, tmp_path / "stack.json", InputPrefix=prefix)
+    key = f"{prefix}{SAMPLE_IMAGE.name}"
+
+    uploaded = cli("--local-stack", str(stack_file), "upload", str(SAMPLE_IMAGE), "--prompt", "x")
+
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert f"s3://{pipeline.input_bucket}/{key}" in uploaded.stdout
+    head = pipeline.s3.head_object(Bucket=pipeline.input_bucket, Key=key)
+    assert _job_ids(uploaded.stdout) == [
+        job_id_for(bucket=pipeline.input_bucket, key=key, version=head["VersionId"])
+    ]
+
+
+def test_a_stack_without_an_input_prefix_output_asks_for_prefix(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    stack_file = _stack_file_with(pipeline, tmp_path / "stack.json", InputPrefix=None)
+
+    refused = cli("--local-stack", str(stack_file), "upload", str(SAMPLE_IMAGE), "--prompt", "x")
+
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("error: the stack has no InputPrefix output")
+    assert "--prefix" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1
+
+
+def test_a_local_stack_file_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "no-stack" / "stack.json"
+
+    for result in (
+        cli("--local-stack", str(missing), "jobs"),
+        cli("jobs", env={**os.environ, "PIKA_LOCAL_STACK": str(missing)}),
+    ):
+        assert result.returncode == 1
+        assert result.stderr == (
+            f"error: {missing} does not exist; is the local stack running (`make stack`)?\n"
+        )
+
+
+def test_upload_into_another_bucket_without_a_prefix_goes_under_uploads(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    bucket = pipeline.own_bucket()
+    stack_file = _stack_file_with(pipeline, tmp_path / "stack.json", InputPrefix="incoming/")
+
+    uploaded = cli(
+        "--local-stack",
+        str(stack_file),
+        "upload",
+        str(SAMPLE_IMAGE),
+        "--bucket",
+        bucket,
+        "--prompt",
+        "x",
+    )
+
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert f"s3://{bucket}/uploads/{SAMPLE_IMAGE.name}" in uploaded.stdout
+    assert pipeline.s3.head_object(Bucket=bucket, Key=f"uploads/{SAMPLE_IMAGE.name}")
