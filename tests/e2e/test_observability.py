@@ -48,7 +48,7 @@ def test_every_log_line_about_a_job_carries_its_correlation_ids(pipeline: Pipeli
     ):
         invocations = {line["function_request_id"] for line in ours}
         for line in lines:
-            if line["function_request_id"] in invocations:
+            if line.get("function_request_id") in invocations:
                 assert all(line.get(name) for name in ids), line
             if any(marker in json.dumps(line) for marker in (job_id, key, request_id)):
                 assert line.get("job_id") == job_id, line
