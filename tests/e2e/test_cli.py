@@ -70,6 +70,10 @@ def test_upload_a_folder_and_a_file_wait_and_download(pipeline: Pipeline, tmp_pa
     assert len(jobs) == 2
     assert "uploads/harbour-1.jpg" in uploaded.stdout
     assert "uploads/quay.jpg" in uploaded.stdout
+    # A progress bar: one line per image, filling up to the last.
+    progress = [line.split("]")[0] + "]" for line in uploaded.stdout.splitlines()]
+    assert progress == [f"[{'#' * 10:<20}]", f"[{'#' * 20}]"]
+    assert [" 1/2 " in uploaded.stdout, " 2/2 " in uploaded.stdout] == [True, True]
 
     waited = run(pipeline, "wait", jobs[0])
     assert waited.returncode == 0, waited.stderr
