@@ -1,8 +1,8 @@
 """The observability singletons every module shares (structured logs and EMF metrics).
 
-Tracer is left out on purpose: it imports aws_xray_sdk even when tracing is off (+16 to +19 ms
-of cold start measured by `make bench`, docs/PERFORMANCE.md) and adds 1.2 MiB to a layer that is
-just under its 25 MB budget; the webhook's cold start races fal's 15 s delivery timeout.
+Tracer is left out on purpose: it imports aws_xray_sdk even when tracing is off, which costs
+cold start and layer size (both measured by `make bench`, docs/PERFORMANCE.md), and the webhook's
+cold start races fal's 15 s delivery timeout.
 """
 
 from __future__ import annotations
