@@ -4,12 +4,10 @@ pipeline's metrics (EMF) in the one namespace the alarms and the dashboard watch
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 from local.template import load_template
-from tests.support.pipeline import Pipeline
+from tests.support.pipeline import Pipeline, eventually
 
 
 def test_every_log_line_about_a_job_carries_its_correlation_ids(pipeline: Pipeline) -> None:
@@ -19,7 +17,7 @@ def test_every_log_line_about_a_job_carries_its_correlation_ids(pipeline: Pipeli
     pipeline.fal_faults(submit=[500], delivery=["duplicate"])
 
     job = pipeline.wait_for_job(pipeline.upload({"prompt": "correlated", "duration": "1"}))
-    _eventually(lambda: len(_deliveries(pipeline, job["job_id"])) == 2 or None)
+    eventually(lambda: len(_deliveries(pipeline, job["job_id"])) == 2 or None)
 
     job_id, key, request_id = job["job_id"], job["source_key"], job["request_id"]
     submit = pipeline.log_entries("SubmitFunction", since=submit_mark)
@@ -75,8 +73,8 @@ def test_a_completed_job_is_counted_and_measured_in_the_pipelines_namespace(
                 return entry
         return None
 
-    completed = _eventually(completion)
-    submitted = _eventually(
+    completed = eventually(completion)
+    submitted = eventually(
         lambda: next(
             (
                 entry
@@ -122,7 +120,7 @@ def test_a_rejected_webhook_is_counted_with_its_reason_where_the_alarm_looks(
         ]
         return len(entries) >= 2 or None
 
-    _eventually(both_lines)
+    eventually(both_lines)
     by_reason = [entry for entry in entries if _dimensions(entry) == [{"service", "reason"}]]
     totals = [entry for entry in entries if _dimensions(entry) == [{"service"}]]
     assert [entry["reason"] for entry in by_reason] == ["bad_token"]
@@ -170,13 +168,3 @@ def _metrics(entry: dict[str, Any]) -> set[tuple[str, str]]:
 def _values(entry: dict[str, Any], name: str) -> list[float]:
     value = entry.get(name, [])
     return list(value) if isinstance(value, list) else [value]
-
-
-def _eventually[T](probe: Callable[[], T | None], timeout: float = 20) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value is not None:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")

@@ -88,12 +88,12 @@ def test_a_lost_error_webhook_fails_the_job_with_fals_reason(pipeline: Pipeline)
 
 
 def test_a_submit_that_crashed_after_claiming_is_submitted_again(pipeline: Pipeline) -> None:
-    bucket = pipeline.own_bucket()
-    key = "uploads/crashed-for-good.jpg"
-    version = pipeline.put_image(bucket, key, {"prompt": "never submitted", "duration": "1"})
-    job_id = job_id_for(bucket=bucket, key=key, version=version)
-    source = {"source_bucket": bucket, "source_key": key, "source_version": version}
-    pipeline.leave_claim(job_id, source, expires_in=-1)  # a submit that crashed
+    upload = pipeline.claimed_upload(
+        "uploads/crashed-for-good.jpg",
+        {"prompt": "never submitted", "duration": "1"},
+        expires_in=-1,  # a submit that crashed
+    )
+    job_id = upload.job_id
 
     job = pipeline.reconcile_until_final(job_id)
 
@@ -191,13 +191,13 @@ def test_two_reconciler_runs_at_once_settle_a_job_once(pipeline: Pipeline) -> No
 
 
 def test_a_stranded_claim_whose_image_was_deleted_ends_rejected(pipeline: Pipeline) -> None:
-    bucket = pipeline.own_bucket()
-    key = "uploads/deleted-after-claim.jpg"
-    version = pipeline.put_image(bucket, key, {"prompt": "gone", "duration": "1"})
-    job_id = job_id_for(bucket=bucket, key=key, version=version)
-    source = {"source_bucket": bucket, "source_key": key, "source_version": version}
-    pipeline.leave_claim(job_id, source, expires_in=-1)  # a submit that crashed
-    pipeline.s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
+    upload = pipeline.claimed_upload(
+        "uploads/deleted-after-claim.jpg",
+        {"prompt": "gone", "duration": "1"},
+        expires_in=-1,  # a submit that crashed
+    )
+    job_id = upload.job_id
+    pipeline.s3.delete_object(Bucket=upload.bucket, Key=upload.key, VersionId=upload.version)
 
     job = pipeline.reconcile_until_final(job_id)
 
@@ -249,12 +249,12 @@ def test_a_request_still_at_fal_before_the_deadline_is_left_alone(pipeline: Pipe
 def test_a_stranded_claim_fal_refuses_past_the_deadline_ends_failed_unavailable(
     pipeline: Pipeline,
 ) -> None:
-    bucket = pipeline.own_bucket()
-    key = "uploads/stranded-during-an-outage.jpg"
-    version = pipeline.put_image(bucket, key, {"prompt": "fal is down", "duration": "1"})
-    job_id = job_id_for(bucket=bucket, key=key, version=version)
-    source = {"source_bucket": bucket, "source_key": key, "source_version": version}
-    pipeline.leave_claim(job_id, source, expires_in=-1)  # a submit that crashed
+    upload = pipeline.claimed_upload(
+        "uploads/stranded-during-an-outage.jpg",
+        {"prompt": "fal is down", "duration": "1"},
+        expires_in=-1,  # a submit that crashed
+    )
+    job_id = upload.job_id
     _created_ago(pipeline, job_id, 9)  # past the test stack's 8 s deadline
     pipeline.fal_faults(rates={"submit": {"503": 1.0}})
     try:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from pika_pipeline.jobs import job_id_for
-from tests.support.pipeline import Pipeline, eventbridge_body
+from tests.support.pipeline import Pipeline, eventbridge_body, eventually
 
 
 def test_the_same_upload_twice_in_one_batch_is_submitted_once(pipeline: Pipeline) -> None:
@@ -30,14 +30,14 @@ def test_the_same_upload_twice_in_one_batch_is_submitted_once(pipeline: Pipeline
 def test_a_job_stranded_by_a_crash_between_claim_and_submit_is_submitted_on_redelivery(
     pipeline: Pipeline,
 ) -> None:
-    bucket = pipeline.own_bucket()
-    key = "uploads/crashed.jpg"
-    version = pipeline.put_image(bucket, key, {"prompt": "after a crash", "duration": "1"})
-    job_id = job_id_for(bucket=bucket, key=key, version=version)
-    source = {"source_bucket": bucket, "source_key": key, "source_version": version}
-    pipeline.leave_claim(job_id, source, expires_in=-1)  # a submit that crashed
+    upload = pipeline.claimed_upload(
+        "uploads/crashed.jpg",
+        {"prompt": "after a crash", "duration": "1"},
+        expires_in=-1,  # a submit that crashed
+    )
+    job_id = upload.job_id
 
-    pipeline.send_raw_message(eventbridge_body(bucket, key, version))
+    pipeline.send_raw_message(eventbridge_body(upload.bucket, upload.key, upload.version))
     job = pipeline.wait_for_job(job_id)
 
     assert job["status"] == "COMPLETED"
@@ -45,14 +45,14 @@ def test_a_job_stranded_by_a_crash_between_claim_and_submit_is_submitted_on_rede
 
 
 def test_a_live_claim_is_not_taken_over_by_a_duplicate(pipeline: Pipeline) -> None:
-    bucket = pipeline.own_bucket()
-    key = "uploads/in-flight.jpg"
-    version = pipeline.put_image(bucket, key, {"prompt": "in flight", "duration": "1"})
-    job_id = job_id_for(bucket=bucket, key=key, version=version)
-    source = {"source_bucket": bucket, "source_key": key, "source_version": version}
-    pipeline.leave_claim(job_id, source, expires_in=300)  # a submit still at work
+    upload = pipeline.claimed_upload(
+        "uploads/in-flight.jpg",
+        {"prompt": "in flight", "duration": "1"},
+        expires_in=300,  # a submit still at work
+    )
+    job_id = upload.job_id
 
-    pipeline.send_raw_message(eventbridge_body(bucket, key, version))
+    pipeline.send_raw_message(eventbridge_body(upload.bucket, upload.key, upload.version))
     time.sleep(3)
 
     assert pipeline.fal_requests_for(job_id) == []
@@ -155,8 +155,8 @@ def test_a_refused_fal_key_fails_the_job_as_fal_auth_and_pages(
     assert f"HTTP {status}" in job["error_message"]
     assert "attempts" not in job  # not retried: a refused key stays refused
     # FalAuthAlarm watches the first; FailedVideosAlarm counts it with fal's own failures.
-    _eventually(lambda: fal_auth_errors() > paged or None)
-    _eventually(lambda: fal_auth_failures() > failed or None)
+    eventually(lambda: fal_auth_errors() > paged or None)
+    eventually(lambda: fal_auth_failures() > failed or None)
 
 
 def test_a_batch_with_one_bad_upload_still_makes_the_other_nine_videos(
@@ -198,8 +198,8 @@ def test_a_call_whose_answer_is_lost_is_not_posted_again_and_its_late_result_is_
     pipeline.fal_faults(submit_delay=[3], delivery=["late"], outcome=["error", "ok"])
 
     job_id = pipeline.upload({"prompt": "lost answer", "duration": "1"})
-    first, second = _eventually(lambda: _all_delivered(pipeline, job_id, expected=2), 40)
-    job = _eventually(lambda: _job_with_request_ids(pipeline, job_id, count=2))
+    first, second = eventually(lambda: _all_delivered(pipeline, job_id, expected=2), 40)
+    job = eventually(lambda: _job_with_request_ids(pipeline, job_id, count=2))
 
     attempts = {parse_qs(urlsplit(r["webhook_url"]).query)["attempt"][0] for r in (first, second)}
     assert len(attempts) == 2  # one POST per attempt
@@ -247,16 +247,6 @@ def test_a_job_the_submit_path_failed_is_completed_by_a_result_fal_made_after_al
     assert "error_code" not in job
     assert "error_message" not in job
     assert pipeline.s3.head_object(Bucket=job["output_bucket"], Key=job["output_key"])
-
-
-def _eventually[T](probe: Callable[[], T | None], timeout: float = 20) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value is not None:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def _all_delivered(

@@ -8,6 +8,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,25 @@ def eventbridge_body(bucket: str, key: str, version_id: str, size: int = 100171)
             },
         }
     )
+
+
+def eventually[T](probe: Callable[[], T | None], timeout: float = 20) -> T:
+    """The first value ``probe`` gives that is not None, asking again until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value is not None:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+@dataclass(frozen=True)
+class ClaimedUpload:
+    bucket: str
+    key: str
+    version: str
+    job_id: str
 
 
 class Pipeline:
@@ -86,6 +107,18 @@ class Pipeline:
     def job(self, job_id: str) -> dict[str, Any] | None:
         item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         return dict(item) if item else None
+
+    def claimed_upload(
+        self, key: str, metadata: dict[str, str], *, expires_in: int
+    ) -> ClaimedUpload:
+        """An image in a bucket of its own whose job the submit path has claimed but not yet
+        submitted (``leave_claim``); no event is sent, so only what the test does next runs."""
+        bucket = self.own_bucket()
+        version = self.put_image(bucket, key, metadata)
+        job_id = job_id_for(bucket=bucket, key=key, version=version)
+        source = {"source_bucket": bucket, "source_key": key, "source_version": version}
+        self.leave_claim(job_id, source, expires_in=expires_in)
+        return ClaimedUpload(bucket=bucket, key=key, version=version, job_id=job_id)
 
     def leave_claim(self, job_id: str, source: dict[str, str], *, expires_in: int) -> None:
         """A job as the submit path claims it before calling fal: PENDING, no request id, the
