@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 from tests.support.pipeline import Pipeline
 
 CLI = Path(sys.executable).parent / "pika-pipeline"
-
-
-def _in_dead_letters(pipeline: Pipeline, marker: str, timeout: float = 60) -> bool:
-    """Looks without taking: a message seen is made visible again at once."""
-    url = pipeline.info.outputs["SubmitDeadLetterQueueUrl"]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        messages = pipeline.sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=0
-        ).get("Messages", [])
-        if any(marker in message["Body"] for message in messages):
-            return True
-    return False
 
 
 def test_a_job_failed_while_fal_was_down_completes_when_its_dead_letter_is_redriven(
@@ -35,7 +21,7 @@ def test_a_job_failed_while_fal_was_down_completes_when_its_dead_letter_is_redri
     job_id = pipeline.upload({"prompt": "after the outage", "duration": "1"}, name=f"{marker}.jpg")
     failed = pipeline.wait_for_job(job_id, timeout=90)
     assert (failed["status"], failed["error_code"]) == ("FAILED", "fal_unavailable")
-    assert _in_dead_letters(pipeline, marker)
+    assert marker in pipeline.wait_for_dead_letter(marker, timeout=60, take=False)
 
     # when the operator re-drives the dead letters, fal being back
     stack_file = str(Path(pipeline.info.state_dir) / "stack.json")
@@ -52,4 +38,4 @@ def test_a_job_failed_while_fal_was_down_completes_when_its_dead_letter_is_redri
     job = pipeline.wait_for_status(job_id, "COMPLETED", timeout=90)
     assert job["created_at"] == failed["created_at"]
     assert len(pipeline.fal_requests_for(job_id)) == 1
-    assert not _in_dead_letters(pipeline, marker, timeout=3)
+    assert not pipeline.dead_lettered(marker, take=False)

@@ -185,24 +185,31 @@ class Pipeline:
         )["VersionId"]
         return version
 
-    def wait_for_dead_letter(self, marker: str, timeout: float = 45) -> str:
-        """The dead-lettered message whose body contains ``marker`` (then removed from the DLQ)."""
+    def wait_for_dead_letter(self, marker: str, timeout: float = 45, *, take: bool = True) -> str:
+        """The dead-lettered message whose body contains ``marker``: removed from the DLQ, or with
+        ``take=False`` only looked at (visible again at once, for a re-drive to find)."""
         url = self.info.outputs["SubmitDeadLetterQueueUrl"]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for message in self.sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=1
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1,
+                VisibilityTimeout=1 if take else 0,
             ).get("Messages", []):
                 if marker in message["Body"]:
-                    self.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                    if take:
+                        self.sqs.delete_message(
+                            QueueUrl=url, ReceiptHandle=message["ReceiptHandle"]
+                        )
                     body: str = message["Body"]
                     return body
         raise AssertionError(f"no message with {marker!r} reached the dead-letter queue")
 
-    def dead_lettered(self, marker: str) -> bool:
-        """Whether a message containing ``marker`` is in the dead-letter queue (then removed)."""
+    def dead_lettered(self, marker: str, *, take: bool = True) -> bool:
+        """Whether a message containing ``marker`` is in the dead-letter queue."""
         try:
-            self.wait_for_dead_letter(marker, timeout=2)
+            self.wait_for_dead_letter(marker, timeout=2, take=take)
         except AssertionError:
             return False
         return True
