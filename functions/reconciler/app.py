@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pika_pipeline.aws_clients import events_client, jobs_table, s3_client
 from pika_pipeline.config import ReconcilerSettings
-from pika_pipeline.fal_gateway import FalGateway
+from pika_pipeline.fal_on_demand import fal_gateway_on_demand
 from pika_pipeline.job_events import JobEvents
 from pika_pipeline.job_repository import JobRepository, OpenJobs
 from pika_pipeline.job_results import JobResults
@@ -38,7 +38,7 @@ def reconciler() -> Reconciler:
 
     repository = JobRepository(table, retention_days=config.job_retention_days)
     events = JobEvents(events_client(), config.event_bus_name)
-    fal = FalGateway.lazily_for(config)
+    fal = fal_gateway_on_demand(config)
     return Reconciler(
         open_jobs=OpenJobs(table),
         repository=repository,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pika_pipeline.aws_clients import events_client, jobs_table, s3_client, sqs_client
 from pika_pipeline.config import SubmitSettings
-from pika_pipeline.fal_gateway import FalGateway
+from pika_pipeline.fal_on_demand import fal_gateway_on_demand
 from pika_pipeline.job_events import JobEvents
 from pika_pipeline.job_repository import JobRepository
 from pika_pipeline.observability import flush_breakdowns, logger, metrics
@@ -32,7 +32,7 @@ def batch() -> SubmitBatch:
             lambda: jobs_table(settings.jobs_table), retention_days=settings.job_retention_days
         ),
         s3=s3_client(),
-        fal=FalGateway.lazily_for(settings),
+        fal=fal_gateway_on_demand(settings),
         token_key=lambda: read_secret(settings.webhook_token_secret),
         events=JobEvents(events_client(), settings.event_bus_name),
     )

@@ -1,14 +1,13 @@
 """fal's queue API through the official fal_client, with its errors mapped to domain errors.
 
-Only the submit path imports this module: the webhook function never loads fal_client.
+Imported only by fal_on_demand, when a job first needs fal: the webhook function never loads
+fal_client, and the submit and reconciler functions not before they call fal.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import fal_client
 import httpx
@@ -17,29 +16,12 @@ from pika_pipeline.errors import FalRequestFailed, FalUnavailable
 from pika_pipeline.fal_delivery import FalDelivery
 from pika_pipeline.fal_errors import describe_detail
 from pika_pipeline.jobs import ErrorCode
-from pika_pipeline.secrets_store import read_fal_key
-
-if TYPE_CHECKING:
-    from pika_pipeline.config import SubmitSettings
 
 # fal_client retries these itself; if they still fail, the queue message is retried later.
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
 
 class FalGateway:
-    @classmethod
-    def lazily_for(cls, settings: SubmitSettings) -> Callable[[], FalGateway]:
-        """A gateway made on first use, so the fal key is read from Secrets Manager only when a
-        job actually needs fal (a rejected upload never does)."""
-        return functools.cache(
-            lambda: cls(
-                key=read_fal_key(settings.fal_key_secret),
-                endpoint=settings.fal_endpoint,
-                timeout_seconds=settings.fal_timeout_seconds,
-                start_timeout_seconds=settings.fal_start_timeout_seconds,
-            )
-        )
-
     def __init__(
         self, *, key: str, endpoint: str, timeout_seconds: float, start_timeout_seconds: float
     ) -> None:

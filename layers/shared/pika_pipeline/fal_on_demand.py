@@ -1,0 +1,35 @@
+"""The fal gateway, built when a job first needs fal.
+
+fal_client (with httpx) is about a third of a cold start, and so is reading the fal key from
+Secrets Manager: a container whose events are duplicates, rejected uploads or an idle
+reconciler run never needs either, so neither is loaded at init (docs/PERFORMANCE.md).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pika_pipeline.secrets_store import read_fal_key
+
+if TYPE_CHECKING:
+    from pika_pipeline.config import SubmitSettings
+    from pika_pipeline.fal_gateway import FalGateway
+
+
+def fal_gateway_on_demand(settings: SubmitSettings) -> Callable[[], FalGateway]:
+    """A factory that builds the gateway on its first call and returns the same one after."""
+
+    @functools.cache
+    def gateway() -> FalGateway:
+        from pika_pipeline.fal_gateway import FalGateway  # here, not at init: see the docstring
+
+        return FalGateway(
+            key=read_fal_key(settings.fal_key_secret),
+            endpoint=settings.fal_endpoint,
+            timeout_seconds=settings.fal_timeout_seconds,
+            start_timeout_seconds=settings.fal_start_timeout_seconds,
+        )
+
+    return gateway
