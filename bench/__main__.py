@@ -145,7 +145,8 @@ def _cost(results: Results) -> cost.CostBreakdown:
             secrets_calls_cold=float(secrets),
             submit_seconds=median(batch.single_s),
             webhook_seconds=network.webhook_median_ms / 1000,
-            submit_init_seconds=cold.variants["submit"].median_ms / 1000,
+            # A cold submit container pays what it defers on its first job: count it as init.
+            submit_init_seconds=cold.variants["submit_eager"].median_ms / 1000,
             webhook_init_seconds=cold.variants["webhook"].median_ms / 1000,
             log_bytes_per_job=sum(network.log_bytes_per_job.values()),
             job_item=network.job_item,

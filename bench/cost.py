@@ -215,8 +215,8 @@ def compute(inputs: CostInputs) -> CostBreakdown:
             "logs_ingest_gb",
         ),
         CostLine(
-            f"Lambda INIT (cold) submit {inputs.submit_init_seconds * 1000:.0f} ms + webhook "
-            f"{inputs.webhook_init_seconds * 1000:.0f} ms",
+            f"Lambda INIT (cold) submit {inputs.submit_init_seconds * 1000:.0f} ms (with what "
+            f"its first job loads) + webhook {inputs.webhook_init_seconds * 1000:.0f} ms",
             gb_s(submit.memory_mb, inputs.submit_init_seconds)
             + gb_s(webhook.memory_mb, inputs.webhook_init_seconds),
             "GB-s",

@@ -1,11 +1,14 @@
-"""Checks what `sam build` produced: every native extension is an arm64 (aarch64) binary, and each
-function and layer is far under Lambda's size limit. Prints the sizes; exits 1 on a problem.
+"""Checks what `make build` produced: every native extension is an arm64 (aarch64) binary, every
+Python module ships its bytecode, and each function and layer is far under Lambda's size limit.
+Prints the sizes; exits 1 on a problem.
 
-Run after `sam build`: ``python -m local.build_report [.aws-sam/build]``.
+Run after `make build` (sam build, then compileall):
+``python -m local.build_report [.aws-sam/build]``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,8 @@ LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 DEPLOYED_BUDGET = LAMBDA_UNZIPPED_LIMIT // 4
 EM_AARCH64 = 183  # the ELF header's e_machine for arm64
 ELF_MACHINES = {3: "x86", 62: "x86_64", 40: "arm", EM_AARCH64: "aarch64"}
+# PEP 552 flags of a .pyc that the runtime loads without looking at its source's timestamp.
+UNCHECKED_HASH = 0b01
 
 
 @dataclass
@@ -26,6 +31,8 @@ class BuildReport:
     layers: frozenset[str] = frozenset()
     wrong_architecture: list[str] = field(default_factory=list)
     native_extensions: int = 0
+    modules: int = 0
+    without_bytecode: list[str] = field(default_factory=list)
 
     @property
     def deployed_sizes(self) -> dict[str, int]:
@@ -36,6 +43,12 @@ class BuildReport:
     @property
     def problems(self) -> list[str]:
         found = [f"{path} is not an aarch64 binary" for path in self.wrong_architecture]
+        if self.without_bytecode:
+            found.append(
+                f"{len(self.without_bytecode)} of {self.modules} modules ship no bytecode that "
+                f"Lambda's Python loads as it is (e.g. {self.without_bytecode[0]}): every cold "
+                "start would compile them; run compileall as `make build` does"
+            )
         found += [
             f"{name} with its layers is {size / 2**20:.1f} MiB unzipped, over "
             f"{DEPLOYED_BUDGET / 2**20:.1f} MiB (a quarter of Lambda's limit)"
@@ -54,6 +67,19 @@ def elf_machine(path: Path) -> str | None:
     return ELF_MACHINES.get(machine, str(machine))
 
 
+def ships_bytecode(source: Path) -> bool:
+    """A .pyc for this interpreter's version beside the module, valid without its timestamp."""
+    compiled = Path(importlib.util.cache_from_source(str(source)))
+    if not compiled.is_file():
+        return False
+    with compiled.open("rb") as handle:
+        header = handle.read(8)
+    return (
+        header[:4] == importlib.util.MAGIC_NUMBER
+        and int.from_bytes(header[4:8], "little") == UNCHECKED_HASH
+    )
+
+
 def inspect(build_dir: Path) -> BuildReport:
     resources = load_template()["Resources"]
     report = BuildReport(
@@ -69,6 +95,10 @@ def inspect(build_dir: Path) -> BuildReport:
                 report.native_extensions += 1
                 if machine != "aarch64":
                     report.wrong_architecture.append(f"{path.relative_to(build_dir)} ({machine})")
+            elif path.suffix == ".py":
+                report.modules += 1
+                if not ships_bytecode(path):
+                    report.without_bytecode.append(str(path.relative_to(build_dir)))
     return report
 
 
@@ -83,6 +113,11 @@ def main() -> int:
         print(line)
     all_arm64 = not report.wrong_architecture
     print(f"  native extensions: {report.native_extensions}, all aarch64: {all_arm64}")
+    compiled = report.modules - len(report.without_bytecode)
+    print(
+        f"  modules with bytecode (cpython-{sys.version_info[0]}{sys.version_info[1]}): "
+        f"{compiled} of {report.modules}"
+    )
     for problem in report.problems:
         print(f"error: {problem}", file=sys.stderr)
     return 1 if report.problems else 0

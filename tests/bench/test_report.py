@@ -44,7 +44,7 @@ def _row(table: list[Row], figure: str) -> Row:
 
 def test_the_reconciler_has_a_cold_start_and_a_package_size_row() -> None:
     results = _results(
-        baseline=100, tracer=120, submit_floor=150, submit=125, webhook=110, reconciler=200
+        baseline=100, tracer=120, submit_eager=150, submit=125, webhook=110, reconciler=200
     )
 
     table = rows(results)
@@ -56,7 +56,7 @@ def test_the_reconciler_has_a_cold_start_and_a_package_size_row() -> None:
 
 def test_the_tracer_row_and_the_details_state_the_decision_with_the_measured_cost() -> None:
     results = _results(
-        baseline=100, tracer=120, submit_floor=150, submit=125, webhook=110, reconciler=120
+        baseline=100, tracer=120, submit_eager=150, submit=125, webhook=110, reconciler=120
     )
 
     table = rows(results)
