@@ -96,7 +96,7 @@ def _stack_figures(results: Results, selected: set[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-stack-") as state:
         try:
             # Schedules off: the reconciler runs only when the benchmark invokes it.
-            stack = LocalStack(Path(state), run_schedules=False)
+            stack = LocalStack(Path(state), run_schedules=False, meter_calls=True)
             info = stack.start()
         except Exception as exc:
             why = f"the local stack did not start: {type(exc).__name__}: {exc}"

@@ -1,18 +1,23 @@
-"""Network calls per job on the happy path, counted by the local stack itself.
+"""Network calls per job on the happy path, counted inside each function and at the wire.
 
-Every AWS call either function makes goes through ``local/fault_proxy.py``, which counts them per
-``service.Operation``; every call to fal is a line in the fal emulator's log. Images are uploaded
-exactly as a user would (S3 -> EventBridge -> SQS -> submit -> fal -> webhook), and the counts are
-split between the two functions by time: the emulator is told to wait before it starts rendering,
-the counter is read once every job is SUBMITTED (and no request has left the emulator's queue,
-checked before and after the read), then again once every job is COMPLETED and its webhook
-delivery answered.
+Images are uploaded exactly as a user would (S3 -> EventBridge -> SQS -> submit -> fal ->
+webhook). Each function counts the HTTP requests it sends from inside its own process, with its
+clients' hooks (``local/lambda_runtime/call_meter.py``: botocore's ``before-send`` event for AWS,
+an httpx request hook for fal_client, a wrapper of urllib3's pool for the webhook's downloads):
+those counts are the figures. The same calls are counted again at the wire, as a cross-check:
+every AWS call goes through ``local/fault_proxy.py``, which counts them per
+``service.Operation``, and every call to fal is a line in the fal emulator's log. The wire counts
+are split between the two functions by time: the emulator is told to wait before it starts
+rendering, the counter is read once every job is SUBMITTED (and no request has left the
+emulator's queue, checked before and after the read), then again once every job is COMPLETED
+and its webhook delivery answered.
 
 Not counted, and reported separately: SQS calls (the Lambda poller's ReceiveMessage and
 DeleteMessageBatch, not the function's), Secrets Manager (cached for 300 s, so once per secret
 per container, seen on the warm-up job only), fal's JWKS (cached for 24 h) and the emulator's own
-download of the image through the presigned URL (that GET is fal's, although it reaches the fault
-proxy because the URL is presigned against it: exactly one per request, ``Emulator._generate``).
+download of the image through the presigned URL (that GET is fal's, seen only at the wire
+because the URL is presigned against the fault proxy: exactly one per request,
+``Emulator._generate``).
 
 Afterwards each job's genuine signed delivery is replayed once against the webhook's Function URL,
 with the job put back to SUBMITTED, to time a warm webhook invocation for the cost figure; and
@@ -33,6 +38,7 @@ from typing import Any
 
 from bench.common import BenchError, median
 from bench.stack_client import StackClient, wait_until
+from bench.template_info import HANDLERS
 from local.stack import StackInfo
 from pika_pipeline.jobs import TERMINAL_STATUSES
 from tests.support.pipeline import Pipeline
@@ -59,11 +65,15 @@ PRESIGNED_IMAGE_GET = "fal.GET image (presigned S3 URL)"
 @dataclass
 class NetworkCallsResult:
     jobs: int
-    submit: Counter[str]  # totals over all measured jobs, by operation
+    submit: Counter[str]  # totals over all measured jobs, by operation, counted in the function
     webhook: Counter[str]
     excluded: Counter[str]
     warmup: Counter[str]  # every call of the first (cold) job, nothing excluded
     processing_seconds: float
+    # The same, counted at the wire (fault proxy + fal emulator), to cross-check the hooks.
+    wire_submit: Counter[str] = field(default_factory=Counter)
+    wire_webhook: Counter[str] = field(default_factory=Counter)
+    wire_excluded: Counter[str] = field(default_factory=Counter)
     webhook_ms: list[float] = field(default_factory=list)
     log_bytes_per_job: dict[str, float] = field(default_factory=dict)
     job_item: dict[str, Any] = field(default_factory=dict)
@@ -79,6 +89,10 @@ class NetworkCallsResult:
     @property
     def webhook_per_job(self) -> float:
         return sum(self.webhook.values()) / self.jobs
+
+    @property
+    def wire_agrees(self) -> bool:
+        return self.submit == self.wire_submit and self.webhook == self.wire_webhook
 
     @property
     def webhook_median_ms(self) -> float:
@@ -106,6 +120,7 @@ class _Measurement:
         self.pipeline = Pipeline(info)
         self.logs = Path(info.state_dir) / "logs"
         self.log_bytes: dict[str, int] = {}
+        self.window = (0.0, 0.0)  # epoch seconds the last measure() began and ended
 
     def _statuses(self, job_ids: list[str]) -> list[str]:
         return [str((self.pipeline.job(job_id) or {}).get("status", "")) for job_id in job_ids]
@@ -143,14 +158,22 @@ class _Measurement:
             lambda: self._delivered(job_ids), timeout=30, what="the webhook deliveries to answer"
         )
 
+    def hooked_calls(self, since: float, until: float) -> tuple[Counter[str], Counter[str]]:
+        """(submit, webhook): what each function counted from inside its process."""
+        return (
+            self.stack.function_calls(HANDLERS["submit"], since=since, until=until),
+            self.stack.function_calls(HANDLERS["webhook"], since=since, until=until),
+        )
+
     def warm_up(self) -> Counter[str]:
         """One job end to end, so caches (secrets, JWKS, clients) are what a warm one sees."""
-        self.stack.reset_aws_calls()
-        offset = self.stack.emulator_log_offset()
+        started = time.time()
         self._finish(self._upload(1))
-        return self.stack.aws_calls() + self.stack.emulator_calls(offset)
+        submit, webhook = self.hooked_calls(started, time.time())
+        return submit + webhook
 
     def measure(self) -> tuple[Counter[str], Counter[str], list[str], bool]:
+        self.window = (time.time(), 0.0)
         self.stack.reset_aws_calls()
         log_offset = self.stack.emulator_log_offset()
         function_logs = {p.stem: p.stat().st_size for p in self.logs.glob("*Function.log")}
@@ -166,6 +189,7 @@ class _Measurement:
         split_offset = self.stack.emulator_log_offset()
         submit_calls += self.stack.emulator_calls(log_offset, split_offset)
         self._finish(job_ids)
+        self.window = (self.window[0], time.time())
         all_calls = self.stack.aws_calls() + self.stack.emulator_calls(log_offset)
         webhook_calls = all_calls - submit_calls
         # The emulator fetched each image through the presigned URL, after the split.
@@ -243,17 +267,23 @@ def measure(info: StackInfo, *, jobs: int, processing_seconds: float = 2.0) -> N
         run.stack.fal_faults(processing_seconds=run.processing_seconds)
     else:
         raise BenchError("could not separate the submit calls from the webhook calls")
-    submit_counted, submit_excluded = _split(submit_calls)
-    webhook_counted, webhook_excluded = _split(webhook_calls)
-    excluded = submit_excluded + webhook_excluded
-    excluded[PRESIGNED_IMAGE_GET] = webhook_counted.pop(PRESIGNED_IMAGE_GET, 0)
+    wire_submit, wire_submit_excluded = _split(submit_calls)
+    wire_webhook, wire_webhook_excluded = _split(webhook_calls)
+    wire_excluded = wire_submit_excluded + wire_webhook_excluded
+    wire_excluded[PRESIGNED_IMAGE_GET] = wire_webhook.pop(PRESIGNED_IMAGE_GET, 0)
+    hooked_submit, hooked_webhook = run.hooked_calls(*run.window)
+    submit_counted, submit_excluded = _split(hooked_submit)
+    webhook_counted, webhook_excluded = _split(hooked_webhook)
     result = NetworkCallsResult(
         jobs=jobs,
         submit=+submit_counted,
         webhook=+webhook_counted,
-        excluded=+excluded,
+        excluded=+(submit_excluded + webhook_excluded),
         warmup=+warmup,
         processing_seconds=run.processing_seconds,
+        wire_submit=+wire_submit,
+        wire_webhook=+wire_webhook,
+        wire_excluded=+wire_excluded,
     )
     result.log_bytes_per_job = {k: v / jobs for k, v in run.log_bytes.items()}
     result.job_item = run.pipeline.job(job_ids[0]) or {}

@@ -190,10 +190,17 @@ def _network_rows(results: Results) -> list[Row]:
     if network is None:
         return _missing(NETWORK_FIGURES, "network", results)
     rows = []
-    for name, value, minimum in (
-        ("submit", network.submit_per_job, len(SUBMIT_MINIMUM)),
-        ("webhook", network.webhook_per_job, len(WEBHOOK_MINIMUM)),
+    for name, value, wire, minimum in (
+        ("submit", network.submit_per_job, network.wire_submit, len(SUBMIT_MINIMUM)),
+        ("webhook", network.webhook_per_job, network.wire_webhook, len(WEBHOOK_MINIMUM)),
     ):
+        hooked = network.submit if name == "submit" else network.webhook
+        check = (
+            "the wire (fault proxy, fal emulator) saw the same calls"
+            if hooked == wire
+            else f"the wire (fault proxy, fal emulator) saw {sum(wire.values()) / network.jobs:g}"
+            " per job: see the details"
+        )
         rows.append(
             Row(
                 f"network calls: {name}",
@@ -202,7 +209,8 @@ def _network_rows(results: Results) -> list[Row]:
                 f"{value / minimum:.2f}x",
                 f"<= {minimum}",
                 verdict(value <= minimum),
-                f"AWS + fal, mean over {network.jobs} jobs; SQS, secrets, JWKS excluded",
+                f"AWS + fal, mean over {network.jobs} jobs, counted in the function by "
+                f"botocore/httpx/urllib3 hooks; SQS, secrets, JWKS excluded; {check}",
             )
         )
     return rows
@@ -566,18 +574,32 @@ def _details(results: Results) -> list[str]:
             f"{len(WEBHOOK_MINIMUM)} for the webhook ({'; '.join(WEBHOOK_MINIMUM)}).",
             "",
         ]
+        out += [
+            "Counted in each function's process by its clients' hooks, and again at the wire "
+            "(fault proxy and fal emulator) as a cross-check"
+            + (
+                ": the two agree."
+                if network.wire_agrees
+                else ": **the two disagree**, so a call escaped one of the counts."
+            ),
+            "",
+        ]
         out += _counter_table(
             {
                 "submit": network.submit,
                 "webhook": network.webhook,
                 "excluded": network.excluded,
+                "submit (wire)": network.wire_submit,
+                "webhook (wire)": network.wire_webhook,
+                "excluded (wire)": network.wire_excluded,
             },
             network.jobs,
         )
         out += [
             "",
-            "The warm-up (first, cold) job made these calls, nothing excluded (its "
-            "`s3.GetObject` count includes the emulator's presigned download):",
+            "The warm-up (first, cold) job made these calls, counted in the functions, nothing "
+            "excluded (the SQS calls are the local runtime's poller, in the submit function's "
+            "process):",
             "",
         ]
         out += _counter_table({"warm-up job": network.warmup}, 1)
@@ -740,10 +762,14 @@ METHOD = """\
   dependencies, plus the Lambda runtime's boto3; bench/deployable.py): this machine's dev tools
   stay out, e.g. httpx would otherwise load click, rich and pygments for its command line.
 - **Network calls**: images uploaded to the local stack's input bucket (S3 -> EventBridge ->
-  SQS -> submit -> fal emulator -> webhook); AWS calls from the fault proxy's per-operation
-  counter, fal calls from the emulator's request log; split between the functions by reading the
-  counter once every job is SUBMITTED while no render has started. SQS (the poller's), Secrets
-  Manager and JWKS (cached) and the emulator's presigned image GET are excluded.
+  SQS -> submit -> fal emulator -> webhook). Each function counts every HTTP request it sends
+  from inside its process (local/lambda_runtime/call_meter.py): botocore's `before-send` event
+  for AWS (each attempt), an httpx request hook for fal_client, urllib3's pool for the webhook's
+  downloads. Cross-check at the wire: AWS calls from the fault proxy's per-operation counter,
+  fal calls from the emulator's request log, split between the functions by reading the counter
+  once every job is SUBMITTED while no render has started. SQS (the poller's), Secrets Manager
+  and JWKS (cached) and the emulator's presigned image GET (fal's, not the functions') are
+  excluded.
 - **Copy memory**: `VideoStore.copy` from a local HTTPS server that generates the bytes into
   moto S3, one fresh process per run; growth = peak RSS (1 ms VmRSS sampler and VmHWM reset
   before the copy) minus VmRSS just before the copy. "Flat": the largest size grows at most two

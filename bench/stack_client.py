@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BenchError
+from local.lambda_runtime.call_meter import fal_call_name, read_calls
 from local.stack import StackInfo
 
 
@@ -45,6 +46,14 @@ class StackClient:
         )
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return json.loads(response.read())
+
+    # --- what each function counted from inside its process (local/lambda_runtime/call_meter) --
+
+    def function_calls(self, function: str, *, since: float, until: float) -> Counter[str]:
+        meter = self.info.functions[function].get("call_meter")
+        if not meter:
+            raise BenchError("the local stack was started without meter_calls=True")
+        return Counter(read_calls(Path(meter), since=since, until=until))
 
     # --- the fal emulator ------------------------------------------------------------------------
 
@@ -83,14 +92,7 @@ class StackClient:
             method, path = parts[1], parts[2]
             if path.startswith("/_emulator/"):
                 continue  # the benchmark's own control calls
-            if path.startswith("/files/"):
-                calls["fal.GET video"] += 1
-            elif path == "/.well-known/jwks.json":
-                calls["fal.GET jwks"] += 1
-            elif method == "POST":
-                calls["fal.POST submit"] += 1
-            else:
-                calls[f"fal.{method} {path.split('/requests/')[0]}"] += 1
+            calls[fal_call_name(method, path)] += 1
         return calls
 
     def _emulator(self, method: str, path: str, body: Any = None) -> Any:

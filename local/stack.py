@@ -64,11 +64,15 @@ class LocalStack:
         parameters: dict[str, str] | None = None,
         *,
         run_schedules: bool = True,
+        meter_calls: bool = False,
     ):
         """``run_schedules=False`` leaves scheduled functions to be invoked on demand only
-        (through their Invoke API), as tests do to decide when the reconciler runs."""
+        (through their Invoke API), as tests do to decide when the reconciler runs.
+        ``meter_calls=True`` has each function count its network calls from inside its process
+        into ``calls/<function>.tsv`` (local/lambda_runtime/call_meter.py), for the benchmark."""
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="pika-local-"))
         self._run_schedules = run_schedules
+        self._meter_calls = meter_calls
         self.logs_dir = self.state_dir / "logs"
         self._parameter_overrides = parameters or {}
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -116,6 +120,10 @@ class LocalStack:
             name: _function_spec(name, properties, resolver, ports.get(name), self._run_schedules)
             for name, properties in functions.items()
         }
+        if self._meter_calls:
+            (self.state_dir / "calls").mkdir(exist_ok=True)
+            for name, spec in specs.items():
+                spec["call_meter"] = str(self.state_dir / "calls" / f"{name}.tsv")
         outputs = {
             name: str(resolver.resolve(output["Value"]))
             for name, output in template.get("Outputs", {}).items()

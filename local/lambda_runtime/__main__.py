@@ -17,12 +17,15 @@ from types import FrameType
 from typing import Any
 
 from local.lambda_runtime import function_url, invoke_api, sqs_poller
+from local.lambda_runtime.call_meter import CallMeter
 from local.lambda_runtime.context import LocalLambdaContext
 
 
 def main() -> None:
     stack_file, function = Path(sys.argv[1]), sys.argv[2]
     spec = json.loads(stack_file.read_text())["functions"][function]
+    if spec.get("call_meter"):  # the benchmark's count of network calls; before any client exists
+        CallMeter(Path(spec["call_meter"])).install()
     module_name, handler_name = spec["handler"].rsplit(".", 1)
     handler = getattr(importlib.import_module(module_name), handler_name)
     stop = threading.Event()

@@ -35,3 +35,5 @@ def test_quick_benchmark_prints_every_figure_and_writes_the_document(tmp_path: P
         assert f"| {figure}" in document
     for heading in ("## Results", "## How to reproduce", "nproc", "python"):
         assert heading in document
+    # The calls each function counted with its clients' hooks are the calls the wire saw.
+    assert "as a cross-check: the two agree." in document

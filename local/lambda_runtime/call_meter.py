@@ -1,0 +1,113 @@
+"""Counts a function's network calls from inside its process, for the benchmark.
+
+Each HTTP request the function sends is one line, ``<epoch seconds>\t<service.operation>``,
+appended to a file. AWS calls are counted with botocore's ``before-send`` event (every attempt,
+retries included), fal_client's with an httpx ``request`` event hook. urllib3, which the webhook
+uses for fal's media and keys, has no hooks: its pools' ``urlopen`` is wrapped instead, skipping
+the AWS endpoint's requests that botocore already counted. Installed by the local runtime only
+when the stack is started with ``meter_calls=True``; never part of a deployed function.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+# botocore names services by their hyphenated service id; the wire (fault proxy) by endpoint.
+_AWS_NAMES = {"eventbridge": "events", "secrets-manager": "secretsmanager"}
+
+
+def fal_call_name(method: str, path: str) -> str:
+    """The kind of fal call a request is, as the benchmark tables name it."""
+    if path.startswith("/files/"):
+        return "fal.GET video"
+    if path == "/.well-known/jwks.json":
+        return "fal.GET jwks"
+    if method == "POST":
+        return "fal.POST submit"
+    return f"fal.{method} {path.split('/requests/')[0]}"
+
+
+def read_calls(path: Path, *, since: float = 0.0, until: float = float("inf")) -> list[str]:
+    """The operations a meter file recorded between two epoch times."""
+    if not path.is_file():
+        return []
+    calls = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stamp, _, operation = line.partition("\t")
+        if operation and since <= float(stamp) < until:
+            calls.append(operation)
+    return calls
+
+
+class CallMeter:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        aws = os.environ.get("AWS_ENDPOINT_URL", "")
+        self._aws_endpoint = urlsplit(aws).netloc if aws else None
+
+    def record(self, operation: str) -> None:
+        line = f"{time.time():.6f}\t{operation}\n"
+        with self._lock, self._path.open("a", encoding="utf-8") as handle:
+            handle.write(line)
+
+    def install(self) -> None:
+        self._hook_botocore()
+        self._hook_httpx()
+        self._hook_urllib3()
+
+    def _hook_botocore(self) -> None:
+        from botocore import handlers
+
+        def before_send(event_name: str, **_: Any) -> None:
+            service, operation = event_name.split(".", 2)[1:]
+            self.record(f"{_AWS_NAMES.get(service, service)}.{operation}")
+
+        # Every botocore session registers these when it is created: the functions' default
+        # session and the ones Powertools' parameter providers make.
+        handlers.BUILTIN_HANDLERS.append(("before-send", before_send))
+
+    def _hook_httpx(self) -> None:
+        try:
+            import httpx
+        except ImportError:  # a function that does not ship it
+            return
+
+        def on_request(request: httpx.Request) -> None:
+            self.record(fal_call_name(request.method, request.url.path))
+
+        original = httpx.Client.__init__
+
+        @functools.wraps(original)
+        def with_hook(client: httpx.Client, *args: Any, **kwargs: Any) -> None:
+            transport = kwargs.get("transport")
+            if transport is not None and not isinstance(transport, httpx.HTTPTransport):
+                # fal_client's client sends through a transport that wraps a client of its own
+                # (BackupDomainTransport): only the one that reaches the network counts.
+                original(client, *args, **kwargs)
+                return
+            hooks = dict(kwargs.pop("event_hooks", None) or {})
+            hooks["request"] = [*hooks.get("request", []), on_request]
+            original(client, *args, event_hooks=hooks, **kwargs)
+
+        httpx.Client.__init__ = with_hook  # type: ignore[assignment]
+
+    def _hook_urllib3(self) -> None:
+        from urllib3 import connectionpool
+
+        original = connectionpool.HTTPConnectionPool.urlopen
+
+        @functools.wraps(original)
+        def counted(pool: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            endpoint = f"{pool.host}:{pool.port}"
+            if endpoint != self._aws_endpoint:
+                self.record(fal_call_name(method, urlsplit(url).path))
+            return original(pool, method, url, *args, **kwargs)
+
+        connectionpool.HTTPConnectionPool.urlopen = counted  # type: ignore[assignment]
