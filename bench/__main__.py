@@ -54,7 +54,7 @@ def _config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     repeats = args.repeats
     return RunConfig(
         quick=quick,
-        cold_repeats=repeats or (3 if quick else 15),
+        cold_repeats=repeats or (3 if quick else 25),
         network_jobs=repeats or (2 if quick else 5),
         batch_repeats=repeats or (2 if quick else 7),
         copy_sizes=sorted(video_copy.parse_size(s) for s in sizes.split(",") if s.strip()),

@@ -1,19 +1,26 @@
-"""moto's server with one fidelity fix: DynamoDB writes are atomic, as they are on AWS.
+"""moto's server with one fidelity fix: DynamoDB writes are atomic per item, as they are on AWS.
 
 moto evaluates a ConditionExpression and then writes, with no lock in between, while its server
 handles requests on many threads: two concurrent conditional writes could both succeed, which
-DynamoDB never allows. Serialising DynamoDB requests restores the guarantee the pipeline's
-exactly-once claim relies on. Every other service keeps moto's concurrency.
+DynamoDB never allows. Requests that name one item (GetItem, UpdateItem, DeleteItem) are
+serialised per item, so writes to different items still run side by side, as on DynamoDB (one
+global lock made a batch of ten claims queue behind each other). Everything else that reaches
+DynamoDB (PutItem, whose key moto alone knows, queries, scans, transactions, table calls) runs
+alone. Every other service keeps moto's concurrency.
 
 Run as ``python -m local.moto_server HOST PORT``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from moto.moto_server.werkzeug_app import (
@@ -23,18 +30,75 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import run_simple
 
-_DYNAMODB = threading.Lock()
+# DynamoDB operations that name exactly one item in their "Key".
+SINGLE_ITEM = frozenset({"GetItem", "UpdateItem", "DeleteItem"})
+
+
+class SharedOrAlone:
+    """A readers-writer lock: many holders share it, or one holds it alone."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._sharing = 0
+        self._alone = False
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._alone)
+            self._sharing += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._sharing -= 1
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._alone and self._sharing == 0)
+            self._alone = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._alone = False
+                self._changed.notify_all()
 
 
 class AtomicDynamoDB:
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self._app = app
+        self._table_calls = SharedOrAlone()
+        self._item_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+        self._item_locks_guard = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-            with _DYNAMODB:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith("DynamoDB_"):
+            return self._app(environ, start_response)
+        item = self._item_of(target.rpartition(".")[2], environ)
+        if item is None:
+            with self._table_calls.alone():
                 return list(self._app(environ, start_response))
-        return self._app(environ, start_response)
+        with self._item_locks_guard:
+            lock = self._item_locks[item]
+        with self._table_calls.shared(), lock:
+            return list(self._app(environ, start_response))
+
+    @staticmethod
+    def _item_of(operation: str, environ: dict[str, Any]) -> tuple[str, str] | None:
+        """(table, key) of a single-item request; the body is read and put back for moto."""
+        if operation not in SINGLE_ITEM:
+            return None
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(body)
+        try:
+            request = json.loads(body)
+            return str(request["TableName"]), json.dumps(request["Key"], sort_keys=True)
+        except (ValueError, KeyError, TypeError):
+            return None  # moto answers the malformed request; it runs alone meanwhile
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """The fal gateway, built when a job first needs fal.
 
-fal_client (with httpx) is about a third of a cold start, and so is reading the fal key from
-Secrets Manager: a container whose events are duplicates, rejected uploads or an idle
-reconciler run never needs either, so neither is loaded at init (docs/PERFORMANCE.md).
+fal_client and httpx are among the heaviest imports of a cold start, and the fal key is a
+Secrets Manager call: a container whose events are duplicates, rejected uploads or an idle
+reconciler run needs neither, so neither is loaded at init. What this defers is measured by
+`make bench` ("cold start: submit with nothing deferred", docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
