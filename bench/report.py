@@ -673,8 +673,9 @@ def _details(results: Results) -> list[str]:
             f"- {batch.jobs_submitted} jobs submitted, all SUBMITTED afterwards",
             "",
             "Each outside call the handler made, alone and inside a full batch (median ms; the "
-            "local services are Python processes sharing this machine's cores, and moto "
-            "serialises DynamoDB requests on purpose, see local/moto_server.py):",
+            "local services are Python processes sharing this machine's cores, and the local "
+            "DynamoDB serialises requests for the same item, as DynamoDB does; see "
+            "local/moto_server.py):",
             "",
             f"| call | in a batch of 1 | in a batch of {batch.batch_size} | calls timed |",
             "|---|---|---|---|",
