@@ -758,7 +758,10 @@ METHOD = """\
 - **Cold start**: a fresh `python` per sample, PYTHONPATH=`functions/<name>:layers/shared`
   (Lambda's order), the environment template.yaml gives the function; the clock covers
   `import app` plus the settings model's `from_environment()`. Baseline: a handler importing
-  only boto3 and a Powertools Logger. Variants interleaved, one warm-up round discarded. Only
+  only boto3 and a Powertools Logger. Every module loads from bytecode, as from the package
+  `make build` ships (the measured code is compiled first). `submit_eager` is the submit
+  handler with what it defers to its first job (pydantic's metadata model, fal_client)
+  imported at init. Variants interleaved, one warm-up round discarded. Only
   what the deployed function has can be imported (its requirements and the layer's, with their
   dependencies, plus the Lambda runtime's boto3; bench/deployable.py): this machine's dev tools
   stay out, e.g. httpx would otherwise load click, rich and pygments for its command line.
