@@ -83,14 +83,6 @@ class NetworkCallsResult:
     scheduled_ms: dict[str, list[float]] = field(default_factory=dict)
 
     @property
-    def submit_per_job(self) -> float:
-        return sum(self.submit.values()) / self.jobs
-
-    @property
-    def webhook_per_job(self) -> float:
-        return sum(self.webhook.values()) / self.jobs
-
-    @property
     def wire_agrees(self) -> bool:
         return self.submit == self.wire_submit and self.webhook == self.wire_webhook
 

@@ -190,11 +190,11 @@ def _network_rows(results: Results) -> list[Row]:
     if network is None:
         return _missing(NETWORK_FIGURES, "network", results)
     rows = []
-    for name, value, wire, minimum in (
-        ("submit", network.submit_per_job, network.wire_submit, len(SUBMIT_MINIMUM)),
-        ("webhook", network.webhook_per_job, network.wire_webhook, len(WEBHOOK_MINIMUM)),
+    for name, hooked, wire, minimum in (
+        ("submit", network.submit, network.wire_submit, len(SUBMIT_MINIMUM)),
+        ("webhook", network.webhook, network.wire_webhook, len(WEBHOOK_MINIMUM)),
     ):
-        hooked = network.submit if name == "submit" else network.webhook
+        value = sum(hooked.values()) / network.jobs
         check = (
             "the wire (fault proxy, fal emulator) saw the same calls"
             if hooked == wire
