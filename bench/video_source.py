@@ -24,6 +24,7 @@ FTYP = (24).to_bytes(4, "big") + b"ftypisom" + (0x200).to_bytes(4, "big") + b"is
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # no delayed-ACK stall: see local/fault_proxy.py
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -433,6 +433,7 @@ def _fault_body(status: int) -> dict[str, Any]:
 def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # no delayed-ACK stall: see local/fault_proxy.py
 
         def log_message(self, format: str, *args: Any) -> None:
             status = args[1] if len(args) > 1 else ""

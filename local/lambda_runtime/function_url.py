@@ -75,6 +75,7 @@ def serve(
 ) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # no delayed-ACK stall: see local/fault_proxy.py
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # the function's own structured logs say what happened
