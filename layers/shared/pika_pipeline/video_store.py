@@ -21,12 +21,14 @@ from pika_pipeline.errors import VideoUnavailable, WebhookRejected
 
 PART_BYTES = 8 * 1024 * 1024
 TRANSFER = TransferConfig(
-    multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES, max_concurrency=2
+    multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES, max_concurrency=3
 )
-# s3transfer reads up to 10 parts of a non-seekable stream ahead of the uploads (80 MiB here);
-# two keeps memory near (2 in memory + 2 uploading) x 8 MiB whatever the video's size. boto3's
-# TransferConfig has no argument for it, only the attribute.
-TRANSFER.max_in_memory_upload_chunks = 2
+# s3transfer reads up to 10 parts of a non-seekable stream ahead of the uploads (80 MiB here).
+# Three (queued or uploading, plus the one being read) bound the copy to about 48 MiB whatever the
+# video's size, within the 64 MiB budget; two saved 10 MiB but left the download waiting for an
+# upload to finish, 10-15% slower (docs/PERFORMANCE.md). boto3's TransferConfig has no argument
+# for it, only the attribute.
+TRANSFER.max_in_memory_upload_chunks = 3
 TIMEOUT = urllib3.Timeout(connect=5.0, read=30.0)
 
 
