@@ -57,8 +57,9 @@ demo: $(VENV)/.installed
 stack: $(VENV)/.installed
 	$(PY) -m local.stack
 
-# Performance figures with their baselines, measured in one run (sizes need `make build` first).
-bench: $(VENV)/.installed
+# Performance figures with their baselines, measured in one run; the package sizes are those of
+# a fresh build of the code as it is.
+bench: $(VENV)/.installed build
 	$(PY) -m bench
 
 # 1,000 uploads through the local stack with faults injected everywhere; prints a report.

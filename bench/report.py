@@ -839,10 +839,9 @@ def document(results: Results, table: list[Row]) -> str:
         "## How to reproduce",
         "",
         "```sh",
-        "make bench                      # or: .venv/bin/python -m bench",
+        "make bench                      # make build, then .venv/bin/python -m bench",
         ".venv/bin/python -m bench --quick --output /tmp/PERFORMANCE.md   # smoke run, < 1 min",
         ".venv/bin/python -m bench --sizes 10MB,100MB --throughput-size 100MB",
-        "make build && make bench        # package sizes need a fresh `sam build`",
         "```",
         "",
         "Run from the repository root on an otherwise idle machine; the local stack (moto, the "
