@@ -26,8 +26,8 @@ TRANSFER = TransferConfig(
 # s3transfer reads up to 10 parts of a non-seekable stream ahead of the uploads (80 MiB here).
 # Three (queued or uploading, plus the one being read) bound the copy to about 48 MiB whatever the
 # video's size, within the 64 MiB budget; two saved 10 MiB but left the download waiting for an
-# upload to finish, 10-15% slower (docs/PERFORMANCE.md). boto3's TransferConfig has no argument
-# for it, only the attribute.
+# upload to finish (10-15% slower in `make bench`). boto3's TransferConfig has no argument for
+# it, only the attribute.
 TRANSFER.max_in_memory_upload_chunks = 3
 TIMEOUT = urllib3.Timeout(connect=5.0, read=30.0)
 
