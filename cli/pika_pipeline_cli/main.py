@@ -276,8 +276,8 @@ def _retry(pipeline: Pipeline, args: argparse.Namespace) -> int:
     # one stays as it was, for the record.
     s3 = pipeline.client("s3")
     source = {"Bucket": job["source_bucket"], "Key": job["source_key"]}
-    if job.get("source_version") and job["source_version"] != "null":
-        source["VersionId"] = job["source_version"]
+    if job.get("source_version_id"):  # absent in a bucket without versioning
+        source["VersionId"] = job["source_version_id"]
     head = s3.head_object(**source)
     copied = s3.copy_object(
         CopySource=source,

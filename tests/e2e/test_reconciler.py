@@ -101,6 +101,40 @@ def test_a_submit_that_crashed_after_claiming_is_submitted_again(pipeline: Pipel
     assert len(pipeline.fal_requests_for(job_id)) == 1
 
 
+def test_a_crashed_submit_in_a_bucket_without_versioning_is_submitted_again(
+    pipeline: Pipeline,
+) -> None:
+    upload = pipeline.claimed_upload(
+        "uploads/crashed-unversioned.jpg",
+        {"prompt": "an unversioned bucket", "duration": "1"},
+        expires_in=-1,
+        versioned=False,
+    )
+
+    job = pipeline.reconcile_until_final(upload.job_id)
+
+    assert job["status"] == "COMPLETED"
+    assert len(pipeline.fal_requests_for(upload.job_id)) == 1
+
+
+def test_a_crashed_claim_outside_the_input_prefix_is_rejected_not_left_due(
+    pipeline: Pipeline,
+) -> None:
+    # InputPrefix changed after the claim: the upload is no longer one the pipeline watches.
+    queue = pipeline.subscribe()
+    upload = pipeline.claimed_upload(
+        "elsewhere/crashed.jpg", {"prompt": "the prefix moved", "duration": "1"}, expires_in=-1
+    )
+
+    job = pipeline.reconcile_until_final(upload.job_id)
+
+    assert (job["status"], job["error_code"]) == ("REJECTED", "outside_input_prefix")
+    assert "open_shard" not in job  # out of the reconciler's index
+    assert pipeline.fal_submits_for(upload.job_id) == []
+    (event,) = pipeline.events_for(queue, upload.job_id)
+    assert event["detail-type"] == "Video Failed"
+
+
 def test_a_request_stuck_at_fal_past_the_deadline_is_cancelled_and_expired(
     pipeline: Pipeline,
 ) -> None:

@@ -109,14 +109,19 @@ class Pipeline:
         return dict(item) if item else None
 
     def claimed_upload(
-        self, key: str, metadata: dict[str, str], *, expires_in: int
+        self, key: str, metadata: dict[str, str], *, expires_in: int, versioned: bool = True
     ) -> ClaimedUpload:
         """An image in a bucket of its own whose job the submit path has claimed but not yet
-        submitted (``leave_claim``); no event is sent, so only what the test does next runs."""
-        bucket = self.own_bucket()
+        submitted (``leave_claim``); no event is sent, so only what the test does next runs.
+
+        In a bucket without versioning the upload's identity is what its event carried (the
+        ETag here) and the job records no S3 version id, as the submit path does."""
+        bucket = self.own_bucket(versioned=versioned)
         version = self.put_image(bucket, key, metadata)
         job_id = job_id_for(bucket=bucket, key=key, version=version)
         source = {"source_bucket": bucket, "source_key": key, "source_version": version}
+        if versioned:
+            source["source_version_id"] = version
         self.leave_claim(job_id, source, expires_in=expires_in)
         return ClaimedUpload(bucket=bucket, key=key, version=version, job_id=job_id)
 
@@ -171,18 +176,24 @@ class Pipeline:
             Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)],
         )
 
-    def own_bucket(self) -> str:
-        """A versioned bucket no rule watches: only the messages a test sends start jobs."""
+    def own_bucket(self, *, versioned: bool = True) -> str:
+        """A bucket no rule watches (versioned unless asked otherwise): only the messages a test
+        sends start jobs."""
         name = f"customer-uploads-{uuid.uuid4().hex[:8]}"
         self.s3.create_bucket(Bucket=name)
-        self.s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        if versioned:
+            self.s3.put_bucket_versioning(
+                Bucket=name, VersioningConfiguration={"Status": "Enabled"}
+            )
         return name
 
     def put_image(self, bucket: str, key: str, metadata: dict[str, str]) -> str:
-        """Puts the sample image; returns its version id."""
-        version: str = self.s3.put_object(
+        """Puts the sample image; returns its version id, or in a bucket without versioning its
+        ETag (what the upload's event names it by)."""
+        response = self.s3.put_object(
             Bucket=bucket, Key=key, Body=SAMPLE_IMAGE.read_bytes(), Metadata=metadata
-        )["VersionId"]
+        )
+        version: str = response.get("VersionId") or response["ETag"].strip('"')
         return version
 
     def wait_for_dead_letter(self, marker: str, timeout: float = 45, *, take: bool = True) -> str:

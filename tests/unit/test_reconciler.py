@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pika_pipeline.reconciler import LEFT_OPEN, RECOVERIES, deadline_started, is_recovery
+from pika_pipeline.reconciler import ReconcileOutcome, deadline_started, is_recovery, leaves_open
 
 SUBMITTED = "2026-12-02T06:00:10.000+00:00"
 CREATED = "2026-12-02T06:00:00.000+00:00"
@@ -32,17 +32,29 @@ def test_a_record_without_timestamps_has_no_deadline() -> None:
 
 
 def test_only_outcomes_that_moved_the_job_on_are_recoveries() -> None:
-    assert is_recovery("recovered_completed")
-    assert is_recovery("recovered_failed")
-    assert is_recovery("resubmitted_submitted")
-    assert is_recovery("resubmitted_rejected")
-    # The webhook or another run got there first: the reconciler changed nothing.
-    assert not is_recovery("recovered_duplicate")
-    assert not is_recovery("resubmitted_duplicate")
-    assert not is_recovery("already_final")
-    assert not is_recovery("still_running")
+    recoveries = {outcome for outcome in ReconcileOutcome if is_recovery(outcome)}
+
+    assert recoveries == {
+        ReconcileOutcome.RECOVERED_COMPLETED,
+        ReconcileOutcome.RECOVERED_FAILED,
+        ReconcileOutcome.RESUBMITTED_SUBMITTED,
+        ReconcileOutcome.RESUBMITTED_FAILED,
+        ReconcileOutcome.RESUBMITTED_REJECTED,
+    }
 
 
-def test_a_recovered_job_is_never_also_left_open() -> None:
-    assert not RECOVERIES & LEFT_OPEN
-    assert "expired" not in LEFT_OPEN  # an expiry has its own alarm; it is not a stuck job
+def test_every_outcome_either_settles_the_job_or_leaves_it_counted_as_open() -> None:
+    # A check that neither ends the job nor counts it as open would hide it from
+    # OldestOpenJobSeconds (as the "ignored" resubmit once did).
+    left_open = {outcome for outcome in ReconcileOutcome if leaves_open(outcome)}
+
+    assert left_open == {
+        ReconcileOutcome.STILL_RUNNING,
+        ReconcileOutcome.CLAIM_STILL_LIVE,
+        ReconcileOutcome.RETRY_LATER,
+        ReconcileOutcome.ERRORS,
+        ReconcileOutcome.NOT_REACHED,
+    }
+    assert not any(is_recovery(outcome) for outcome in left_open)
+    # An expiry has its own alarm; it is not a stuck job.
+    assert not leaves_open(ReconcileOutcome.EXPIRED)

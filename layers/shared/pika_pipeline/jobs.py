@@ -80,6 +80,7 @@ class ErrorCode(StrEnum):
     IMAGE_TOO_LARGE = "image_too_large"
     UNSUPPORTED_IMAGE_TYPE = "unsupported_image_type"
     OBJECT_NOT_FOUND = "object_not_found"
+    OUTSIDE_INPUT_PREFIX = "outside_input_prefix"
     FAL_VALIDATION = "fal_validation"
     FAL_AUTH = "fal_auth"
     FAL_UNAVAILABLE = "fal_unavailable"

@@ -21,13 +21,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, assert_never
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from pika_pipeline.errors import FalUnavailable, JobConflict, VideoUnavailable
+from pika_pipeline.job_results import Outcome
 from pika_pipeline.jobs import ErrorCode, JobStatus
 from pika_pipeline.observability import count, logger, metrics
+from pika_pipeline.submit_service import SubmitOutcome
 from pika_pipeline.uploads import Upload
 
 if TYPE_CHECKING:
@@ -37,21 +40,86 @@ if TYPE_CHECKING:
     from pika_pipeline.job_results import JobResults
     from pika_pipeline.submit_service import SubmitService
 
-# Outcomes in which the reconciler itself moved the job on (JobsRecovered). A duplicate means the
-# webhook or another run got there first; "already_final" and the rest changed nothing.
-RECOVERIES = frozenset(
-    {
-        "recovered_completed",
-        "recovered_failed",
-        "resubmitted_submitted",
-        "resubmitted_failed",
-        "resubmitted_rejected",
-    }
-)
-# Outcomes that leave the job open: the oldest of them is OldestOpenJobSeconds. Jobs settled
-# in the run are not counted (an expiry already has its own alarm), so a value above the deadline
-# means a job the reconciler cannot end (or could not reach in time), not one it just ended.
-LEFT_OPEN = frozenset({"still_running", "claim_still_live", "retry_later", "errors", "not_reached"})
+
+class ReconcileOutcome(StrEnum):
+    """What one check of an open job did; each run reports how many ended which way."""
+
+    RECOVERED_COMPLETED = "recovered_completed"  # fal's result, recorded by the reconciler
+    RECOVERED_FAILED = "recovered_failed"
+    RECOVERED_DUPLICATE = "recovered_duplicate"  # the webhook recorded it first
+    RESUBMITTED_SUBMITTED = "resubmitted_submitted"  # a crashed claim, submitted again
+    RESUBMITTED_FAILED = "resubmitted_failed"
+    RESUBMITTED_REJECTED = "resubmitted_rejected"
+    RESUBMITTED_DUPLICATE = "resubmitted_duplicate"  # another submit got there first
+    GAVE_UP_FAL_UNAVAILABLE = "gave_up_fal_unavailable"  # the submit path recorded FAILED
+    EXPIRED = "expired"
+    ALREADY_FINAL = "already_final"
+    STILL_RUNNING = "still_running"
+    CLAIM_STILL_LIVE = "claim_still_live"
+    RETRY_LATER = "retry_later"
+    ERRORS = "errors"
+    NOT_REACHED = "not_reached"
+
+
+def is_recovery(outcome: ReconcileOutcome) -> bool:
+    """Whether the reconciler itself moved the job on (JobsRecovered). An expiry has its own
+    metric; a duplicate means the webhook or another run got there first."""
+    match outcome:
+        case (
+            ReconcileOutcome.RECOVERED_COMPLETED
+            | ReconcileOutcome.RECOVERED_FAILED
+            | ReconcileOutcome.RESUBMITTED_SUBMITTED
+            | ReconcileOutcome.RESUBMITTED_FAILED
+            | ReconcileOutcome.RESUBMITTED_REJECTED
+        ):
+            return True
+        case (
+            ReconcileOutcome.RECOVERED_DUPLICATE
+            | ReconcileOutcome.RESUBMITTED_DUPLICATE
+            | ReconcileOutcome.GAVE_UP_FAL_UNAVAILABLE
+            | ReconcileOutcome.EXPIRED
+            | ReconcileOutcome.ALREADY_FINAL
+            | ReconcileOutcome.STILL_RUNNING
+            | ReconcileOutcome.CLAIM_STILL_LIVE
+            | ReconcileOutcome.RETRY_LATER
+            | ReconcileOutcome.ERRORS
+            | ReconcileOutcome.NOT_REACHED
+        ):
+            return False
+        case _:
+            assert_never(outcome)
+
+
+def leaves_open(outcome: ReconcileOutcome) -> bool:
+    """Whether the job is still open after the check: the oldest such job is
+    OldestOpenJobSeconds. Jobs settled in the run are not counted (an expiry already has its own
+    alarm), so a value above the deadline means a job the reconciler cannot end (or could not
+    reach in time), not one it just ended. A job submitted again is open, but its deadline
+    starts anew."""
+    match outcome:
+        case (
+            ReconcileOutcome.STILL_RUNNING
+            | ReconcileOutcome.CLAIM_STILL_LIVE
+            | ReconcileOutcome.RETRY_LATER
+            | ReconcileOutcome.ERRORS
+            | ReconcileOutcome.NOT_REACHED
+        ):
+            return True
+        case (
+            ReconcileOutcome.RECOVERED_COMPLETED
+            | ReconcileOutcome.RECOVERED_FAILED
+            | ReconcileOutcome.RECOVERED_DUPLICATE
+            | ReconcileOutcome.RESUBMITTED_SUBMITTED
+            | ReconcileOutcome.RESUBMITTED_FAILED
+            | ReconcileOutcome.RESUBMITTED_REJECTED
+            | ReconcileOutcome.RESUBMITTED_DUPLICATE
+            | ReconcileOutcome.GAVE_UP_FAL_UNAVAILABLE
+            | ReconcileOutcome.EXPIRED
+            | ReconcileOutcome.ALREADY_FINAL
+        ):
+            return False
+        case _:
+            assert_never(outcome)
 
 
 def deadline_started(item: Mapping[str, Any]) -> float | None:
@@ -61,10 +129,6 @@ def deadline_started(item: Mapping[str, Any]) -> float | None:
         if value := item.get(name):
             return datetime.fromisoformat(str(value)).timestamp()
     return None
-
-
-def is_recovery(outcome: str) -> bool:
-    return outcome in RECOVERIES
 
 
 class Reconciler:
@@ -99,12 +163,12 @@ class Reconciler:
         Jobs left over (too many, or the function running out of time) stay due: the next run
         resumes with them, and jobs checked but still running have moved to the back.
         """
-        report: Counter[str] = Counter()
+        report: Counter[ReconcileOutcome] = Counter()
         oldest_open = 0.0
         due = self._open_jobs.due(now_epoch=int(self._clock()), limit=max_jobs)
         for index, job in enumerate(due):
-            outcome = "not_reached" if out_of_time() else self._settle(job)
-            if outcome == "not_reached":
+            outcome = ReconcileOutcome.NOT_REACHED if out_of_time() else self._settle(job)
+            if outcome is ReconcileOutcome.NOT_REACHED:
                 # Stopped early: this job and the rest stay due for the next run.
                 left = due[index:]
                 report[outcome] += len(left)
@@ -113,16 +177,16 @@ class Reconciler:
             report[outcome] += 1
             if is_recovery(outcome):
                 count("JobsRecovered", outcome=outcome)
-            if outcome in LEFT_OPEN:
+            if leaves_open(outcome):
                 oldest_open = max(oldest_open, self._age(job))
         metrics.add_metric(
             name="OldestOpenJobSeconds", unit=MetricUnit.Seconds, value=round(oldest_open)
         )
         for outcome, number in report.items():
             logger.info("Reconciled", extra={"outcome": outcome, "jobs": number})
-        return dict(report)
+        return {str(outcome): number for outcome, number in report.items()}
 
-    def _settle(self, job: Job) -> str:
+    def _settle(self, job: Job) -> ReconcileOutcome:
         logger.thread_safe_clear_keys()
         logger.thread_safe_append_keys(job_id=job.job_id)
         try:
@@ -130,23 +194,23 @@ class Reconciler:
         except (FalUnavailable, VideoUnavailable) as exc:
             logger.warning("Could not settle the job this time", extra={"reason": str(exc)})
             self._check_later(job)
-            return "retry_later"
+            return ReconcileOutcome.RETRY_LATER
         except Exception:
             # One bad job (say, a video on a host missing from MediaHosts) must not stop
             # the run: it is logged, counted, and looked at again later.
             logger.exception("Reconciling the job failed")
             count("ReconcileErrors")
             self._check_later(job)
-            return "errors"
+            return ReconcileOutcome.ERRORS
 
     def _age(self, job: Job) -> float:
         started = deadline_started(job.item)
         return 0.0 if started is None else max(0.0, self._clock() - started)
 
-    def _reconcile(self, job: Job) -> str:
+    def _reconcile(self, job: Job) -> ReconcileOutcome:
         fresh = self._jobs.get(job.job_id)  # the index is eventually consistent; the table is not
         if fresh is None or fresh.status not in (JobStatus.PENDING, JobStatus.SUBMITTED):
-            return "already_final"
+            return ReconcileOutcome.ALREADY_FINAL
         request_id = fresh.item.get("request_id")
         if not request_id:
             return self._resubmit(fresh)
@@ -161,47 +225,39 @@ class Reconciler:
             raise
         if delivery is None:
             return self._still_running(fresh, str(request_id))
-        outcome = self._results.record(fresh, delivery)
-        return f"recovered_{outcome.value}"
+        return _recovered(self._results.record(fresh, delivery))
 
     def _check_later(self, job: Job) -> None:
         self._open_jobs.check_again_at(job.job_id, int(self._clock()) + self._recheck_seconds)
 
-    def _resubmit(self, job: Job) -> str:
+    def _resubmit(self, job: Job) -> ReconcileOutcome:
         if int(job.item.get("claim_expires_at", 0)) > self._clock():
             self._open_jobs.check_again_at(job.job_id, int(job.item["claim_expires_at"]))
-            return "claim_still_live"
-        upload = Upload(
-            bucket=str(job.item["source_bucket"]),
-            key=str(job.item["source_key"]),
-            size=None,
-            etag=None,
-            version_id=str(job.item.get("source_version") or "") or None,
-            sequencer=None,
-        )
+            return ReconcileOutcome.CLAIM_STILL_LIVE
+        upload = Upload.of_job(job.item)
         # Past the deadline this is the last try, as a message's last receive is: if fal is still
         # unavailable the submit path records FAILED fal_unavailable (not EXPIRED: no request
         # reached fal, nothing needs cancelling, and a re-drive or `retry` may start it again).
         last_try = self._past_deadline(job)
         try:
-            outcome = self._submit.process_upload(upload, final_attempt=last_try)
+            outcome = self._submit.resubmit(upload, final_attempt=last_try)
         except FalUnavailable:
             if not last_try:
                 raise
-            return "gave_up_fal_unavailable"
-        return f"resubmitted_{outcome.value}"
+            return ReconcileOutcome.GAVE_UP_FAL_UNAVAILABLE
+        return _resubmitted(outcome)
 
     def _past_deadline(self, job: Job) -> bool:
         started = deadline_started(job.item)
         return started is not None and self._clock() - started >= self._deadline_seconds
 
-    def _still_running(self, job: Job, request_id: str) -> str:
+    def _still_running(self, job: Job, request_id: str) -> ReconcileOutcome:
         if not self._past_deadline(job):
             self._check_later(job)
-            return "still_running"
+            return ReconcileOutcome.STILL_RUNNING
         return self._expire(job, request_id)
 
-    def _expire(self, job: Job, request_id: str) -> str:
+    def _expire(self, job: Job, request_id: str) -> ReconcileOutcome:
         self._fal().cancel(request_id)
         try:
             expired = self._jobs.transition(
@@ -214,7 +270,36 @@ class Reconciler:
                 },
             )
         except JobConflict:
-            return "already_final"
+            return ReconcileOutcome.ALREADY_FINAL
         self._events.finished(expired)
         count("JobsExpired")
-        return "expired"
+        return ReconcileOutcome.EXPIRED
+
+
+def _recovered(outcome: Outcome) -> ReconcileOutcome:
+    match outcome:
+        case Outcome.COMPLETED:
+            return ReconcileOutcome.RECOVERED_COMPLETED
+        case Outcome.FAILED:
+            return ReconcileOutcome.RECOVERED_FAILED
+        case Outcome.DUPLICATE:
+            return ReconcileOutcome.RECOVERED_DUPLICATE
+        case _:
+            assert_never(outcome)
+
+
+def _resubmitted(outcome: SubmitOutcome) -> ReconcileOutcome:
+    match outcome:
+        case SubmitOutcome.SUBMITTED:
+            return ReconcileOutcome.RESUBMITTED_SUBMITTED
+        case SubmitOutcome.FAILED:
+            return ReconcileOutcome.RESUBMITTED_FAILED
+        case SubmitOutcome.REJECTED:
+            return ReconcileOutcome.RESUBMITTED_REJECTED
+        case SubmitOutcome.DUPLICATE:
+            return ReconcileOutcome.RESUBMITTED_DUPLICATE
+        case SubmitOutcome.IGNORED:
+            # resubmit() rejects an upload it no longer watches rather than ignore it.
+            raise AssertionError("a resubmit is never ignored")
+        case _:
+            assert_never(outcome)

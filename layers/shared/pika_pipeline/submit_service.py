@@ -98,6 +98,8 @@ class SubmitService:
             "source_key": upload.key,
             "source_version": upload.version,
         }
+        if upload.s3_version_id:
+            source["source_version_id"] = upload.s3_version_id
         try:
             request = self._read_request(upload)
         except UploadRejected as rejection:
@@ -156,6 +158,22 @@ class SubmitService:
         )
         logger.info("Submitted to fal")
         return SubmitOutcome.SUBMITTED
+
+    def resubmit(self, upload: Upload, *, final_attempt: bool = False) -> SubmitOutcome:
+        """Submits the upload of a claim whose submit crashed (the reconciler's path).
+
+        An upload the pipeline no longer watches (``InputPrefix`` changed since) is not ignored
+        as a new event would be: its claim would stay open forever. It is rejected instead."""
+        if self._is_watched(upload):
+            return self.process_upload(upload, final_attempt=final_attempt)
+        job_id = job_id_for(bucket=upload.bucket, key=upload.key, version=upload.version)
+        logger.thread_safe_append_keys(job_id=job_id, object_key=upload.key)
+        rejection = UploadRejected(
+            ErrorCode.OUTSIDE_INPUT_PREFIX,
+            "The upload is no longer under the input prefix (InputPrefix changed after it was "
+            "claimed); nothing was submitted.",
+        )
+        return self._reject_stranded(job_id, rejection)
 
     def _is_watched(self, upload: Upload) -> bool:
         return upload.bucket != self._settings.output_bucket and upload.key.startswith(
@@ -217,18 +235,22 @@ class SubmitService:
 
     def _reject(self, source: dict[str, Any], rejection: UploadRejected) -> SubmitOutcome:
         item = {**source, "error_code": rejection.code, "error_message": rejection.message}
-        recorded: Job | dict[str, Any] | None = self._jobs.record_rejection(item)
+        recorded = self._jobs.record_rejection(item)
         if recorded is None:
             # The upload has a job already. If its submit crashed before calling fal, the job
             # would wait forever for an image that is now unusable: end it here.
-            recorded = self._jobs.reject_stranded(
-                str(source["job_id"]),
-                now_epoch=int(self._clock()),
-                code=rejection.code,
-                message=rejection.message,
-            )
-            if recorded is None:
-                return SubmitOutcome.DUPLICATE
+            return self._reject_stranded(str(source["job_id"]), rejection)
+        return self._rejected(recorded, rejection)
+
+    def _reject_stranded(self, job_id: str, rejection: UploadRejected) -> SubmitOutcome:
+        stranded = self._jobs.reject_stranded(
+            job_id, now_epoch=int(self._clock()), code=rejection.code, message=rejection.message
+        )
+        if stranded is None:  # a live claim, or a job that reached fal: not ours to end
+            return SubmitOutcome.DUPLICATE
+        return self._rejected(stranded, rejection)
+
+    def _rejected(self, recorded: Job | dict[str, Any], rejection: UploadRejected) -> SubmitOutcome:
         self._events.finished(recorded)
         logger.warning(
             "Upload rejected",
@@ -254,8 +276,8 @@ class SubmitService:
 
 def _object_params(upload: Upload) -> dict[str, str]:
     params = {"Bucket": upload.bucket, "Key": upload.key}
-    if upload.version_id and upload.version_id != "null":
-        params["VersionId"] = upload.version_id
+    if upload.s3_version_id:
+        params["VersionId"] = upload.s3_version_id
     return params
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -26,6 +27,29 @@ class Upload:
         if self.version_id and self.version_id != "null":
             return self.version_id
         return self.sequencer or self.etag or ""
+
+    @property
+    def s3_version_id(self) -> str | None:
+        """The S3 version id to read, when the bucket is versioned; None otherwise. Kept apart
+        from ``version``: an unversioned upload is told apart by its sequencer or ETag, which
+        S3 does not accept as a VersionId."""
+        if self.version_id and self.version_id != "null":
+            return self.version_id
+        return None
+
+    @classmethod
+    def of_job(cls, item: Mapping[str, Any]) -> Upload:
+        """The upload a job was made from, as its record names it (for a resubmit)."""
+        version_id = item.get("source_version_id")
+        return cls(
+            bucket=str(item["source_bucket"]),
+            key=str(item["source_key"]),
+            size=None,
+            etag=None,
+            version_id=str(version_id) if version_id else None,
+            # Without a version id, the recorded identity is the sequencer or ETag it came from.
+            sequencer=None if version_id else str(item.get("source_version") or "") or None,
+        )
 
 
 def decode_notification_key(raw: str) -> str:
