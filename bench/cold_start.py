@@ -87,11 +87,11 @@ def lambda_handler(event, context):
     return boto3.__version__
 '''
 
-# What the submit handler loads on first use rather than at init (pika_pipeline.fal_on_demand and
+# What the submit handler loads on first use rather than at init (pika_pipeline.fal.on_demand and
 # SubmitService._read_request): imported up front by the "submit_eager" variant, the real submit
 # handler with nothing deferred, which puts a number on what a cold container's first
 # submission pays instead.
-DEFERRED_BY_SUBMIT = ("pika_pipeline.video_request", "pika_pipeline.fal_gateway")
+DEFERRED_BY_SUBMIT = ("pika_pipeline.submit.video_request", "pika_pipeline.fal.gateway")
 
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 

@@ -55,8 +55,8 @@ def main() -> None:
     size = int(size_text)
     import urllib3
 
-    from pika_pipeline.aws_clients import s3_client
-    from pika_pipeline.video_store import VideoStore
+    from pika_pipeline.aws.clients import s3_client
+    from pika_pipeline.results.video_store import VideoStore
 
     s3 = s3_client()
     store = VideoStore(s3=s3, bucket=bucket, allowed_hosts=("127.0.0.1",), max_bytes=2 * 1024**3)

@@ -40,7 +40,7 @@ from bench.common import BenchError, median
 from bench.stack_client import StackClient, wait_until
 from bench.template_info import HANDLERS
 from local.stack import StackInfo
-from pika_pipeline.jobs import TERMINAL_STATUSES
+from pika_pipeline.jobs.statuses import TERMINAL_STATUSES
 from tests.support.pipeline import Pipeline
 
 # The design's minimum, call by call.

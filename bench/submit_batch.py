@@ -41,8 +41,8 @@ from local.aws import ACCOUNT_ID, REGION, aws_environment
 from local.lambda_runtime.sqs_poller import lambda_record
 from local.stack import StackInfo
 from local.template import REPO_ROOT
-from pika_pipeline.jobs import job_id_for
-from pika_pipeline.uploads import uploads_from_message
+from pika_pipeline.jobs.identity import job_id_for
+from pika_pipeline.submit.uploads import uploads_from_message
 from tests.support.pipeline import SAMPLE_IMAGE, Pipeline, eventbridge_body
 
 FUNCTION = "SubmitFunction"

@@ -43,7 +43,7 @@ def _instrument() -> None:
     session.events.register("before-call.*.*", before)
     session.events.register("after-call.*.*", after)
 
-    from pika_pipeline import fal_gateway
+    from pika_pipeline.fal import gateway as fal_gateway
 
     submit: Callable[..., str] = fal_gateway.FalGateway.submit
 

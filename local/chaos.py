@@ -32,7 +32,8 @@ import boto3
 from local.aws import REGION
 from local.stack import SCHEDULED_EVENT, LocalStack, StackInfo
 from local.template import REPO_ROOT
-from pika_pipeline.jobs import TERMINAL_STATUSES, job_id_for
+from pika_pipeline.jobs.identity import job_id_for
+from pika_pipeline.jobs.statuses import TERMINAL_STATUSES
 
 SAMPLE = (REPO_ROOT / "local" / "assets" / "sample.jpg").read_bytes()
 # Time compressed so a run takes minutes: retries after 1 s, claims and crashed batches back

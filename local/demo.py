@@ -18,9 +18,10 @@ import boto3
 from local.aws import REGION, aws_environment
 from local.stack import LocalStack, StackInfo
 from local.template import REPO_ROOT
-from pika_pipeline.job_repository import plain
-from pika_pipeline.jobs import TERMINAL_STATUSES, job_id_for
-from pika_pipeline.video_request import encode_metadata_value
+from pika_pipeline.jobs.identity import job_id_for
+from pika_pipeline.jobs.repository import plain
+from pika_pipeline.jobs.statuses import TERMINAL_STATUSES
+from pika_pipeline.submit.video_request import encode_metadata_value
 
 DEFAULT_IMAGE = REPO_ROOT / "local" / "assets" / "sample.jpg"
 TIMEOUT_SECONDS = 180

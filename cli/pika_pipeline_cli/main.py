@@ -19,9 +19,10 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
-from pika_pipeline.job_repository import plain
-from pika_pipeline.jobs import TERMINAL_STATUSES, JobStatus, job_id_for
-from pika_pipeline.video_request import encode_metadata_value
+from pika_pipeline.jobs.identity import job_id_for
+from pika_pipeline.jobs.repository import plain
+from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus
+from pika_pipeline.submit.video_request import encode_metadata_value
 from pika_pipeline_cli.resources import CliError, Pipeline, find_pipeline
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}

@@ -6,19 +6,14 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
-from pika_pipeline.aws_clients import events_client, jobs_table, s3_client
+from pika_pipeline import wiring
 from pika_pipeline.config import ReconcilerSettings
-from pika_pipeline.fal_on_demand import fal_gateway_on_demand
-from pika_pipeline.job_events import JobEvents
-from pika_pipeline.job_repository import JobRepository, OpenJobs
-from pika_pipeline.job_results import JobResults
 from pika_pipeline.observability import flush_breakdowns, logger, metrics
-from pika_pipeline.reconciler import Reconciler
-from pika_pipeline.secrets_store import read_secret
-from pika_pipeline.submit_service import SubmitService
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from pika_pipeline.reconcile.reconciler import Reconciler
 
 # Stop picking up jobs with this much time left, so a run never dies half-way through a copy.
 SAFETY_MARGIN_MS = 60_000
@@ -31,31 +26,7 @@ def settings() -> ReconcilerSettings:
 
 @functools.cache
 def reconciler() -> Reconciler:
-    config = settings()
-
-    def table() -> Any:
-        return jobs_table(config.jobs_table)
-
-    repository = JobRepository(table, retention_days=config.job_retention_days)
-    events = JobEvents(events_client(), config.event_bus_name)
-    fal = fal_gateway_on_demand(config)
-    return Reconciler(
-        open_jobs=OpenJobs(table),
-        repository=repository,
-        fal=fal,
-        results=JobResults.for_settings(config, repository=repository, events=events),
-        submit=SubmitService(
-            settings=config,
-            repository=repository,
-            s3=s3_client(),
-            fal=fal,
-            token_key=lambda: read_secret(config.webhook_token_secret),
-            events=events,
-        ),
-        events=events,
-        recheck_seconds=config.reconcile_after_seconds,
-        deadline_seconds=config.deadline_seconds,
-    )
+    return wiring.reconciler(settings())
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -7,16 +7,10 @@ import functools
 import json
 from typing import TYPE_CHECKING, Any
 
-from pika_pipeline.aws_clients import events_client, jobs_table
+from pika_pipeline import wiring
 from pika_pipeline.config import WebhookSettings
-from pika_pipeline.http_fetch import fetch_bytes
-from pika_pipeline.job_events import JobEvents
-from pika_pipeline.job_repository import JobRepository
-from pika_pipeline.job_results import JobResults
 from pika_pipeline.observability import flush_breakdowns, logger, metrics
-from pika_pipeline.secrets_store import read_secret
-from pika_pipeline.webhook_service import WebhookRequest, WebhookService
-from pika_pipeline.webhook_verifier import JwksKeys, WebhookVerifier
+from pika_pipeline.webhook.service import WebhookRequest, WebhookService
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -24,25 +18,7 @@ if TYPE_CHECKING:
 
 @functools.cache
 def service() -> WebhookService:
-    settings = WebhookSettings.from_environment()
-    repository = JobRepository(
-        lambda: jobs_table(settings.jobs_table), retention_days=settings.job_retention_days
-    )
-    return WebhookService(
-        repository=repository,
-        verifier=WebhookVerifier(
-            JwksKeys(settings.fal_jwks_url, fetch_bytes),
-            expected_user_id=settings.fal_user_id,
-            tolerance_seconds=settings.timestamp_tolerance_seconds,
-        ),
-        results=JobResults.for_settings(
-            settings,
-            repository=repository,
-            events=JobEvents(events_client(), settings.event_bus_name),
-        ),
-        token_key=lambda: read_secret(settings.webhook_token_secret),
-        max_body_bytes=settings.max_body_bytes,
-    )
+    return wiring.webhook_service(WebhookSettings.from_environment())
 
 
 @logger.inject_lambda_context(clear_state=True)

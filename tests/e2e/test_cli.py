@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pika_pipeline.jobs import job_id_for
+from pika_pipeline.jobs.identity import job_id_for
 from tests.support.pipeline import SAMPLE_IMAGE, Pipeline, eventbridge_body
 
 CLI = Path(sys.executable).parent / "pika-pipeline"

@@ -10,7 +10,7 @@ import pytest
 
 from local.demo import DEFAULT_IMAGE, run
 from local.stack import StackInfo
-from pika_pipeline.video_request import encode_metadata_value
+from pika_pipeline.submit.video_request import encode_metadata_value
 from tests.support.pipeline import Pipeline
 
 PROMPT = "Un café sur le port, lumière douce — 港の朝"

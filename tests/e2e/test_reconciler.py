@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pika_pipeline.jobs import job_id_for
+from pika_pipeline.jobs.identity import job_id_for
 from tests.support.pipeline import Pipeline, eventbridge_body
 
 UNFINISHED = ("IN_QUEUE", "IN_PROGRESS")

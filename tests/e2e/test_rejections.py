@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pika_pipeline.jobs import job_id_for
+from pika_pipeline.jobs.identity import job_id_for
 from tests.support.pipeline import Pipeline, eventbridge_body
 
 

@@ -19,7 +19,7 @@ import pytest
 from boto3.dynamodb.conditions import Attr
 
 from local.template import REPO_ROOT
-from pika_pipeline.jobs import job_id_for
+from pika_pipeline.jobs.identity import job_id_for
 from tests.support.pipeline import SAMPLE_IMAGE, Pipeline, eventbridge_body
 
 EVENTS = REPO_ROOT / "events"

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from pika_pipeline.jobs import job_id_for
+from pika_pipeline.jobs.identity import job_id_for
 from tests.support.pipeline import Pipeline, eventbridge_body, eventually
 
 

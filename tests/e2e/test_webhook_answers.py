@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pika_pipeline.webhook_tokens import new_attempt, webhook_url_for
+from pika_pipeline.webhook.tokens import new_attempt, webhook_url_for
 from tests.support.pipeline import Pipeline
 
 

@@ -2,7 +2,7 @@
 
 The webhook races fal's 15 s delivery timeout: it never loads fal_client or pydantic. The submit
 and reconciler functions load them with the first upload they read or the first job that needs
-fal (pika_pipeline.fal_on_demand), not at init: duplicates, ignored keys and idle reconciler runs
+fal (pika_pipeline.fal.on_demand), not at init: duplicates, ignored keys and idle reconciler runs
 never pay for them.
 """
 

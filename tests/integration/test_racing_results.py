@@ -3,7 +3,7 @@
 This happens when a call's answer was lost and a second call was made: fal then holds two paid
 requests for one upload, and both results may arrive at once. The race is set up here by recording
 a result against a snapshot of the job read before the other result completed it, through the
-same JobResults the webhook runs, against the local stack's S3 and DynamoDB over HTTP.
+same ResultRecorder the webhook runs, against the local stack's S3 and DynamoDB over HTTP.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-from pika_pipeline.fal_delivery import FalDelivery
-from pika_pipeline.job_events import JobEvents
-from pika_pipeline.job_repository import Job, JobRepository
-from pika_pipeline.job_results import JobResults, Outcome
-from pika_pipeline.video_store import VideoStore
+from pika_pipeline.fal.delivery import FalDelivery
+from pika_pipeline.jobs.events import JobEvents
+from pika_pipeline.jobs.repository import Job, JobRepository
+from pika_pipeline.results.recorder import RecordOutcome, ResultRecorder
+from pika_pipeline.results.video_store import VideoStore
 from tests.support.pipeline import Pipeline
 
 
-def _results(pipeline: Pipeline, video_url: str) -> JobResults:
-    return JobResults(
+def _recorder(pipeline: Pipeline, video_url: str) -> ResultRecorder:
+    return ResultRecorder(
         repository=JobRepository(lambda: pipeline.table),
         store=VideoStore(
             s3=pipeline.s3,
@@ -60,10 +60,10 @@ def test_a_second_requests_result_losing_the_race_leaves_only_the_kept_video(
     )
 
     # when the second result is recorded
-    outcome = _results(pipeline, video_url).record(before_completion, second)
+    outcome = _recorder(pipeline, video_url).record(before_completion, second)
 
     # then the job keeps its first video, and only that one is stored
-    assert outcome == Outcome.DUPLICATE
+    assert outcome == RecordOutcome.DUPLICATE
     after = pipeline.job(job_id)
     assert after is not None
     assert after["output_key"] == completed["output_key"]
@@ -84,10 +84,10 @@ def test_a_duplicate_of_the_same_result_losing_the_race_keeps_the_stored_video(
     before_completion = Job({**completed, "status": "SUBMITTED"})
 
     # when the second delivery, which read the job before the first finished, is recorded
-    outcome = _results(pipeline, video_url).record(before_completion, delivery)
+    outcome = _recorder(pipeline, video_url).record(before_completion, delivery)
 
     # then it is a duplicate, and the one video (the same key it rewrote) is still there
-    assert outcome == Outcome.DUPLICATE
+    assert outcome == RecordOutcome.DUPLICATE
     assert pipeline.job(job_id) == completed
     stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
     assert [o["Key"] for o in stored["Contents"]] == [completed["output_key"]]

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pika_pipeline.fal_delivery import FalDelivery, FalVideo, MalformedDelivery
-from pika_pipeline.jobs import ErrorCode
+from pika_pipeline.fal.delivery import FalDelivery, FalVideo, MalformedDelivery
+from pika_pipeline.jobs.error_codes import ErrorCode
 
 VIDEO = {
     "url": "https://v3.fal.media/files/example/output.mp4",

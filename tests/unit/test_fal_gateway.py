@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from pika_pipeline.errors import FalRequestFailed, FalUnavailable
-from pika_pipeline.fal_gateway import _domain_error, _no_answer
-from pika_pipeline.jobs import ErrorCode
+from pika_pipeline.fal.gateway import _domain_error, _no_answer
+from pika_pipeline.jobs.error_codes import ErrorCode
 
 
 def refusal(status: int, message: Any, error_type: str | None = None) -> Exception:

@@ -7,7 +7,7 @@ import io
 import pytest
 from PIL import Image
 
-from pika_pipeline.image_check import SNIFF_BYTES, image_type
+from pika_pipeline.submit.image_check import SNIFF_BYTES, image_type
 
 
 def encoded_image(image_format: str) -> bytes:

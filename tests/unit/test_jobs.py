@@ -6,13 +6,13 @@ import re
 
 import pytest
 
-from pika_pipeline.jobs import (
+from pika_pipeline.jobs.identity import job_id_for
+from pika_pipeline.jobs.statuses import (
     ALLOWED_TRANSITIONS,
     REOPENINGS_BEFORE_FAL,
     TERMINAL_STATUSES,
     JobStatus,
     can_transition,
-    job_id_for,
     reopenable_sources_of,
     sources_of,
 )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 from local.template import REPO_ROOT
-from pika_pipeline.jobs import TERMINAL_STATUSES, ErrorCode, JobStatus
+from pika_pipeline.jobs.error_codes import ErrorCode
+from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus
 
 README = (REPO_ROOT / "README.md").read_text()
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pika_pipeline.reconciler import ReconcileOutcome, deadline_started, is_recovery, leaves_open
+from pika_pipeline.reconcile.reconciler import (
+    ReconcileOutcome,
+    deadline_started,
+    is_recovery,
+    leaves_open,
+)
 
 SUBMITTED = "2026-12-02T06:00:10.000+00:00"
 CREATED = "2026-12-02T06:00:00.000+00:00"

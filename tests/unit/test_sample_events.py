@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from local.template import REPO_ROOT
-from pika_pipeline.fal_delivery import FalDelivery
-from pika_pipeline.uploads import uploads_from_message
-from pika_pipeline.webhook_verifier import JwksKeys, WebhookVerifier
+from pika_pipeline.fal.delivery import FalDelivery
+from pika_pipeline.submit.uploads import uploads_from_message
+from pika_pipeline.webhook.verifier import JwksKeys, WebhookVerifier
 
 EVENTS = REPO_ROOT / "events"
 # The sample deliveries were signed with this throwaway key, derived from a fixed seed.

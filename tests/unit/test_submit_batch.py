@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pika_pipeline.errors import FalUnavailable, MalformedMessage
-from pika_pipeline.submit_batch import QueueMessage, SubmitBatch, retry_delay
+from pika_pipeline.submit.batch import QueueMessage, SubmitBatch, retry_delay
 
 SAMPLE = json.loads((Path(__file__).parents[2] / "events" / "submit-eventbridge.json").read_text())
 QUEUE_ARN = SAMPLE["Records"][0]["eventSourceARN"]

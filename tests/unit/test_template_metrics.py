@@ -13,7 +13,7 @@ PACKAGE = REPO_ROOT / "layers" / "shared" / "pika_pipeline"
 
 
 def _emitted_metric_names() -> set[str]:
-    source = "\n".join(path.read_text() for path in PACKAGE.glob("*.py"))
+    source = "\n".join(path.read_text() for path in PACKAGE.rglob("*.py"))
     return set(re.findall(r'count\("(\w+)"', source)) | set(re.findall(r'name="(\w+)"', source))
 
 

@@ -9,7 +9,7 @@ from urllib.parse import quote_plus
 import pytest
 
 from pika_pipeline.errors import MalformedMessage
-from pika_pipeline.uploads import Upload, uploads_from_message
+from pika_pipeline.submit.uploads import Upload, uploads_from_message
 
 
 def eventbridge_body(

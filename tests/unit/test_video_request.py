@@ -9,8 +9,8 @@ from email.header import Header
 import pytest
 
 from pika_pipeline.errors import UploadRejected
-from pika_pipeline.jobs import ErrorCode
-from pika_pipeline.video_request import (
+from pika_pipeline.jobs.error_codes import ErrorCode
+from pika_pipeline.submit.video_request import (
     MAX_PROMPT_LENGTH,
     MAX_SEED,
     VideoRequest,

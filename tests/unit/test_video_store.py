@@ -7,7 +7,7 @@ import io
 import pytest
 
 from pika_pipeline.errors import VideoUnavailable, WebhookRejected
-from pika_pipeline.video_store import CheckedVideoStream, VideoStore
+from pika_pipeline.results.video_store import CheckedVideoStream, VideoStore
 
 MP4 = b"\x00\x00\x00\x18ftypisom" + bytes(100)
 

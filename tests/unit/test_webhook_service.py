@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from pika_pipeline.errors import SigningKeysUnavailable
-from pika_pipeline.webhook_service import WebhookRequest, WebhookService
-from pika_pipeline.webhook_tokens import new_attempt, token_for
-from pika_pipeline.webhook_verifier import JwksKeys, WebhookVerifier
+from pika_pipeline.webhook.service import WebhookRequest, WebhookService
+from pika_pipeline.webhook.tokens import new_attempt, token_for
+from pika_pipeline.webhook.verifier import JwksKeys, WebhookVerifier
 
 TOKEN_KEY = "stack-generated-token-key"
 
@@ -47,7 +47,7 @@ def _service(fetch: FailingJwks) -> WebhookService:
     return WebhookService(
         repository=Untouchable(),  # type: ignore[arg-type]
         verifier=verifier,
-        results=Untouchable(),  # type: ignore[arg-type]
+        recorder=Untouchable(),  # type: ignore[arg-type]
         token_key=lambda: TOKEN_KEY,
         max_body_bytes=256 * 1024,
     )

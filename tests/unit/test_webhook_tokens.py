@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from pika_pipeline.webhook_tokens import new_attempt, token_for, token_matches, webhook_url_for
+from pika_pipeline.webhook.tokens import new_attempt, token_for, token_matches, webhook_url_for
 
 KEY = "token-signing-secret"
 JOB = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from pika_pipeline.errors import WebhookRejected
-from pika_pipeline.webhook_verifier import JwksKeys, WebhookVerifier, parse_jwks
+from pika_pipeline.webhook.verifier import JwksKeys, WebhookVerifier, parse_jwks
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).with_name("fal-webhook-vectors.json")).read_text(encoding="utf-8")

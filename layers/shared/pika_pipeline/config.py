@@ -50,7 +50,7 @@ def _hosts(value: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Settings:
+class CommonSettings:
     jobs_table: str = _env("JOBS_TABLE", check=_non_empty, rule="must not be empty")
     output_bucket: str = _env("OUTPUT_BUCKET", check=_non_empty, rule="must not be empty")
     webhook_token_secret: str = _env(
@@ -89,7 +89,7 @@ class _Settings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SubmitSettings(_Settings):
+class SubmitSettings(CommonSettings):
     input_prefix: str = _env("INPUT_PREFIX")
     fal_key_secret: str = _env("FAL_KEY_SECRET", check=_non_empty, rule="must not be empty")
     webhook_url: str = _env("WEBHOOK_URL", check=_url, rule="must be an http(s) URL")
@@ -167,7 +167,7 @@ class SubmitSettings(_Settings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class WebhookSettings(_Settings):
+class WebhookSettings(CommonSettings):
     fal_jwks_url: str = _env("FAL_JWKS_URL", check=_url, rule="must be an http(s) URL")
     fal_user_id: str = _env("FAL_USER_ID", default="")
     media_hosts: tuple[str, ...] = _env(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pika_pipeline.jobs import ErrorCode
+from pika_pipeline.jobs.error_codes import ErrorCode
 
 
 class PipelineError(Exception):

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pika_pipeline.errors import JobConflict
-from pika_pipeline.jobs import (
+from pika_pipeline.jobs.error_codes import ErrorCode
+from pika_pipeline.jobs.statuses import (
     TERMINAL_STATUSES,
-    ErrorCode,
     JobStatus,
     reopenable_sources_of,
     sources_of,

@@ -27,18 +27,19 @@ from typing import TYPE_CHECKING, Any, assert_never
 from aws_lambda_powertools.metrics import MetricUnit
 
 from pika_pipeline.errors import FalUnavailable, JobConflict, VideoUnavailable
-from pika_pipeline.job_results import Outcome
-from pika_pipeline.jobs import ErrorCode, JobStatus
+from pika_pipeline.jobs.error_codes import ErrorCode
+from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import count, logger, metrics
-from pika_pipeline.submit_service import SubmitOutcome
-from pika_pipeline.uploads import Upload
+from pika_pipeline.results.recorder import RecordOutcome
+from pika_pipeline.submit.service import SubmitOutcome
+from pika_pipeline.submit.uploads import Upload
 
 if TYPE_CHECKING:
-    from pika_pipeline.fal_gateway import FalGateway
-    from pika_pipeline.job_events import JobEvents
-    from pika_pipeline.job_repository import Job, JobRepository, OpenJobs
-    from pika_pipeline.job_results import JobResults
-    from pika_pipeline.submit_service import SubmitService
+    from pika_pipeline.fal.gateway import FalGateway
+    from pika_pipeline.jobs.events import JobEvents
+    from pika_pipeline.jobs.repository import Job, JobRepository, OpenJobs
+    from pika_pipeline.results.recorder import ResultRecorder
+    from pika_pipeline.submit.service import SubmitService
 
 
 class ReconcileOutcome(StrEnum):
@@ -138,20 +139,20 @@ class Reconciler:
         open_jobs: OpenJobs,
         repository: JobRepository,
         fal: Callable[[], FalGateway],
-        results: JobResults,
+        recorder: ResultRecorder,
         submit: SubmitService,
         events: JobEvents,
-        recheck_seconds: int,
+        reconcile_after_seconds: int,
         deadline_seconds: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._open_jobs = open_jobs
         self._jobs = repository
         self._fal = fal
-        self._results = results
+        self._recorder = recorder
         self._submit = submit
         self._events = events
-        self._recheck_seconds = recheck_seconds
+        self._reconcile_after_seconds = reconcile_after_seconds
         self._deadline_seconds = deadline_seconds
         self._clock = clock
 
@@ -225,10 +226,12 @@ class Reconciler:
             raise
         if delivery is None:
             return self._still_running(fresh, str(request_id))
-        return _recovered(self._results.record(fresh, delivery))
+        return _recovered(self._recorder.record(fresh, delivery))
 
     def _check_later(self, job: Job) -> None:
-        self._open_jobs.check_again_at(job.job_id, int(self._clock()) + self._recheck_seconds)
+        self._open_jobs.check_again_at(
+            job.job_id, int(self._clock()) + self._reconcile_after_seconds
+        )
 
     def _resubmit(self, job: Job) -> ReconcileOutcome:
         if int(job.item.get("claim_expires_at", 0)) > self._clock():
@@ -276,13 +279,13 @@ class Reconciler:
         return ReconcileOutcome.EXPIRED
 
 
-def _recovered(outcome: Outcome) -> ReconcileOutcome:
+def _recovered(outcome: RecordOutcome) -> ReconcileOutcome:
     match outcome:
-        case Outcome.COMPLETED:
+        case RecordOutcome.COMPLETED:
             return ReconcileOutcome.RECOVERED_COMPLETED
-        case Outcome.FAILED:
+        case RecordOutcome.FAILED:
             return ReconcileOutcome.RECOVERED_FAILED
-        case Outcome.DUPLICATE:
+        case RecordOutcome.DUPLICATE:
             return ReconcileOutcome.RECOVERED_DUPLICATE
         case _:
             assert_never(outcome)

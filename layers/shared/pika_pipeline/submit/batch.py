@@ -17,7 +17,7 @@ from pika_pipeline.errors import FalUnavailable, MalformedMessage
 from pika_pipeline.observability import logger
 
 if TYPE_CHECKING:
-    from pika_pipeline.submit_service import SubmitService
+    from pika_pipeline.submit.service import SubmitService
 
 # SQS caps a message's visibility timeout at 12 hours.
 MAX_VISIBILITY_SECONDS = 12 * 3600

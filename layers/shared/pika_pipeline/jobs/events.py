@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pika_pipeline.job_repository import Job, plain
-from pika_pipeline.jobs import JobStatus
+from pika_pipeline.jobs.repository import Job, plain
+from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import count, logger
 
 SOURCE = "pika-pipeline"

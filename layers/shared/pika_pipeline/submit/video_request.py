@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pika_pipeline.errors import UploadRejected
-from pika_pipeline.jobs import ErrorCode
+from pika_pipeline.jobs.error_codes import ErrorCode
 
 Resolution = Literal["720p", "1080p"]
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")

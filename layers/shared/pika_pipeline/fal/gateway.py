@@ -13,9 +13,9 @@ import fal_client
 import httpx
 
 from pika_pipeline.errors import FalRequestFailed, FalUnavailable
-from pika_pipeline.fal_delivery import FalDelivery
-from pika_pipeline.fal_errors import describe_detail
-from pika_pipeline.jobs import ErrorCode
+from pika_pipeline.fal.delivery import FalDelivery
+from pika_pipeline.fal.errors import describe_detail
+from pika_pipeline.jobs.error_codes import ErrorCode
 
 # fal_client retries these itself; if they still fail, the queue message is retried later.
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})

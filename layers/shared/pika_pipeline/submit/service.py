@@ -18,18 +18,20 @@ from pika_pipeline.errors import (
     MalformedMessage,
     UploadRejected,
 )
-from pika_pipeline.image_check import SNIFF_BYTES, image_type
-from pika_pipeline.jobs import ErrorCode, JobStatus, job_id_for
+from pika_pipeline.jobs.error_codes import ErrorCode
+from pika_pipeline.jobs.identity import job_id_for
+from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import count, logger, metrics
-from pika_pipeline.uploads import Upload, uploads_from_message
-from pika_pipeline.webhook_tokens import new_attempt, webhook_url_for
+from pika_pipeline.submit.image_check import SNIFF_BYTES, image_type
+from pika_pipeline.submit.uploads import Upload, uploads_from_message
+from pika_pipeline.webhook.tokens import new_attempt, webhook_url_for
 
 if TYPE_CHECKING:
     from pika_pipeline.config import SubmitSettings
-    from pika_pipeline.fal_gateway import FalGateway
-    from pika_pipeline.job_events import JobEvents
-    from pika_pipeline.job_repository import Job, JobRepository
-    from pika_pipeline.video_request import VideoRequest
+    from pika_pipeline.fal.gateway import FalGateway
+    from pika_pipeline.jobs.events import JobEvents
+    from pika_pipeline.jobs.repository import Job, JobRepository
+    from pika_pipeline.submit.video_request import VideoRequest
 
 
 class SubmitOutcome(StrEnum):
@@ -183,7 +185,7 @@ class SubmitService:
     def _read_request(self, upload: Upload) -> VideoRequest:
         # pydantic loads with the first upload read, not at init: a cold start whose events are
         # all ignored or malformed never needs it, nor does an idle reconciler run.
-        from pika_pipeline.video_request import video_request_from_metadata
+        from pika_pipeline.submit.video_request import video_request_from_metadata
 
         inspected = self._inspect(upload)
         request = video_request_from_metadata(

@@ -9,8 +9,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pika_pipeline.fal_errors import describe_detail
-from pika_pipeline.jobs import ErrorCode
+from pika_pipeline.fal.errors import describe_detail
+from pika_pipeline.jobs.error_codes import ErrorCode
 
 
 class MalformedDelivery(ValueError):

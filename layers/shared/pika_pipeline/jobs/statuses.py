@@ -1,8 +1,7 @@
-"""Job identity, statuses, error codes and the one table of allowed status transitions."""
+"""Job statuses and the one table of allowed status transitions."""
 
 from __future__ import annotations
 
-import hashlib
 from enum import StrEnum
 
 
@@ -67,33 +66,3 @@ def sources_of(target: JobStatus) -> frozenset[JobStatus]:
 def reopenable_sources_of(target: JobStatus) -> frozenset[JobStatus]:
     """The final statuses a move to ``target`` may start from while no fal request is known."""
     return frozenset(s for s, targets in REOPENINGS_BEFORE_FAL.items() if target in targets)
-
-
-class ErrorCode(StrEnum):
-    MISSING_PROMPT = "missing_prompt"
-    PROMPT_TOO_LONG = "prompt_too_long"
-    INVALID_METADATA = "invalid_metadata"
-    INVALID_RESOLUTION = "invalid_resolution"
-    INVALID_DURATION = "invalid_duration"
-    INVALID_SEED = "invalid_seed"
-    EMPTY_OBJECT = "empty_object"
-    IMAGE_TOO_LARGE = "image_too_large"
-    UNSUPPORTED_IMAGE_TYPE = "unsupported_image_type"
-    OBJECT_NOT_FOUND = "object_not_found"
-    OUTSIDE_INPUT_PREFIX = "outside_input_prefix"
-    FAL_VALIDATION = "fal_validation"
-    FAL_AUTH = "fal_auth"
-    FAL_UNAVAILABLE = "fal_unavailable"
-    FAL_ERROR = "fal_error"
-    FAL_PAYLOAD_ERROR = "fal_payload_error"
-    FAL_DEADLINE = "fal_deadline"
-
-
-def job_id_for(*, bucket: str, key: str, version: str) -> str:
-    """A stable id for one upload: the same object version always maps to the same job.
-
-    ``version`` is the S3 version id (the input bucket is versioned, so every upload has one);
-    for an unversioned bucket the caller passes the event's sequencer or ETag instead.
-    """
-    identity = "\n".join((bucket, key, version)).encode("utf-8")
-    return hashlib.sha256(identity).hexdigest()[:32]

@@ -17,27 +17,25 @@ from urllib.parse import quote
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pika_pipeline.aws_clients import s3_client
 from pika_pipeline.errors import JobConflict
-from pika_pipeline.job_repository import Job, now_iso
-from pika_pipeline.jobs import JobStatus
+from pika_pipeline.jobs.repository import Job, now_iso
+from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import count, logger, metrics
-from pika_pipeline.video_store import VideoStore
+from pika_pipeline.results.video_store import VideoStore
 
 if TYPE_CHECKING:
-    from pika_pipeline.config import WebhookSettings
-    from pika_pipeline.fal_delivery import FalDelivery
-    from pika_pipeline.job_events import JobEvents
-    from pika_pipeline.job_repository import JobRepository
+    from pika_pipeline.fal.delivery import FalDelivery
+    from pika_pipeline.jobs.events import JobEvents
+    from pika_pipeline.jobs.repository import JobRepository
 
 
-class Outcome(StrEnum):
+class RecordOutcome(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     DUPLICATE = "duplicate"
 
 
-class JobResults:
+class ResultRecorder:
     def __init__(
         self,
         *,
@@ -53,26 +51,9 @@ class JobResults:
         self._output_prefix = output_prefix
         self._clock = clock
 
-    @classmethod
-    def for_settings(
-        cls, settings: WebhookSettings, *, repository: JobRepository, events: JobEvents
-    ) -> JobResults:
-        """Wired as both the webhook and the reconciler run it."""
-        return cls(
-            repository=repository,
-            store=VideoStore(
-                s3=s3_client(),
-                bucket=settings.output_bucket,
-                allowed_hosts=settings.media_hosts,
-                max_bytes=settings.max_video_bytes,
-            ),
-            events=events,
-            output_prefix=settings.output_prefix,
-        )
-
     def record(
         self, job: Job, delivery: FalDelivery, *, unanswered_attempt: str | None = None
-    ) -> Outcome:
+    ) -> RecordOutcome:
         """Raises VideoUnavailable (nothing stored) when the video cannot be copied yet.
 
         ``unanswered_attempt``: the delivery is for a request of that submit attempt whose id
@@ -131,11 +112,11 @@ class JobResults:
                 name="GenerationSeconds", unit=MetricUnit.Seconds, value=generation_seconds
             )
         logger.info("Video stored", extra={"output_key": stored.key, "video_bytes": stored.size})
-        return Outcome.COMPLETED
+        return RecordOutcome.COMPLETED
 
     def _record_failure(
         self, job: Job, delivery: FalDelivery, unanswered_attempt: str | None
-    ) -> Outcome:
+    ) -> RecordOutcome:
         code, message = delivery.failure()
         try:
             failed = self._jobs.transition(
@@ -152,11 +133,11 @@ class JobResults:
         self._events.finished(failed)
         logger.warning("fal could not make the video", extra={"error_code": code})
         count("VideosFailed", error_code=code)
-        return Outcome.FAILED
+        return RecordOutcome.FAILED
 
     def _duplicate(
         self, job: Job, delivery: FalDelivery, unanswered_attempt: str | None
-    ) -> Outcome:
+    ) -> RecordOutcome:
         count("DuplicateDeliveries")
         if unanswered_attempt and self._jobs.record_extra_request(
             job.job_id, delivery.request_id, attempt=unanswered_attempt
@@ -165,7 +146,7 @@ class JobResults:
             # keeps the result it has; the id is booked so the spend is accounted for.
             logger.warning("A second fal result for a finished job; the job keeps its first")
             count("ExtraFalResults")
-        return Outcome.DUPLICATE
+        return RecordOutcome.DUPLICATE
 
     def _generation_seconds(self, job: Job) -> float | None:
         submitted = job.submitted_at

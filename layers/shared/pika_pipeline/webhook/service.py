@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pika_pipeline.errors import SigningKeysUnavailable, VideoUnavailable, WebhookRejected
-from pika_pipeline.fal_delivery import FalDelivery, MalformedDelivery
+from pika_pipeline.fal.delivery import FalDelivery, MalformedDelivery
 from pika_pipeline.observability import count, logger
-from pika_pipeline.webhook_tokens import token_matches
+from pika_pipeline.webhook.tokens import token_matches
 
 if TYPE_CHECKING:
-    from pika_pipeline.job_repository import JobRepository
-    from pika_pipeline.job_results import JobResults
-    from pika_pipeline.webhook_verifier import WebhookVerifier
+    from pika_pipeline.jobs.repository import JobRepository
+    from pika_pipeline.results.recorder import ResultRecorder
+    from pika_pipeline.webhook.verifier import WebhookVerifier
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,13 @@ class WebhookService:
         *,
         repository: JobRepository,
         verifier: WebhookVerifier,
-        results: JobResults,
+        recorder: ResultRecorder,
         token_key: Callable[[], str],
         max_body_bytes: int,
     ) -> None:
         self._jobs = repository
         self._verifier = verifier
-        self._results = results
+        self._recorder = recorder
         self._token_key = token_key
         self._max_body_bytes = max_body_bytes
 
@@ -104,5 +104,5 @@ class WebhookService:
             unanswered_attempt = attempt
         else:
             raise WebhookRejected("foreign_request_id")
-        outcome = self._results.record(job, delivery, unanswered_attempt=unanswered_attempt)
+        outcome = self._recorder.record(job, delivery, unanswered_attempt=unanswered_attempt)
         return WebhookResponse(200, {"outcome": outcome.value})

@@ -12,11 +12,11 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pika_pipeline.secrets_store import read_fal_key
+from pika_pipeline.aws.secrets import read_fal_key
 
 if TYPE_CHECKING:
     from pika_pipeline.config import SubmitSettings
-    from pika_pipeline.fal_gateway import FalGateway
+    from pika_pipeline.fal.gateway import FalGateway
 
 
 def fal_gateway_on_demand(settings: SubmitSettings) -> Callable[[], FalGateway]:
@@ -24,7 +24,7 @@ def fal_gateway_on_demand(settings: SubmitSettings) -> Callable[[], FalGateway]:
 
     @functools.cache
     def gateway() -> FalGateway:
-        from pika_pipeline.fal_gateway import FalGateway  # here, not at init: see the docstring
+        from pika_pipeline.fal.gateway import FalGateway  # here, not at init: see the docstring
 
         return FalGateway(
             key=read_fal_key(settings.fal_key_secret),

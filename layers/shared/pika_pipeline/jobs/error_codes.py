@@ -1,0 +1,25 @@
+"""Each failure a user or the outside world can cause, as the code a job record ends with."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    MISSING_PROMPT = "missing_prompt"
+    PROMPT_TOO_LONG = "prompt_too_long"
+    INVALID_METADATA = "invalid_metadata"
+    INVALID_RESOLUTION = "invalid_resolution"
+    INVALID_DURATION = "invalid_duration"
+    INVALID_SEED = "invalid_seed"
+    EMPTY_OBJECT = "empty_object"
+    IMAGE_TOO_LARGE = "image_too_large"
+    UNSUPPORTED_IMAGE_TYPE = "unsupported_image_type"
+    OBJECT_NOT_FOUND = "object_not_found"
+    OUTSIDE_INPUT_PREFIX = "outside_input_prefix"
+    FAL_VALIDATION = "fal_validation"
+    FAL_AUTH = "fal_auth"
+    FAL_UNAVAILABLE = "fal_unavailable"
+    FAL_ERROR = "fal_error"
+    FAL_PAYLOAD_ERROR = "fal_payload_error"
+    FAL_DEADLINE = "fal_deadline"

@@ -1,0 +1,141 @@
+"""The one composition root: each handler's object graph, built from its settings.
+
+Nothing here runs at import: a handler builds its graph on its first invocation, so tests and
+tools can import handlers without an environment. What only some handlers use is imported inside
+their builders: the webhook never loads the submit path, nor the submit function the Ed25519
+verifier (cryptography), which would cost every cold start ~10-15 ms (``make bench``).
+fal_client and pydantic load later still, when first needed (``fal.on_demand``, SubmitService).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pika_pipeline.aws.clients import events_client, jobs_table, s3_client
+from pika_pipeline.aws.secrets import read_secret
+from pika_pipeline.jobs.events import JobEvents
+from pika_pipeline.jobs.repository import JobRepository
+
+if TYPE_CHECKING:
+    from pika_pipeline.config import (
+        CommonSettings,
+        ReconcilerSettings,
+        SubmitSettings,
+        WebhookSettings,
+    )
+    from pika_pipeline.fal.gateway import FalGateway
+    from pika_pipeline.reconcile.reconciler import Reconciler
+    from pika_pipeline.results.recorder import ResultRecorder
+    from pika_pipeline.submit.batch import SubmitBatch
+    from pika_pipeline.submit.service import SubmitService
+    from pika_pipeline.webhook.service import WebhookService
+
+
+def submit_batch(settings: SubmitSettings) -> SubmitBatch:
+    from pika_pipeline.aws.clients import sqs_client
+    from pika_pipeline.fal.on_demand import fal_gateway_on_demand
+    from pika_pipeline.submit.batch import SubmitBatch
+
+    service = _submit_service(
+        settings, _repository(settings), _events(settings), fal_gateway_on_demand(settings)
+    )
+    return SubmitBatch(
+        service=service,
+        sqs=sqs_client(),
+        max_attempts=settings.max_attempts,
+        retry_base_seconds=settings.retry_base_seconds,
+    )
+
+
+def webhook_service(settings: WebhookSettings) -> WebhookService:
+    from pika_pipeline.aws.http_fetch import fetch_bytes
+    from pika_pipeline.webhook.service import WebhookService
+    from pika_pipeline.webhook.verifier import JwksKeys, WebhookVerifier
+
+    repository = _repository(settings)
+    return WebhookService(
+        repository=repository,
+        verifier=WebhookVerifier(
+            JwksKeys(settings.fal_jwks_url, fetch_bytes),
+            expected_user_id=settings.fal_user_id,
+            tolerance_seconds=settings.timestamp_tolerance_seconds,
+        ),
+        recorder=_recorder(settings, repository, _events(settings)),
+        token_key=_token_key(settings),
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+
+def reconciler(settings: ReconcilerSettings) -> Reconciler:
+    from pika_pipeline.fal.on_demand import fal_gateway_on_demand
+    from pika_pipeline.jobs.repository import OpenJobs
+    from pika_pipeline.reconcile.reconciler import Reconciler
+
+    repository = _repository(settings)
+    events = _events(settings)
+    fal = fal_gateway_on_demand(settings)
+    return Reconciler(
+        open_jobs=OpenJobs(_table(settings)),
+        repository=repository,
+        fal=fal,
+        recorder=_recorder(settings, repository, events),
+        submit=_submit_service(settings, repository, events, fal),
+        events=events,
+        reconcile_after_seconds=settings.reconcile_after_seconds,
+        deadline_seconds=settings.deadline_seconds,
+    )
+
+
+def _submit_service(
+    settings: SubmitSettings,
+    repository: JobRepository,
+    events: JobEvents,
+    fal: Callable[[], FalGateway],
+) -> SubmitService:
+    from pika_pipeline.submit.service import SubmitService
+
+    return SubmitService(
+        settings=settings,
+        repository=repository,
+        s3=s3_client(),
+        fal=fal,
+        token_key=_token_key(settings),
+        events=events,
+    )
+
+
+def _recorder(
+    settings: WebhookSettings, repository: JobRepository, events: JobEvents
+) -> ResultRecorder:
+    from pika_pipeline.results.recorder import ResultRecorder
+    from pika_pipeline.results.video_store import VideoStore
+
+    return ResultRecorder(
+        repository=repository,
+        store=VideoStore(
+            s3=s3_client(),
+            bucket=settings.output_bucket,
+            allowed_hosts=settings.media_hosts,
+            max_bytes=settings.max_video_bytes,
+        ),
+        events=events,
+        output_prefix=settings.output_prefix,
+    )
+
+
+def _table(settings: CommonSettings) -> Callable[[], Any]:
+    # A factory, not a Table: records run on threads, and boto3 resources are not thread-safe.
+    return lambda: jobs_table(settings.jobs_table)
+
+
+def _repository(settings: CommonSettings) -> JobRepository:
+    return JobRepository(_table(settings), retention_days=settings.job_retention_days)
+
+
+def _events(settings: CommonSettings) -> JobEvents:
+    return JobEvents(events_client(), settings.event_bus_name)
+
+
+def _token_key(settings: CommonSettings) -> Callable[[], str]:
+    return lambda: read_secret(settings.webhook_token_secret)
