@@ -7,6 +7,10 @@ Routes (as fal serves them; status/result/cancel drop the endpoint's subpath):
   PUT  /{owner}/{app}/requests/{id}/cancel            cancel
   GET  /files/{id}.mp4                                the rendered video
   GET  /.well-known/jwks.json                         the webhook signing keys
+Like a fal account, it runs at most ``concurrency`` requests at once (2, a new account's limit;
+a knob of /_emulator/faults); the rest wait IN_QUEUE, in order, with their queue position in
+status answers, and a request not started within its X-Fal-Request-Timeout ends with fal's
+timeout error (504, X-Fal-Request-Timeout-Type: user) and nothing rendered.
 Control (for tests and the demo, not part of fal's API):
   GET  /_emulator/requests     every submission seen, with its outcome and deliveries, and how
                                many accepted submits are still waiting for their (delayed) answer
@@ -28,7 +32,6 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
@@ -84,6 +87,8 @@ class Faults:
     processing_seconds: float = 0.0
     late_seconds: float = 5.0
     fast: bool = False
+    # The account's concurrency limit: requests that run at once; the rest wait IN_QUEUE.
+    concurrency: int = 2
 
 
 @dataclass
@@ -104,6 +109,10 @@ class FalRequest:
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     submitted_at: float = field(default_factory=time.time)
     cancelled: bool = False
+    timed_out: bool = False  # not started within its start timeout
+
+    def start_deadline(self) -> float | None:
+        return None if self.start_timeout is None else self.submitted_at + float(self.start_timeout)
 
 
 class Emulator:
@@ -117,7 +126,12 @@ class Emulator:
         self.answers_held = 0  # submits queued whose answer is still being held back (a delay)
         self.files: dict[str, bytes] = {}
         self.lock = threading.Lock()
-        self.workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="render")
+        # The account's queue: requests wait here, in order, until a runner is free.
+        self.waiting: deque[FalRequest] = deque()
+        self.running = 0
+        self.peak_outstanding = 0  # the most requests queued or running at once
+        self.scheduled = threading.Condition(self.lock)
+        threading.Thread(target=self._schedule, name="fal-queue", daemon=True).start()
         self.delivery_retry_delays = [0.5, 1, 2, 4, 8, 15, 30, 60, 120, 240]
 
     # --- queue API -------------------------------------------------------------------------
@@ -154,8 +168,10 @@ class Emulator:
             ) or "normal"
             request.media = self.faults.media.popleft() if self.faults.media else "normal"
             self.requests[request_id] = request
-            position = sum(1 for r in self.requests.values() if r.status == "IN_QUEUE") - 1
-        self.workers.submit(self._run, request)
+            position = len(self.waiting)
+            self.waiting.append(request)
+            self.peak_outstanding = max(self.peak_outstanding, len(self.waiting) + self.running)
+            self.scheduled.notify()
         with self.lock:
             stall = self._by_chance("submit_delay")  # a rate keyed by the delay in seconds
             delay = (
@@ -187,7 +203,8 @@ class Emulator:
             return 404, {"detail": "Request not found"}
         body: dict[str, Any] = {**self._urls(request), "status": request.status}
         if request.status == "IN_QUEUE":
-            body["queue_position"] = 0
+            with self.lock:
+                body["queue_position"] = self._position(request)
         else:
             body["logs"] = [] if with_logs else None
         if request.status == "COMPLETED":
@@ -204,6 +221,8 @@ class Emulator:
             return 404, {"detail": "Request not found"}
         if request.status != "COMPLETED":
             return 400, {"detail": "Request is still in progress"}
+        if request.timed_out:
+            return 504, {"detail": "Request timed out before it could start"}
         if request.error_body is not None:
             return 422, request.error_body
         return 200, request.output or {}
@@ -215,17 +234,62 @@ class Emulator:
         if request.status == "COMPLETED":
             return 400, {"status": "ALREADY_COMPLETED"}
         request.cancelled = True
+        with self.lock:
+            if request in self.waiting:  # a queued request leaves the queue at once
+                self.waiting.remove(request)
+                request.status = "COMPLETED"
+                request.error_body = {"detail": "Request was cancelled"}
         return 202, {"status": "CANCELLATION_REQUESTED"}
+
+    # --- the account's queue ---------------------------------------------------------------
+
+    def _position(self, request: FalRequest) -> int:
+        return next((i for i, r in enumerate(self.waiting) if r is request), 0)
+
+    def _schedule(self) -> None:
+        """Starts waiting requests in order while runners are free; ends those whose start
+        timeout passed while they waited (fal checks it before a runner takes the request)."""
+        while True:
+            with self.lock:
+                self.scheduled.wait(timeout=0.1)
+                now = time.time()
+                for request in [r for r in self.waiting if (r.start_deadline() or now) < now]:
+                    self.waiting.remove(request)
+                    threading.Thread(target=self._time_out, args=(request,), daemon=True).start()
+                started = []
+                while self.waiting and self.running < self.faults.concurrency:
+                    started.append(self.waiting.popleft())
+                    self.running += 1
+            for request in started:
+                threading.Thread(target=self._run_slot, args=(request,), daemon=True).start()
+
+    def _run_slot(self, request: FalRequest) -> None:
+        try:
+            self._run(request)
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.scheduled.notify()
+
+    def _time_out(self, request: FalRequest) -> None:
+        request.timed_out = True
+        request.error_body = {"detail": "Request timed out before it could start"}
+        request.status = "COMPLETED"
+        self._announce(request)
 
     # --- the work ------------------------------------------------------------------------
 
     def _run(self, request: FalRequest) -> None:
+        if request.cancelled:  # cancelled while it waited: it never runs
+            request.status = "COMPLETED"
+            request.error_body = {"detail": "Request was cancelled"}
+            return
+        request.status = "IN_PROGRESS"
         time.sleep(self.faults.processing_seconds)
         if request.cancelled:
             request.status = "COMPLETED"
             request.error_body = {"detail": "Request was cancelled"}
             return
-        request.status = "IN_PROGRESS"
         try:
             request.output = self._generate(request)
         except Exception as exc:
@@ -248,6 +312,9 @@ class Emulator:
                 ]
             }
         request.status = "COMPLETED"
+        self._announce(request)
+
+    def _announce(self, request: FalRequest) -> None:
         if request.webhook_url and request.delivery != "drop":
             # Deliveries (and their retries) run on their own threads: a webhook that keeps
             # failing must not hold up the rendering of other requests.
@@ -313,7 +380,7 @@ class Emulator:
             return {
                 **base,
                 "status": "ERROR",
-                "error": "Invalid status code: 422",
+                "error": f"Invalid status code: {504 if request.timed_out else 422}",
                 "payload": request.error_body,
             }
         return {**base, "status": "OK", "payload": request.output, "error": None}
@@ -378,6 +445,7 @@ class Emulator:
                         "webhook_url": r.webhook_url,
                         "start_timeout": r.start_timeout,
                         "status": r.status,
+                        "timed_out": r.timed_out,
                         "outcome": r.outcome,
                         "delivery": r.delivery,
                         "cancelled": r.cancelled,
@@ -389,15 +457,20 @@ class Emulator:
                 ],
                 "rejected_submits": list(self.rejected_submits),
                 "answers_held": self.answers_held,
+                "concurrency": self.faults.concurrency,
+                "queued": len(self.waiting),
+                "running": self.running,
+                "peak_outstanding": self.peak_outstanding,
             }
 
     def set_faults(self, spec: dict[str, Any]) -> None:
         with self.lock:
             for name in ("submit", "submit_delay", "outcome", "delivery", "media"):
                 getattr(self.faults, name).extend(spec.get(name, []))
-            for name in ("processing_seconds", "late_seconds", "fast", "rates"):
+            for name in ("processing_seconds", "late_seconds", "fast", "rates", "concurrency"):
                 if name in spec:
                     setattr(self.faults, name, spec[name])
+            self.scheduled.notify()
 
     def reset(self) -> None:
         with self.lock:
@@ -405,6 +478,7 @@ class Emulator:
             self.requests.clear()
             self.rejected_submits.clear()
             self.files.clear()
+            self.peak_outstanding = len(self.waiting) + self.running
 
 
 def _detail(exc: Exception) -> list[dict[str, Any]]:
@@ -454,7 +528,10 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 logs = query.get("logs", ["false"])[0] in ("1", "true")
                 return self._json(*emulator.status(parts[3], logs))
             if len(parts) == 4 and parts[2] == "requests":
-                return self._json(*emulator.result(parts[3]))
+                status, body = emulator.result(parts[3])
+                # fal marks a request that timed out before starting so clients never retry it.
+                timeout = {"X-Fal-Request-Timeout-Type": "user"} if status == 504 else {}
+                return self._json(status, body, timeout)
             return self._json(404, {"detail": "Not found"})
 
         def do_POST(self) -> None:
@@ -530,11 +607,21 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             return parts.path, parse_qs(parts.query)
 
-        def _json(self, status: int, body: dict[str, Any]) -> None:
-            self._send(status, json.dumps(body).encode("utf-8"), "application/json")
+        def _json(
+            self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+        ) -> None:
+            self._send(status, json.dumps(body).encode("utf-8"), "application/json", headers)
 
-        def _send(self, status: int, payload: bytes, content_type: str) -> None:
+        def _send(
+            self,
+            status: int,
+            payload: bytes,
+            content_type: str,
+            headers: dict[str, str] | None = None,
+        ) -> None:
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             self.send_header("x-fal-request-id", str(uuid.uuid4()))

@@ -359,6 +359,10 @@ class Pipeline:
 
     # --- the fal emulator's view --------------------------------------------------------------
 
+    def fal_emulator_state(self) -> dict[str, Any]:
+        """The emulator's account: concurrency, queued and running requests, and the peak."""
+        return self._emulator("GET", "/_emulator/requests")
+
     def fal_requests(self) -> list[dict[str, Any]]:
         requests: list[dict[str, Any]] = self._emulator("GET", "/_emulator/requests")["requests"]
         return requests
