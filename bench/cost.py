@@ -28,7 +28,7 @@ PRICES_AS_OF = (
     "AWS list prices for us-east-1 as published in 2025 (DynamoDB on-demand after its "
     "2024-11-01 price cut); not re-checked on the run date"
 )
-FAL_PRICE_PER_VIDEO = 0.40  # USD, fal's price for a Pika v2.1 video (README, "Cost")
+FAL_PRICE_PER_VIDEO = 0.40  # USD, fal's price for a Pika v2.1 video (docs/OPERATIONS.md)
 TARGET_SHARE = 0.0005  # 0.05 % of fal's price
 
 PRICES: dict[str, tuple[float, str]] = {

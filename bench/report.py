@@ -1,5 +1,6 @@
 """The benchmark's output: one row per figure (value, baseline, ratio, target, verdict), printed
-as a table and written with the details, the machine and the method into docs/PERFORMANCE.md.
+as a table and written with the details, the machine and the method (performance_method.md)
+into docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ import os
 import platform
 import subprocess
 import sys
+import tomllib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from bench.network_calls import SUBMIT_MINIMUM, WEBHOOK_MINIMUM, NetworkCallsRes
 from bench.package_size import LAYER_TARGET_BYTES, PackageSizes
 from bench.submit_batch import SubmitBatchResult
 from bench.template_info import HANDLERS
-from bench.video_copy import CopySample, VideoCopyResult, format_size
+from bench.video_copy import VideoCopyResult, format_size
 from local.template import REPO_ROOT
 
 COLD_START_TARGET = 1.3
@@ -29,6 +31,7 @@ MEMORY_TARGET_MIB = 64.0
 FLAT_TOLERANCE_MIB = 16.0  # "flat": the largest size grows at most two 8 MiB parts more
 THROUGHPUT_TARGET = 0.8
 BATCH_TARGET = 2.0
+METHOD = (Path(__file__).parent / "performance_method.md").read_text(encoding="utf-8")
 
 # Every row the table has, in order, by the group that measures it (the test checks each is
 # printed).
@@ -43,15 +46,12 @@ COPY_FIGURES = ("copy peak RSS growth", "copy RSS flat across sizes", "copy thro
 BATCH_FIGURES = ("submit batch of 10 vs 1", "submit batch of 10 vs 1, no added latency")
 SIZE_FIGURES = ("package size: layer", *(f"package size: {short}" for short in HANDLERS))
 COST_FIGURES = ("AWS cost per video",)
-FIGURES = (
-    *COLD_FIGURES,
-    *NETWORK_FIGURES,
-    *COPY_FIGURES,
-    *BATCH_FIGURES,
-    *SIZE_FIGURES,
-    *COST_FIGURES,
-)
+FIGURES = (*COLD_FIGURES, *NETWORK_FIGURES, *COPY_FIGURES, *BATCH_FIGURES)
+FIGURES += (*SIZE_FIGURES, *COST_FIGURES)
 MET, NOT_MET, INFO, SKIPPED, ERROR = "met", "NOT MET", "info", "skipped", "ERROR"
+COLUMNS = ("figure", "measured", "baseline (same run)", "ratio", "target", "result")
+BASE = "(boto3 + Logger handler)"
+T = tomllib.loads((Path(__file__).parent / "report_text.toml").read_text(encoding="utf-8"))
 
 
 @dataclass
@@ -101,174 +101,144 @@ def verdict(ok: bool) -> str:
     return MET if ok else NOT_MET
 
 
-def _missing(figures: tuple[str, ...], group: str, results: Results) -> list[Row]:
-    why = results.errors.get(group, "not run (--only)")
-    status = ERROR if group in results.errors else SKIPPED
-    return [Row(name, "-", "-", "-", "-", status, why.splitlines()[0][:200]) for name in figures]
+def _mib(size: float) -> str:
+    return f"{size / MIB:.1f} MiB"
 
 
-def _cold_rows(results: Results) -> list[Row]:
-    cold = results.cold_start
-    if cold is None:
-        return _missing(COLD_FIGURES, "cold", results)
-    base = cold.variants["baseline"].median_ms
+def _ms(seconds: Iterable[float]) -> str:
+    return ", ".join(f"{s * 1000:.0f}" for s in seconds)
+
+
+def _skip(figures: Sequence[str], status: str, why: str) -> list[Row]:
+    return [Row(name, "-", "-", "-", "-", status, why) for name in figures]
+
+
+def _missing(figures: Sequence[str], group: str, results: Results) -> list[Row]:
+    why = results.errors.get(group, "not run (--only)").splitlines()[0][:200]
+    return _skip(figures, ERROR if group in results.errors else SKIPPED, why)
+
+
+def _cold_rows(cold: ColdStartResult) -> list[Row]:
+    v = {name: variant.median_ms for name, variant in cold.variants.items()}
+    base, tracer, eager = v["baseline"], v["tracer"], v["submit_eager"]
+    note, target = "import + settings parse, median of fresh processes", f"<= {COLD_START_TARGET}x"
     rows = []
     for short in HANDLERS:
         ratio = cold.ratio(short)
-        rows.append(
-            Row(
-                f"cold start: {short}",
-                f"{cold.variants[short].median_ms:.0f} ms",
-                f"{base:.0f} ms (boto3 + Logger handler)",
-                f"{ratio:.2f}x",
-                f"<= {COLD_START_TARGET}x",
-                verdict(ratio <= COLD_START_TARGET),
-                "import + settings parse, median of fresh processes",
-            )
-        )
+        ok = verdict(ratio <= COLD_START_TARGET)
+        cells = (f"{v[short]:.0f} ms", f"{base:.0f} ms {BASE}", f"{ratio:.2f}x", target, ok, note)
+        rows.append(Row(f"cold start: {short}", *cells))
     fal = cold.variants["webhook"].loaded.get("fal_client", True)
+    checked = "checked in sys.modules after import + init"
     rows.append(
-        Row(
-            "webhook imports fal_client",
-            "yes" if fal else "no",
-            "-",
-            "-",
-            "no",
-            verdict(not fal),
-            "checked in sys.modules after import + init",
-        )
+        Row(COLD_FIGURES[-3], "yes" if fal else "no", "-", "-", "no", verdict(not fal), checked)
     )
-    tracer = cold.variants["tracer"].median_ms
+    mib = cold.tracer_install_bytes / MIB
+    loaded = cold.variants["tracer"].loaded.get("aws_xray_sdk")
+    decision = (
+        T["tracer_note"].format(extra=tracer - base, mib=mib) if loaded else T["tracer_note_gone"]
+    )
+    measured, without = (
+        f"{tracer:.0f} ms ({tracer - base:+.0f} ms)",
+        f"{base:.0f} ms (same handler without Tracer)",
+    )
     rows.append(
         Row(
-            "Powertools Tracer cost",
-            f"{tracer:.0f} ms ({tracer - base:+.0f} ms)",
-            f"{base:.0f} ms (same handler without Tracer)",
+            COLD_FIGURES[-2],
+            measured,
+            without,
             f"{tracer / base:.2f}x",
             "measured, decided",
             INFO,
-            _tracer_decision(cold, tracer - base),
+            decision,
         )
     )
-    eager = cold.variants["submit_eager"].median_ms
-    submit = cold.variants["submit"].median_ms
+    measured = f"{eager:.0f} ms ({eager - v['submit']:+.0f} ms)"
     rows.append(
         Row(
-            "cold start: submit with nothing deferred",
-            f"{eager:.0f} ms ({eager - submit:+.0f} ms)",
-            f"{base:.0f} ms (boto3 + Logger handler)",
+            COLD_FIGURES[-1],
+            measured,
+            f"{base:.0f} ms {BASE}",
             f"{eager / base:.2f}x",
             "-",
             INFO,
-            "the submit handler with pydantic's metadata model and fal_client imported at init: "
-            "deferred instead, they cost the first upload a cold container reads (and the first "
-            "job it sends to fal) about the difference; duplicates, ignored keys, malformed "
-            "messages and idle reconciler runs never load them",
+            T["eager_note"],
         )
     )
     return rows
 
 
-def _tracer_decision(cold: ColdStartResult, extra_ms: float) -> str:
-    """The choice the Tracer row measures (made in pika_pipeline/observability.py), with the
-    figure behind it from this run, so a run that no longer supports it says so."""
-    if not cold.variants["tracer"].loaded.get("aws_xray_sdk"):
-        return (
-            "aws_xray_sdk was not imported with tracing disabled: the reason for leaving Tracer "
-            "out (layers/shared/pika_pipeline/observability.py) no longer holds, revisit it"
-        )
-    return (
-        "decision: no function uses Powertools Tracer (layers/shared/pika_pipeline/"
-        "observability.py). Tracer() with POWERTOOLS_TRACE_DISABLED=true still imports "
-        f"aws_xray_sdk: {extra_ms:+.0f} ms on every cold start for no traces, and "
-        f"{cold.tracer_install_bytes / MIB:.1f} MiB more in the layer (aws-xray-sdk, wrapt)"
-    )
-
-
-def _network_rows(results: Results) -> list[Row]:
-    network = results.network
-    if network is None:
-        return _missing(NETWORK_FIGURES, "network", results)
+def _network_rows(network: NetworkCallsResult) -> list[Row]:
     rows = []
     for name, hooked, wire, minimum in (
         ("submit", network.submit, network.wire_submit, len(SUBMIT_MINIMUM)),
         ("webhook", network.webhook, network.wire_webhook, len(WEBHOOK_MINIMUM)),
     ):
-        value = sum(hooked.values()) / network.jobs
-        check = (
-            "the wire (fault proxy, fal emulator) saw the same calls"
-            if hooked == wire
-            else f"the wire (fault proxy, fal emulator) saw {sum(wire.values()) / network.jobs:g}"
-            " per job: see the details"
-        )
+        value, seen = sum(hooked.values()) / network.jobs, sum(wire.values()) / network.jobs
+        saw = "the same calls" if hooked == wire else f"{seen:g} per job: see the details"
+        check = f"the wire (fault proxy, fal emulator) saw {saw}"
+        note = T["network_note"].format(jobs=network.jobs, check=check)
+        cells = (f"{value:g} per job", f"{minimum} (design minimum)", f"{value / minimum:.2f}x")
         rows.append(
-            Row(
-                f"network calls: {name}",
-                f"{value:g} per job",
-                f"{minimum} (design minimum)",
-                f"{value / minimum:.2f}x",
-                f"<= {minimum}",
-                verdict(value <= minimum),
-                f"AWS + fal, mean over {network.jobs} jobs, counted in the function by "
-                f"botocore/httpx/urllib3 hooks; SQS, secrets, JWKS excluded; {check}",
-            )
+            Row(f"network calls: {name}", *cells, f"<= {minimum}", verdict(value <= minimum), note)
         )
     return rows
 
 
-def _copy_rows(results: Results) -> list[Row]:
-    copy = results.copy
-    if copy is None:
-        return _missing(COPY_FIGURES, "copy", results)
-    rows = []
+def _copy_rows(copy: VideoCopyResult) -> list[Row]:
     growths = {size: copy.growth_mib(size) for size in copy.sizes}
+    rows = []
     for size, growth in growths.items():
-        before = sorted(s.raw["rss_before_kib"] for s in copy.memory[size])[0] / 1024
+        before = min(s.raw["rss_before_kib"] for s in copy.memory[size]) / 1024
+        cells = (
+            f"+{growth:.1f} MiB",
+            f"{before:.0f} MiB RSS before the copy",
+            f"{(before + growth) / before:.2f}x",
+        )
+        note = f"VideoStore.copy, median of {len(copy.memory[size])} fresh process(es)"
+        ok = verdict(growth <= MEMORY_TARGET_MIB)
         rows.append(
             Row(
                 f"copy peak RSS growth {format_size(size)}",
-                f"+{growth:.1f} MiB",
-                f"{before:.0f} MiB RSS before the copy",
-                f"{(before + growth) / before:.2f}x",
+                *cells,
                 f"<= {MEMORY_TARGET_MIB:.0f} MiB growth",
-                verdict(growth <= MEMORY_TARGET_MIB),
-                f"VideoStore.copy, median of {len(copy.memory[size])} fresh process(es)",
+                ok,
+                note,
             )
         )
-    rows.append(_flat_row(copy, growths))
+    # Flat: the largest video needs no more memory than the next size down (give or take two
+    # parts). The smallest sizes may need less, being too few parts to fill the pipeline.
+    if len(copy.sizes) < 2:
+        rows += _skip(COPY_FIGURES[1:2], SKIPPED, "needs two sizes or more")
+    else:
+        (middle, m), (largest, g) = [(s, growths[s]) for s in copy.sizes[-2:]]
+        step = f"{g - m:+.1f} MiB from {format_size(middle)} to {format_size(largest)}"
+        cells = (
+            step,
+            f"+{m:.1f} MiB growth at {format_size(middle)}",
+            f"{g / m:.2f}x" if m > 0 else "-",
+        )
+        every = ", ".join(f"{format_size(s)} +{x:.0f}" for s, x in growths.items())
+        note = f"{largest / middle:.0f}x the bytes; all sizes: {every}"
+        ok = verdict(g - m <= FLAT_TOLERANCE_MIB)
+        rows.append(
+            Row(COPY_FIGURES[1], *cells, f"<= +{FLAT_TOLERANCE_MIB:.0f} MiB (two parts)", ok, note)
+        )
     ratio = copy.throughput_ratio
+    ours, theirs = copy.throughput_mb_s("videostore"), copy.throughput_mb_s("upload_fileobj")
+    cells = (f"{ours:.0f} MB/s", f"{theirs:.0f} MB/s (boto3 upload_fileobj)", f"{ratio:.2f}x")
+    runs = len(copy.throughput["videostore"])
+    note = f"{format_size(copy.throughput_size)} from local HTTPS into moto, median of {runs}"
     rows.append(
         Row(
             "copy throughput",
-            f"{copy.throughput_mb_s('videostore'):.0f} MB/s",
-            f"{copy.throughput_mb_s('upload_fileobj'):.0f} MB/s (boto3 upload_fileobj)",
-            f"{ratio:.2f}x",
+            *cells,
             f">= {THROUGHPUT_TARGET}x",
             verdict(ratio >= THROUGHPUT_TARGET),
-            f"{format_size(copy.throughput_size)} from local HTTPS into moto, median of "
-            f"{len(copy.throughput['videostore'])}",
+            note,
         )
     )
     return rows
-
-
-def _flat_row(copy: VideoCopyResult, growths: dict[int, float]) -> Row:
-    """Flat: the largest video needs no more memory than the next size down (give or take two
-    parts). The smallest sizes may need less, being too few parts to fill the pipeline."""
-    if len(copy.sizes) < 2:
-        return Row(COPY_FIGURES[1], "-", "-", "-", "-", SKIPPED, "needs two sizes or more")
-    middle, largest = copy.sizes[-2], copy.sizes[-1]
-    step = growths[largest] - growths[middle]
-    return Row(
-        COPY_FIGURES[1],
-        f"{step:+.1f} MiB from {format_size(middle)} to {format_size(largest)}",
-        f"+{growths[middle]:.1f} MiB growth at {format_size(middle)}",
-        f"{growths[largest] / growths[middle]:.2f}x" if growths[middle] > 0 else "-",
-        f"<= +{FLAT_TOLERANCE_MIB:.0f} MiB (two parts)",
-        verdict(step <= FLAT_TOLERANCE_MIB),
-        f"{largest / middle:.0f}x the bytes; all sizes: "
-        + ", ".join(f"{format_size(size)} +{growth:.0f}" for size, growth in growths.items()),
-    )
 
 
 def _latency(batch: SubmitBatchResult) -> str:
@@ -276,128 +246,84 @@ def _latency(batch: SubmitBatchResult) -> str:
 
 
 def _batch_rows(results: Results) -> list[Row]:
-    judged, local = results.batch, results.batch_local
-    return [
-        _batch_row(
-            BATCH_FIGURES[0],
-            judged,
-            results,
-            judged=True,
-            note="real handler against the local stack, each call delayed by a production "
-            f"round trip ({_latency(judged) if judged else '-'})",
-        ),
-        _batch_row(
-            BATCH_FIGURES[1],
-            local,
-            results,
-            judged=False,
-            note="the same with local services as fast as they go: they share this machine's "
-            "cores with the handler, so this measures CPU contention",
-        ),
-    ]
-
-
-def _batch_row(
-    figure: str, batch: SubmitBatchResult | None, results: Results, *, judged: bool, note: str
-) -> Row:
-    if batch is None:
-        (row,) = _missing((figure,), "batch", results)
-        return row
-    return Row(
-        figure,
-        f"{median(batch.batch_s) * 1000:.0f} ms",
-        f"{median(batch.single_s) * 1000:.0f} ms (one record)",
-        f"{batch.ratio:.2f}x",
-        f"<= {BATCH_TARGET}x" if judged else "-",
-        verdict(batch.ratio <= BATCH_TARGET) if judged else INFO,
-        f"{note}; median of {len(batch.batch_s)}",
-    )
-
-
-def _size_rows(results: Results) -> list[Row]:
-    sizes = results.sizes
-    if sizes is None:
-        return _missing(SIZE_FIGURES, "size", results)
-    if sizes.missing:
-        return [Row(name, "-", "-", "-", "-", SKIPPED, sizes.missing) for name in SIZE_FIGURES]
-    stale = f"; build differs from {len(sizes.stale_sources)} source file(s)" * bool(
-        sizes.stale_sources
-    )
-    rows = []
-    layer = sum(sizes.layers.values())
-    rows.append(
-        Row(
-            "package size: layer",
-            _mib(layer),
-            f"{_mib(sizes.limit)} (Lambda limit)",
-            f"{layer / sizes.limit:.3f}x",
-            f"< {_mib(LAYER_TARGET_BYTES)}",
-            verdict(layer < LAYER_TARGET_BYTES),
-            f"{layer / 1e6:.1f} MB decimal; unzipped{stale}",
-        )
-    )
-    for short, logical in HANDLERS.items():
-        total = sizes.functions.get(logical)
-        if total is None:
-            rows.append(Row(f"package size: {short}", "-", "-", "-", "-", SKIPPED, "not built"))
+    judged, rows = results.batch, []
+    judged_note = T["batch_note"].format(latency=_latency(judged) if judged else "-")
+    for figure, batch, note in (
+        (BATCH_FIGURES[0], judged, judged_note),
+        (BATCH_FIGURES[1], results.batch_local, T["batch_local_note"]),
+    ):
+        if batch is None:
+            rows += _missing((figure,), "batch", results)
             continue
+        ms = (
+            f"{median(batch.batch_s) * 1000:.0f} ms",
+            f"{median(batch.single_s) * 1000:.0f} ms (one record)",
+        )
+        target = f"<= {BATCH_TARGET}x" if batch is judged else "-"
+        ok = verdict(batch.ratio <= BATCH_TARGET) if batch is judged else INFO
         rows.append(
             Row(
-                f"package size: {short}",
-                _mib(total),
-                f"{_mib(sizes.limit)} (Lambda limit)",
-                f"{total / sizes.limit:.3f}x",
-                f"< {_mib(sizes.limit)}",
-                verdict(total < sizes.limit),
-                f"function {_mib(sizes.artifacts[logical])} + its layers{stale}",
+                figure,
+                *ms,
+                f"{batch.ratio:.2f}x",
+                target,
+                ok,
+                f"{note}; median of {len(batch.batch_s)}",
             )
         )
     return rows
 
 
-def _cost_rows(results: Results) -> list[Row]:
-    cost = results.cost
-    if cost is None:
-        return _missing(COST_FIGURES, "cost", results)
-    return [
-        Row(
-            "AWS cost per video",
-            f"${cost.worst_usd:.6f}",
-            f"${FAL_PRICE_PER_VIDEO:.2f} (fal, per video)",
-            f"{cost.share * 100:.4f}%",
-            f"< {TARGET_SHARE * 100:.2f}%",
-            verdict(cost.share < TARGET_SHARE),
-            f"worst case (every invocation cold); warm ${cost.warm_usd:.6f}; for the sample "
-            f"image: images from {cost.image_bytes_at_target() / 1e6:.1f} MB reach the target "
-            "(S3 transfer out to fal)",
+def _size_rows(sizes: PackageSizes) -> list[Row]:
+    if sizes.missing:
+        return _skip(SIZE_FIGURES, SKIPPED, sizes.missing)
+    stale = f"; build differs from {len(sizes.stale_sources)} source file(s)" * bool(
+        sizes.stale_sources
+    )
+    limit, layer = sizes.limit, sum(sizes.layers.values())
+    cells = (
+        _mib(layer),
+        f"{_mib(limit)} (Lambda limit)",
+        f"{layer / limit:.3f}x",
+        f"< {_mib(LAYER_TARGET_BYTES)}",
+    )
+    note = f"{layer / 1e6:.1f} MB decimal; unzipped{stale}"
+    rows = [Row("package size: layer", *cells, verdict(layer < LAYER_TARGET_BYTES), note)]
+    for short, logical in HANDLERS.items():
+        total = sizes.functions.get(logical)
+        if total is None:
+            rows += _skip((f"package size: {short}",), SKIPPED, "not built")
+            continue
+        cells = (
+            _mib(total),
+            f"{_mib(limit)} (Lambda limit)",
+            f"{total / limit:.3f}x",
+            f"< {_mib(limit)}",
         )
-    ]
+        note = f"function {_mib(sizes.artifacts[logical])} + its layers{stale}"
+        rows.append(Row(f"package size: {short}", *cells, verdict(total < limit), note))
+    return rows
+
+
+def _cost_rows(cost: CostBreakdown) -> list[Row]:
+    note = T["cost_note"].format(warm=cost.warm_usd, at_target=cost.image_bytes_at_target() / 1e6)
+    cells = (
+        f"${cost.worst_usd:.6f}",
+        f"${FAL_PRICE_PER_VIDEO:.2f} (fal, per video)",
+        f"{cost.share * 100:.4f}%",
+    )
+    ok = verdict(cost.share < TARGET_SHARE)
+    return [Row("AWS cost per video", *cells, f"< {TARGET_SHARE * 100:.2f}%", ok, note)]
 
 
 def rows(results: Results) -> list[Row]:
-    builders: list[Callable[[Results], list[Row]]] = [
-        _cold_rows,
-        _network_rows,
-        _copy_rows,
-        _batch_rows,
-        _size_rows,
-        _cost_rows,
-    ]
-    return [row for build in builders for row in build(results)]
-
-
-def _relative(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
-
-
-def _mib(size: float) -> str:
-    return f"{size / MIB:.1f} MiB"
-
-
-COLUMNS = ("figure", "measured", "baseline (same run)", "ratio", "target", "result")
+    r = results
+    out = _cold_rows(r.cold_start) if r.cold_start else _missing(COLD_FIGURES, "cold", r)
+    out += _network_rows(r.network) if r.network else _missing(NETWORK_FIGURES, "network", r)
+    out += _copy_rows(r.copy) if r.copy else _missing(COPY_FIGURES, "copy", r)
+    out += _batch_rows(r)
+    out += _size_rows(r.sizes) if r.sizes else _missing(SIZE_FIGURES, "size", r)
+    return out + (_cost_rows(r.cost) if r.cost else _missing(COST_FIGURES, "cost", r))
 
 
 def _cells(row: Row) -> tuple[str, ...]:
@@ -405,425 +331,255 @@ def _cells(row: Row) -> tuple[str, ...]:
 
 
 def text_table(table: list[Row]) -> str:
-    widths = [
-        max(len(COLUMNS[i]), *(len(_cells(row)[i]) for row in table)) for i in range(len(COLUMNS))
-    ]
-    line = "  ".join("-" * w for w in widths)
-    out = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)), line]
-    out += ["  ".join(c.ljust(w) for c, w in zip(_cells(r), widths, strict=True)) for r in table]
-    return "\n".join(out)
+    lines = [COLUMNS, *map(_cells, table)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    return "\n".join([out[0], "  ".join("-" * w for w in widths), *out[1:]])
+
+
+def _md(header: Sequence[str], body: Iterable[Sequence[object]]) -> list[str]:
+    """A Markdown table: one header row, then one line per row of cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(map(str, cells)) + " |" for cells in body]
 
 
 def markdown_table(table: list[Row]) -> str:
-    out = ["| " + " | ".join(COLUMNS) + " | notes |", "|" + "---|" * (len(COLUMNS) + 1)]
-    for row in table:
+    def cells(row: Row) -> list[str]:
         status = f"**{row.status}**" if row.status in (NOT_MET, ERROR) else row.status
-        cells = (*_cells(row)[:-1], status, row.note)
-        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(out)
+        return [c.replace("|", "\\|") for c in (*_cells(row)[:-1], status, row.note)]
+
+    return "\n".join(_md((*COLUMNS, "notes"), map(cells, table)))
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def code_version() -> str:
     """The commit measured, and whether the work tree differed from it (outside the benchmark's
     own files)."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
+        commit, status = _git("rev-parse", "--short", "HEAD").strip(), _git("status", "--porcelain")
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git work tree)"
     own = ("bench/", "docs/", "tests/bench/")
-    changed = [line[3:] for line in status if not line[3:].startswith(own)]
+    changed = [line[3:] for line in status.splitlines() if not line[3:].startswith(own)]
     return f"commit {commit}" + (
         f" plus uncommitted changes to {len(changed)} file(s)" if changed else ""
     )
 
 
+def _proc(path: str, prefix: str) -> str:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(prefix)), "")
+
+
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = ""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024**2:.1f} GiB"
-    except OSError:
-        pass
+    memory = _proc("/proc/meminfo", "MemTotal:")
     return {
         "nproc": str(os.cpu_count()),
-        "cpu": cpu,
-        "memory": memory,
+        "cpu": _proc("/proc/cpuinfo", "model name") or platform.processor() or platform.machine(),
+        "memory": f"{int(memory.split()[0]) / 1024**2:.1f} GiB" if memory else "",
         "python": sys.version.split()[0] + f" ({platform.python_implementation()})",
         "os": f"{platform.system()} {platform.release()} {platform.machine()}",
     }
 
 
-def _counter_table(columns: dict[str, Counter[str]], jobs: int) -> list[str]:
-    operations = sorted({op for counter in columns.values() for op in counter})
-    out = ["| operation | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    for op in operations:
-        cells = [f"{columns[name][op] / jobs:g}" if columns[name][op] else "" for name in columns]
-        out.append(f"| `{op}` | " + " | ".join(cells) + " |")
-    return out
+def _counters(columns: dict[str, Counter[str]], jobs: int) -> list[str]:
+    ops = sorted({op for counter in columns.values() for op in counter})
+    body = ([f"`{op}`", *(f"{c[op] / jobs:g}" if c[op] else "" for c in columns.values())]
+            for op in ops)  # fmt: skip
+    return _md(("operation", *columns), body)
 
 
-def _tracer_details(cold: ColdStartResult, sizes: PackageSizes | None) -> list[str]:
-    """Why no function uses Powertools Tracer, in this run's figures."""
-    tracer, base = cold.variants["tracer"], cold.variants["baseline"]
-    extra_ms = tracer.median_ms - base.median_ms
-    xray_ms = tracer.by_package_ms.get("aws_xray_sdk", 0.0)
-    text = (
-        "Powertools Tracer, decided: not used by any function "
-        "(layers/shared/pika_pipeline/observability.py keeps only Logger and Metrics). "
-    )
+def _cold_details(cold: ColdStartResult, sizes: PackageSizes | None) -> list[str]:
+    v, base = cold.variants, cold.variants["baseline"]
+    heaviest = "heaviest packages (self import time, one `-X importtime` run)"
+    header = ("variant", "median", "samples", "modules", heaviest)
+    body = (
+        (n, f"{x.median_ms:.0f} ms", ", ".join(f"{ms:.0f}" for ms in x.init_ms), x.modules,
+         ", ".join(f"{p} {ms:.0f}" for p, ms in list(x.by_package_ms.items())[:7]))
+        for n, x in v.items()
+    )  # fmt: skip
+    out = ["### Cold start", "", T["cold_intro"], "", *_md(header, body), ""]
+    out += ["Heavy packages loaded at init:", ""]
+    out += [f"- {n}: " + ", ".join(p for p, on in x.loaded.items() if on) for n, x in v.items()]
+    out += ["", T["cold_extra"], ""]
+    for name in (*HANDLERS, "submit_eager", "tracer"):
+        extra = {p: ms - base.by_package_ms.get(p, 0.0) for p, ms in v[name].by_package_ms.items()}
+        top = sorted(extra.items(), key=lambda item: -item[1])[:8]
+        out.append(f"- {name}: " + ", ".join(f"{p} +{ms:.0f}" for p, ms in top if ms >= 1))
+    tracer, extra_ms = v["tracer"], v["tracer"].median_ms - base.median_ms
     if not tracer.loaded.get("aws_xray_sdk"):
-        return [
-            text + "Measured here: `Tracer()` with tracing disabled did not import "
-            "aws_xray_sdk, so the reason for that choice no longer holds; revisit it."
-        ]
-    text += (
-        "`Tracer()` imports aws_xray_sdk even with POWERTOOLS_TRACE_DISABLED=true: "
-        f"{extra_ms:+.0f} ms median over the same handler without it "
-        f"({extra_ms / base.median_ms * 100:+.0f}%; aws_xray_sdk's own import {xray_ms:.0f} ms "
-        "in the `-X importtime` run), paid on every cold start for traces that are not sent, "
-        "and the webhook's cold start races fal's 15 s delivery timeout. It would also add "
-        f"aws-xray-sdk and wrapt to the layer: {cold.tracer_install_bytes / MIB:.1f} MiB as "
-        "installed in .venv"
-    )
+        return [*out, "", T["tracer"] + T["tracer_gone"], ""]
+    share, xray = extra_ms / base.median_ms * 100, tracer.by_package_ms.get("aws_xray_sdk", 0.0)
+    mib = cold.tracer_install_bytes / MIB
+    text = T["tracer"] + T["tracer_cost"].format(extra=extra_ms, share=share, xray=xray, mib=mib)
     if sizes is not None and sizes.layers:
         layer = sum(sizes.layers.values())
-        text += (
-            f", taking the layer from {_mib(layer)} to "
-            f"{_mib(layer + cold.tracer_install_bytes)} of its {_mib(LAYER_TARGET_BYTES)} budget"
-        )
-    return [text + "."]
+        after, budget = _mib(layer + cold.tracer_install_bytes), _mib(LAYER_TARGET_BYTES)
+        text += T["tracer_layer"].format(before=_mib(layer), after=after, budget=budget)
+    return [*out, "", text + ".", ""]
 
 
-def _details(results: Results) -> list[str]:
-    out: list[str] = []
-    cold = results.cold_start
-    if cold is not None:
-        out += [
-            "### Cold start",
-            "",
-            "Import + init in a fresh process, with the environment template.yaml gives the "
-            "function (parameters at their defaults) and only deployable packages importable. "
-            "Samples in ms, in the order taken.",
-            "",
-            "| variant | median | samples | modules | heaviest packages (self import time, one "
-            "`-X importtime` run) |",
-            "|---|---|---|---|---|",
-        ]
-        for name, variant in cold.variants.items():
-            heavy = ", ".join(
-                f"{pkg} {ms:.0f}" for pkg, ms in list(variant.by_package_ms.items())[:7]
+def _network_details(n: NetworkCallsResult) -> list[str]:
+    intro = T["network_intro"].format(
+        jobs=n.jobs, submit=len(SUBMIT_MINIMUM), submit_calls="; ".join(SUBMIT_MINIMUM),
+        webhook=len(WEBHOOK_MINIMUM), webhook_calls="; ".join(WEBHOOK_MINIMUM),
+    )  # fmt: skip
+    check = T["network_check"] + (T["agree"] if n.wire_agrees else T["disagree"])
+    out = ["### Network calls per job", "", intro, "", check, ""]
+    columns = {"submit": n.submit, "webhook": n.webhook, "excluded": n.excluded}
+    columns |= {"submit (wire)": n.wire_submit, "webhook (wire)": n.wire_webhook}
+    out += _counters(columns | {"excluded (wire)": n.wire_excluded}, n.jobs)
+    out += ["", T["warmup"], "", *_counters({"warm-up job": n.warmup}, 1)]
+    for name, calls in n.scheduled_calls.items():
+        taken = n.scheduled_ms[name]
+        title = T["scheduled"].format(name=name, runs=len(taken), ms=median(taken))
+        out += ["", title, "", *_counters({"per run": calls}, 1)]
+    logs = ", ".join(f"{k} {v:.0f} B" for k, v in n.log_bytes_per_job.items())
+    warm = T["webhook_warm"].format(ms=n.webhook_median_ms, runs=len(n.webhook_ms), logs=logs)
+    return [*out, "", warm, ""]
+
+
+def _copy_details(copy: VideoCopyResult) -> list[str]:
+    groups = [(size, "videostore", samples) for size, samples in copy.memory.items()]
+    groups += [(copy.throughput_size, f"throughput: {m}", s) for m, s in copy.throughput.items()]
+    body = (
+        (format_size(size), mode, len(s),
+         f"{median([x.raw['rss_before_kib'] / 1024 for x in s]):.0f} MiB",
+         f"+{median([x.growth_mib for x in s]):.1f} MiB",
+         f"+{median([x.ru_maxrss_growth_mib for x in s]):.1f} MiB",
+         f"{median([x.mb_per_s for x in s]):.0f}")
+        for size, mode, s in groups
+        if s
+    )  # fmt: skip
+    header: tuple[str, ...] = ("size", "mode", "runs", "RSS before", "peak growth (median)")
+    header += ("ru_maxrss growth", "MB/s (median)")
+    return ["### Webhook copy", "", *_md(header, body), "", T["ru_maxrss"], ""]
+
+
+def _batch_details(title: str, b: SubmitBatchResult) -> list[str]:
+    cpu, one_cpu = median(b.batch_cpu_s) * 1000, median(b.single_cpu_s) * 1000
+    out = [f"### Submit batch, {title}", ""]
+    out += [
+        f"- one record: wall {_ms(b.single_s)} ms; handler CPU (all threads) median "
+        f"{one_cpu:.1f} ms"
+    ]
+    out += [f"- {b.batch_size} records: wall {_ms(b.batch_s)} ms; handler CPU median {cpu:.1f} ms "
+            f"({cpu / b.batch_size:.1f} ms per record)"]  # fmt: skip
+    out += [
+        f"- {b.jobs_submitted} jobs submitted, all SUBMITTED afterwards",
+        "",
+        T["batch_calls"],
+        "",
+    ]
+    full = str(b.batch_size)
+    timed = [(c, s.get("1", []), s.get(full, [])) for c, s in sorted(b.latencies.items())]
+    header = ("call", "in a batch of 1", f"in a batch of {full}", "calls timed")
+    body = ((f"`{c}`", f"{median(a) * 1000:.1f}", f"{median(f) * 1000:.1f}", len(a) + len(f))
+            for c, a, f in timed if a and f)  # fmt: skip
+    return [*out, *_md(header, body), ""]
+
+
+def _size_details(sizes: PackageSizes) -> list[str]:
+    try:
+        where = str(sizes.build_dir.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        where = str(sizes.build_dir)
+    out = [f"### Package sizes ({where})", ""]
+    out += [f"- {name}: {size:,} bytes ({_mib(size)})" for name, size in sizes.artifacts.items()]
+    if sizes.stale_sources:
+        out.append(T["stale"] + ", ".join(sizes.stale_sources))
+    if sizes.unbuilt:
+        out.append("- in the template but not in the build: " + ", ".join(sizes.unbuilt))
+    return [*out, ""]
+
+
+def _cost_details(cost: CostBreakdown) -> list[str]:
+    memory = ", ".join(f"{k} {v} MB" for k, v in cost.memory_mb.items())
+    out = [
+        "### AWS cost per video",
+        "",
+        T["cost_intro"].format(as_of=PRICES_AS_OF, memory=memory),
+        "",
+    ]
+    worst = f"**${cost.worst_usd:.6f}** ({cost.share * 100:.4f}% of ${FAL_PRICE_PER_VIDEO:.2f})"
+    body = [
+        (line.item + (" *(worst case only)*" if line.cold_only else ""),
+         f"{line.quantity:.6g} {line.unit}", PRICES[line.price_key][1], f"${line.usd:.8f}")
+        for line in cost.lines
+    ]  # fmt: skip
+    body += [
+        ("**warm total**", "", "", f"**${cost.warm_usd:.6f}**"),
+        ("**worst-case total**", "", "", worst),
+    ]
+    after = T["cost_after"].format(
+        headroom=cost.duration_headroom(), at_target=cost.image_bytes_at_target() / 1e6
+    )
+    out += [*_md(("item", "quantity", "list price", "USD"), body), "", after, ""]
+    if cost.fixed_monthly:
+        body = [
+            (
+                line.item,
+                f"{line.quantity:.6g} {line.unit}",
+                PRICES[line.price_key][1],
+                f"${line.usd:.6f}",
             )
-            taken = ", ".join(f"{v:.0f}" for v in variant.init_ms)
-            out.append(
-                f"| {name} | {variant.median_ms:.0f} ms | {taken} | {variant.modules} | {heavy} |"
-            )
-        loaded = {
-            name: ", ".join(pkg for pkg, on in variant.loaded.items() if on)
-            for name, variant in cold.variants.items()
-        }
-        out += ["", "Heavy packages loaded at init:", ""]
-        out += [f"- {name}: {packages}" for name, packages in loaded.items()]
-        base = cold.variants["baseline"].by_package_ms
-        out += [
-            "",
-            "Where each handler's extra time over the baseline goes (self import ms by package, "
-            "handler minus baseline, from the `-X importtime` runs; pydantic and fal_client ship "
-            "with the submit and reconciler functions, not in the layer, and load when a job first "
-            "needs them, so only submit_eager shows them here):",
-            "",
+            for line in cost.fixed_monthly
         ]
-        for name in (*HANDLERS, "submit_eager", "tracer"):
-            extra = {
-                pkg: ms - base.get(pkg, 0.0)
-                for pkg, ms in cold.variants[name].by_package_ms.items()
-            }
-            top = sorted(extra.items(), key=lambda item: -item[1])[:8]
-            out.append(f"- {name}: " + ", ".join(f"{pkg} +{ms:.0f}" for pkg, ms in top if ms >= 1))
-        out += ["", *_tracer_details(cold, results.sizes)]
-        out.append("")
-    network = results.network
-    if network is not None:
-        out += [
-            "### Network calls per job",
-            "",
-            f"{network.jobs} uploads through the whole local pipeline after one warm-up job; "
-            "counts are per job. The design's minimum is "
-            f"{len(SUBMIT_MINIMUM)} for submit ({'; '.join(SUBMIT_MINIMUM)}) and "
-            f"{len(WEBHOOK_MINIMUM)} for the webhook ({'; '.join(WEBHOOK_MINIMUM)}).",
-            "",
-        ]
-        out += [
-            "Counted in each function's process by its clients' hooks, and again at the wire "
-            "(fault proxy and fal emulator) as a cross-check"
-            + (
-                ": the two agree."
-                if network.wire_agrees
-                else ": **the two disagree**, so a call escaped one of the counts."
-            ),
-            "",
-        ]
-        out += _counter_table(
-            {
-                "submit": network.submit,
-                "webhook": network.webhook,
-                "excluded": network.excluded,
-                "submit (wire)": network.wire_submit,
-                "webhook (wire)": network.wire_webhook,
-                "excluded (wire)": network.wire_excluded,
-            },
-            network.jobs,
+        body.append(
+            ("**total**", "", "", f"**${sum(line.usd for line in cost.fixed_monthly):.4f}**")
         )
         out += [
+            T["cost_fixed"],
             "",
-            "The warm-up (first, cold) job made these calls, counted in the functions, nothing "
-            "excluded (the SQS calls are the local runtime's poller, in the submit function's "
-            "process):",
-            "",
-        ]
-        out += _counter_table({"warm-up job": network.warmup}, 1)
-        for name, calls in network.scheduled_calls.items():
-            out += [
-                "",
-                f"{name}, one idle run (invoked {len(network.scheduled_ms[name])} times after a "
-                f"warm-up, median {median(network.scheduled_ms[name]):.0f} ms):",
-                "",
-                *_counter_table({"per run": calls}, 1),
-            ]
-        out += [
-            "",
-            f"Warm webhook invocation (signed delivery replayed, job reopened): median "
-            f"{network.webhook_median_ms:.0f} ms over {len(network.webhook_ms)}. Function log "
-            "bytes per job: "
-            + ", ".join(f"{k} {v:.0f} B" for k, v in network.log_bytes_per_job.items())
-            + ".",
+            *_md(("item", "quantity", "list price", "USD per month"), body),
             "",
         ]
-    copy = results.copy
-    if copy is not None:
-        out += [
-            "### Webhook copy",
-            "",
-            "| size | mode | runs | RSS before | peak growth (median) | ru_maxrss growth | "
-            "MB/s (median) |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        groups: list[tuple[int, str, list[CopySample]]] = [
-            (size, "videostore", samples) for size, samples in copy.memory.items()
-        ]
-        for name, runs in copy.throughput.items():
-            groups.append((copy.throughput_size, f"throughput: {name}", runs))
-        for size, mode, samples in groups:
-            if not samples:
-                continue
-            before = median([s.raw["rss_before_kib"] / 1024 for s in samples])
-            out.append(
-                f"| {format_size(size)} | {mode} | {len(samples)} | {before:.0f} MiB | "
-                f"+{median([s.growth_mib for s in samples]):.1f} MiB | "
-                f"+{median([s.ru_maxrss_growth_mib for s in samples]):.1f} MiB | "
-                f"{median([s.mb_per_s for s in samples]):.0f} |"
-            )
-        notes = [
-            "ru_maxrss growth (after minus before, in the same child) is shown because it is the "
-            "usual figure, but it under-reports and is often 0: a child's ru_maxrss starts at its "
-            "import-time peak, or even at the benchmark process's own RSS (Linux carries the "
-            "high-water mark of the parent's memory over the fork and exec), and the kernel "
-            "updates it lazily; the peak growth column is the 1 ms VmRSS sampler's (or VmHWM's, "
-            "when higher) peak minus VmRSS just before the copy",
-        ]
-        out += ["", *[f"- {note}" for note in notes], ""]
-    batch_runs: list[tuple[str, SubmitBatchResult]] = []
-    if results.batch is not None:
-        batch_runs.append(
-            (f"with production round trips ({_latency(results.batch)})", results.batch)
-        )
-    if results.batch_local is not None:
-        batch_runs.append(("local services as fast as they go", results.batch_local))
-    for title, batch in batch_runs:
-        out += [
-            f"### Submit batch, {title}",
-            "",
-            f"- one record: wall {', '.join(f'{s * 1000:.0f}' for s in batch.single_s)} ms; "
-            f"handler CPU (all threads) median {median(batch.single_cpu_s) * 1000:.1f} ms",
-            f"- {batch.batch_size} records: wall "
-            f"{', '.join(f'{s * 1000:.0f}' for s in batch.batch_s)} ms; handler CPU median "
-            f"{median(batch.batch_cpu_s) * 1000:.1f} ms "
-            f"({median(batch.batch_cpu_s) / batch.batch_size * 1000:.1f} ms per record)",
-            f"- {batch.jobs_submitted} jobs submitted, all SUBMITTED afterwards",
-            "",
-            "Each outside call the handler made, alone and inside a full batch (median ms; the "
-            "local services are Python processes sharing this machine's cores, and the local "
-            "DynamoDB serialises requests for the same item, as DynamoDB does; see "
-            "local/moto_server.py):",
-            "",
-            f"| call | in a batch of 1 | in a batch of {batch.batch_size} | calls timed |",
-            "|---|---|---|---|",
-        ]
-        for call, by_size in sorted(batch.latencies.items()):
-            alone, full = by_size.get("1", []), by_size.get(str(batch.batch_size), [])
-            if not alone or not full:
-                continue
-            out.append(
-                f"| `{call}` | {median(alone) * 1000:.1f} | {median(full) * 1000:.1f} | "
-                f"{len(alone) + len(full)} |"
-            )
-        out.append("")
-    sizes = results.sizes
-    if sizes is not None and not sizes.missing:
-        out += [f"### Package sizes ({_relative(sizes.build_dir)})", ""]
-        out += [
-            f"- {name}: {size:,} bytes ({_mib(size)})" for name, size in sizes.artifacts.items()
-        ]
-        if sizes.stale_sources:
-            out.append(
-                "- the build is **stale**: these sources differ from their copy in the build "
-                "(run `make build` to refresh): " + ", ".join(sizes.stale_sources)
-            )
-        if sizes.unbuilt:
-            out.append("- in the template but not in the build: " + ", ".join(sizes.unbuilt))
-        out.append("")
-    cost = results.cost
-    if cost is not None:
-        out += [
-            "### AWS cost per video",
-            "",
-            f"Prices: {PRICES_AS_OF}. Memory from template.yaml: "
-            + ", ".join(f"{k} {v} MB" for k, v in cost.memory_mb.items())
-            + ".",
-            "",
-            "| item | quantity | list price | USD |",
-            "|---|---|---|---|",
-        ]
-        for line in cost.lines:
-            label = line.item + (" *(worst case only)*" if line.cold_only else "")
-            out.append(
-                f"| {label} | {line.quantity:.6g} {line.unit} | {PRICES[line.price_key][1]} | "
-                f"${line.usd:.8f} |"
-            )
-        out += [
-            f"| **warm total** | | | **${cost.warm_usd:.6f}** |",
-            f"| **worst-case total** | | | **${cost.worst_usd:.6f}** "
-            f"({cost.share * 100:.4f}% of ${FAL_PRICE_PER_VIDEO:.2f}) |",
-            "",
-            f"Lambda durations here come from loopback runs; the worst case stays under the "
-            f"target until they are {cost.duration_headroom():.0f}x longer. The one cost that "
-            "grows with the upload is S3's transfer out when fal downloads the image: measured "
-            f"with the sample image; the worst case reaches the target for images of "
-            f"{cost.image_bytes_at_target() / 1e6:.1f} MB and more (at list price, before AWS's "
-            "free 100 GB a month of transfer out).",
-            "",
-        ]
-        if cost.fixed_monthly:
-            out += [
-                "Not per video: scheduled runs on an idle stack, per 30-day month (measured "
-                "idle run; each run that finds due jobs costs more):",
-                "",
-                "| item | quantity | list price | USD per month |",
-                "|---|---|---|---|",
-            ]
-            out += [
-                f"| {line.item} | {line.quantity:.6g} {line.unit} | {PRICES[line.price_key][1]}"
-                f" | ${line.usd:.6f} |"
-                for line in cost.fixed_monthly
-            ]
-            total = sum(line.usd for line in cost.fixed_monthly)
-            out += [f"| **total** | | | **${total:.4f}** |", ""]
     return out
 
 
-METHOD = """\
-## How each figure is measured
-
-- **Cold start**: a fresh `python` per sample, PYTHONPATH=`functions/<name>:layers/shared`
-  (Lambda's order), the environment template.yaml gives the function; the clock covers
-  `import app` plus the settings model's `from_environment()`. Baseline: a handler importing
-  only boto3 and a Powertools Logger. Every module loads from bytecode, as from the package
-  `make build` ships (the measured code is compiled first). `submit_eager` is the submit
-  handler with what it defers to its first job (pydantic's metadata model, fal_client)
-  imported at init. Variants interleaved, one warm-up round discarded. Only
-  what the deployed function has can be imported (its requirements and the layer's, with their
-  dependencies, plus the Lambda runtime's boto3; bench/deployable.py): this machine's dev tools
-  stay out, e.g. httpx would otherwise load click, rich and pygments for its command line.
-- **Network calls**: images uploaded to the local stack's input bucket (S3 -> EventBridge ->
-  SQS -> submit -> fal emulator -> webhook). Each function counts every HTTP request it sends
-  from inside its process (local/lambda_runtime/call_meter.py): botocore's `before-send` event
-  for AWS (each attempt), an httpx request hook for fal_client, urllib3's pool for the webhook's
-  downloads. Cross-check at the wire: AWS calls from the fault proxy's per-operation counter,
-  fal calls from the emulator's request log, split between the functions by reading the counter
-  once every job is SUBMITTED while no render has started. SQS (the poller's), Secrets Manager
-  and JWKS (cached) and the emulator's presigned image GET (fal's, not the functions') are
-  excluded.
-- **Copy memory**: `VideoStore.copy` from a local HTTPS server that generates the bytes into
-  moto S3, one fresh process per run; growth = peak RSS (1 ms VmRSS sampler and VmHWM reset
-  before the copy) minus VmRSS just before the copy. "Flat": the largest size grows at most two
-  8 MiB parts more than the next size down (the smallest sizes are too few parts to fill the
-  upload pipeline, so they may need less).
-- **Copy throughput**: the same copy against `s3.upload_fileobj` of the same HTTPS response
-  with boto3's default transfer settings, alternating.
-- **Submit batch**: the real submit handler, called in a subprocess with the submit function's
-  local-stack environment, on SQS events of 1 and 10 new uploads (alternating, after a warm-up);
-  the fal emulator holds its renders so nothing else competes for the CPU. The judged run adds a
-  production round trip to each call (`NETWORK_LATENCY` in bench/submit_batch.py: the fault
-  proxy delays AWS calls, the emulator its submit answers), because locally the services answer
-  at CPU speed on the handler's own cores, which measures contention rather than the overlap of
-  waits a batch buys on AWS; the run without it is reported as information.
-- **Package sizes**: `local.build_report.inspect` on the `sam build` output, function plus
-  layers against Lambda's 250 MB (250 MiB) unzipped limit; the layer target uses the same MiB.
-- **Cost**: see the cost table; the target is checked on the worst case.
-
-The local stack runs every service as a Python process on this machine, so absolute times are
-not Lambda's; ratios against a baseline taken in the same run are what the targets judge.
-"""
+def _details(r: Results) -> list[str]:
+    out = _cold_details(r.cold_start, r.sizes) if r.cold_start else []
+    out += _network_details(r.network) if r.network else []
+    out += _copy_details(r.copy) if r.copy else []
+    if r.batch:
+        out += _batch_details(f"with production round trips ({_latency(r.batch)})", r.batch)
+    if r.batch_local:
+        out += _batch_details("local services as fast as they go", r.batch_local)
+    out += _size_details(r.sizes) if r.sizes and not r.sizes.missing else []
+    return out + (_cost_details(r.cost) if r.cost else [])
 
 
 def document(results: Results, table: list[Row]) -> str:
-    config = results.config
-    info = machine()
-    sizes = ", ".join(format_size(s) for s in config.copy_sizes)
+    c, info = results.config, machine()
+    load = ", ".join(f"{name} {value:.2f}" for name, value in results.load.items())
+    busy = ", ".join(f"{name} {value:.0%}" for name, value in results.busy.items())
     lines = [
         "# Performance",
         "",
-        "Generated by `python -m bench` (`make bench`); do not edit by hand, run it again. Each "
-        "figure is shown next to its baseline measured in the same run on the same machine "
-        "(medians of several runs).",
+        "Generated by `python -m bench` (`make bench`); do not edit by hand, "
+        "run it again. Each figure is shown next to its baseline measured in the same run on the "
+        "same machine (medians of several runs).",
         "",
         f"- date: {results.started:%Y-%m-%d %H:%M} UTC ({results.seconds:.0f} s run)",
         f"- machine: nproc {info['nproc']}, {info['cpu']}, {info['memory']} RAM, {info['os']}",
         f"- python: {info['python']}",
         f"- code: {results.code}",
-        "- load average (1 min) as each part began: "
-        + ", ".join(f"{name} {value:.2f}" for name, value in results.load.items())
-        + "; CPU busy during each part, as a share of all cores: "
-        + ", ".join(f"{name} {value:.0%}" for name, value in results.busy.items())
-        + f" (nproc {info['nproc']}; on an idle machine the benchmark's own processes account "
-        "for about 50-75%, so much more means other work shared the machine)",
-        f"- command: `{config.command}`"
-        + (" (quick: tiny sizes, few repetitions)" if config.quick else ""),
-        f"- repetitions: cold start {config.cold_repeats}, jobs {config.network_jobs}, "
-        f"submit batches {config.batch_repeats}, copies {config.copy_repeats} per size "
-        f"({sizes}), throughput {config.throughput_repeats} per mode at "
-        f"{format_size(config.throughput_size)}",
+        f"- load average (1 min) as each part began: {load}; CPU busy during each part, as a share "
+        f"of all cores: {busy} (nproc {info['nproc']}; on an idle machine the benchmark's own "
+        "processes account for about 50-75%, so much more means other work shared the machine)",
+        f"- command: `{c.command}`" + (" (quick: tiny sizes, few repetitions)" if c.quick else ""),
+        f"- repetitions: cold start {c.cold_repeats}, jobs {c.network_jobs}, submit batches "
+        f"{c.batch_repeats}, copies {c.copy_repeats} per size "
+        f"({', '.join(format_size(s) for s in c.copy_sizes)}), throughput "
+        f"{c.throughput_repeats} per mode at {format_size(c.throughput_size)}",
         "",
         "## Results",
         "",
@@ -834,21 +590,7 @@ def document(results: Results, table: list[Row]) -> str:
         lines += ["Not measured:", ""]
         lines += [f"- {group}: `{why.splitlines()[0]}`" for group, why in results.errors.items()]
         lines.append("")
-    lines += ["## Details", "", *_details(results), METHOD]
-    lines += [
-        "## How to reproduce",
-        "",
-        "```sh",
-        "make bench                      # make build, then .venv/bin/python -m bench",
-        ".venv/bin/python -m bench --quick --output /tmp/PERFORMANCE.md   # smoke run, < 1 min",
-        ".venv/bin/python -m bench --sizes 10MB,100MB --throughput-size 100MB",
-        "```",
-        "",
-        "Run from the repository root on an otherwise idle machine; the local stack (moto, the "
-        "fal emulator, the Lambda runtimes) is started and stopped by the benchmark itself.",
-        "",
-    ]
-    return "\n".join(lines)
+    return "\n".join([*lines, "## Details", "", *_details(results)]) + "\n" + METHOD
 
 
 def write(path: Path, results: Results, table: list[Row]) -> None:
