@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pika_pipeline.errors import FalUnavailable, MalformedMessage
+from pika_pipeline.errors import FalUnavailable, FalUnavailableKind, MalformedMessage
 from pika_pipeline.submit.batch import QueueMessage, SubmitBatch, retry_delay
 
 SAMPLE = json.loads((Path(__file__).parents[2] / "events" / "submit-eventbridge.json").read_text())
@@ -75,7 +75,10 @@ def test_a_record_is_read_as_lambda_delivers_it() -> None:
 
 def test_only_the_failed_records_are_reported_in_the_order_they_came() -> None:
     service = Service(
-        {"b": FalUnavailable("down", kind="fal_server_error"), "d": MalformedMessage("garbage")}
+        {
+            "b": FalUnavailable("down", kind=FalUnavailableKind.SERVER_ERROR),
+            "d": MalformedMessage("garbage"),
+        }
     )
     sqs = Sqs()
 
@@ -114,15 +117,15 @@ def test_an_empty_event_reports_nothing() -> None:
 def test_a_fal_outage_backs_off_exponentially(receive_count: int) -> None:
     sqs = Sqs()
 
-    batch_of(Service({"a": FalUnavailable("down", kind="fal_server_error")}), sqs).handle(
-        {"Records": [record("a", receive_count)]}
-    )
+    batch_of(
+        Service({"a": FalUnavailable("down", kind=FalUnavailableKind.SERVER_ERROR)}), sqs
+    ).handle({"Records": [record("a", receive_count)]})
 
     assert sqs.visibility == {"rh-a": 30 * 2 ** (receive_count - 1)}
 
 
 def test_the_last_attempt_is_marked_final_and_handed_straight_back() -> None:
-    service = Service({"a": FalUnavailable("down", kind="fal_server_error")})
+    service = Service({"a": FalUnavailable("down", kind=FalUnavailableKind.SERVER_ERROR)})
     sqs = Sqs()
 
     batch_of(service, sqs).handle({"Records": [record("a", receive_count=5)]})
@@ -152,7 +155,8 @@ def test_an_unexpected_error_fails_its_record_and_backs_off() -> None:
 
 def test_a_failure_to_reschedule_still_reports_the_record() -> None:
     answer = batch_of(
-        Service({"a": FalUnavailable("down", kind="fal_server_error")}), Sqs(broken=True)
+        Service({"a": FalUnavailable("down", kind=FalUnavailableKind.SERVER_ERROR)}),
+        Sqs(broken=True),
     ).handle({"Records": [record("a"), record("b")]})
 
     assert answer == {"batchItemFailures": [{"itemIdentifier": "id-a"}]}

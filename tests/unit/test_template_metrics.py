@@ -3,56 +3,59 @@ failure the issue names has an alarm on the one topic."""
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
 from local.template import REPO_ROOT, Resolver, is_created, load_template, parameter_defaults
+from pika_pipeline.observability import Metric
+from tests.support.dashboard import metrics_namespace, widgets
 
-PACKAGE = REPO_ROOT / "layers" / "shared" / "pika_pipeline"
-
-
-def _emitted_metric_names() -> set[str]:
-    source = "\n".join(path.read_text() for path in PACKAGE.rglob("*.py"))
-    return set(re.findall(r'count\("(\w+)"', source)) | set(re.findall(r'name="(\w+)"', source))
+# Every metric the code emits is a Metric: count() and every add_metric take one.
+EMITTED = {str(metric) for metric in Metric}
 
 
-def _dashboard() -> dict[str, Any]:
-    template = load_template()
-    resolver = Resolver(template, parameter_defaults(template))
-    for queue in ("SubmitDeadLetterQueue", "UploadRuleDeadLetterQueue"):
-        resolver.attributes[(queue, "QueueName")] = f"{queue}-name"
-    body = resolver.resolve(template["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
-    dashboard: dict[str, Any] = json.loads(body)
-    return dashboard
+def _charted() -> set[str]:
+    namespace = metrics_namespace()
+    return {
+        chart.name
+        for widget in widgets()
+        for chart in widget.charts
+        if chart.namespace == namespace
+    } | {name for widget in widgets() for ns, _, name in widget.searches if ns == namespace}
 
 
-def test_the_dashboard_is_valid_json_and_charts_emitted_metrics() -> None:
-    emitted = _emitted_metric_names()
-    charted = set()
-    for widget in _dashboard()["widgets"]:
-        for metric in widget["properties"]["metrics"]:
-            if isinstance(metric[0], dict):  # a SEARCH expression
-                charted |= set(re.findall(r'MetricName=\\"(\w+)\\"', metric[0]["expression"]))
-                charted |= set(re.findall(r'MetricName="(\w+)"', metric[0]["expression"]))
-            elif metric[0] == "PikaPipeline":
-                charted.add(metric[1])
+def _alarmed() -> set[str]:
+    return {
+        resource["Properties"]["MetricName"]
+        for resource in load_template()["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        and resource["Properties"].get("Namespace") == metrics_namespace()
+    }
+
+
+def test_the_dashboard_charts_only_emitted_metrics() -> None:
+    charted = _charted()
 
     assert charted
-    assert charted <= emitted, charted - emitted
+    assert charted <= EMITTED, charted - EMITTED
+
+
+def test_every_emitted_metric_is_charted() -> None:
+    assert EMITTED - _charted() == set()
+
+
+def test_every_metric_is_still_emitted_somewhere() -> None:
+    # A Metric nothing emits any more would leave its chart or alarm watching silence.
+    package = REPO_ROOT / "layers" / "shared" / "pika_pipeline"
+    source = "\n".join(path.read_text() for path in package.rglob("*.py"))
+
+    assert [m.name for m in Metric if f"Metric.{m.name}" not in source] == []
 
 
 def test_every_custom_metric_alarm_watches_an_emitted_metric() -> None:
-    emitted = _emitted_metric_names()
-    alarms = [
-        resource["Properties"]
-        for resource in load_template()["Resources"].values()
-        if resource["Type"] == "AWS::CloudWatch::Alarm"
-        and resource["Properties"].get("Namespace") == "PikaPipeline"
-    ]
+    alarmed = _alarmed()
 
-    assert alarms
-    assert {alarm["MetricName"] for alarm in alarms} <= emitted
+    assert alarmed
+    assert alarmed <= EMITTED, alarmed - EMITTED
 
 
 def _alarms() -> dict[str, dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""The webhook's answers when fal's signing keys cannot be fetched: 503, so fal delivers again,
-and nothing is read or written meanwhile."""
+"""The webhook's answers: each refusal's HTTP status; and when fal's signing keys cannot be
+fetched, 503, so fal delivers again, with nothing read or written meanwhile."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from pika_pipeline.errors import SigningKeysUnavailable
-from pika_pipeline.webhook.service import WebhookRequest, WebhookService
+from pika_pipeline.errors import RejectionReason, SigningKeysUnavailable
+from pika_pipeline.webhook.service import WebhookRequest, WebhookService, status_of
 from pika_pipeline.webhook.tokens import new_attempt, token_for
 from pika_pipeline.webhook.verifier import JwksKeys, WebhookVerifier
 
@@ -84,3 +84,25 @@ def test_a_failed_fetch_is_a_typed_error_that_names_no_secret() -> None:
 
     with pytest.raises(SigningKeysUnavailable, match="connection refused"):
         keys.current()
+
+
+def test_every_rejection_reason_has_its_http_answer() -> None:
+    # The webhook's edge answers; the reasons themselves know nothing of HTTP.
+    answers = {str(reason): status_of(reason) for reason in RejectionReason}
+
+    assert answers == {
+        "body_too_large": 413,
+        "malformed_body": 400,
+        "video_url_not_https": 400,
+        "video_host_not_allowed": 400,
+        "video_host_private_address": 400,
+        "bad_token": 401,
+        "missing_signature_header": 401,
+        "wrong_user_id": 401,
+        "malformed_timestamp": 401,
+        "stale_timestamp": 401,
+        "malformed_signature": 401,
+        "bad_signature": 401,
+        "request_id_mismatch": 401,
+        "foreign_request_id": 401,
+    }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pika_pipeline.jobs.error_codes import ErrorCode
 
 
@@ -31,15 +33,21 @@ class FalRequestFailed(PipelineError):
         self.message = message
 
 
+class FalUnavailableKind(StrEnum):
+    """Why fal was unavailable; the values are the FalErrors metric's ``error_type``."""
+
+    RATE_LIMITED = "fal_rate_limited"  # 429
+    SERVER_ERROR = "fal_server_error"  # 5xx
+    TIMEOUT = "fal_timeout"  # no answer in time, or 408
+    CONFLICT = "fal_conflict"  # 409
+    UNREACHABLE = "fal_unreachable"  # a connection that failed
+    UNAVAILABLE = "fal_unavailable"  # any other retryable answer about a request
+
+
 class FalUnavailable(PipelineError):
-    """fal could not be reached or asked us to back off: the message is retried later.
+    """fal could not be reached or asked us to back off: the message is retried later."""
 
-    ``kind`` says which, for the FalErrors metric: ``fal_rate_limited`` (429),
-    ``fal_server_error`` (5xx), ``fal_timeout`` (no answer in time, 408), ``fal_conflict`` (409)
-    or ``fal_unreachable`` (a connection that failed).
-    """
-
-    def __init__(self, message: str, *, kind: str) -> None:
+    def __init__(self, message: str, *, kind: FalUnavailableKind) -> None:
         super().__init__(message)
         self.kind = kind
 
@@ -48,13 +56,33 @@ class JobConflict(PipelineError):
     """A conditional write lost: another delivery already moved the job on."""
 
 
+class RejectionReason(StrEnum):
+    """Why a webhook request was refused; the values are the answer's ``error`` and the
+    WebhooksRejected metric's ``reason``. The HTTP status of each is the webhook's concern
+    (``webhook.service.status_of``)."""
+
+    BODY_TOO_LARGE = "body_too_large"
+    BAD_TOKEN = "bad_token"  # noqa: S105 (a reason, not a secret)
+    MISSING_SIGNATURE_HEADER = "missing_signature_header"
+    WRONG_USER_ID = "wrong_user_id"
+    MALFORMED_TIMESTAMP = "malformed_timestamp"
+    STALE_TIMESTAMP = "stale_timestamp"
+    MALFORMED_SIGNATURE = "malformed_signature"
+    BAD_SIGNATURE = "bad_signature"
+    MALFORMED_BODY = "malformed_body"
+    REQUEST_ID_MISMATCH = "request_id_mismatch"
+    FOREIGN_REQUEST_ID = "foreign_request_id"
+    VIDEO_URL_NOT_HTTPS = "video_url_not_https"
+    VIDEO_HOST_NOT_ALLOWED = "video_host_not_allowed"
+    VIDEO_HOST_PRIVATE_ADDRESS = "video_host_private_address"
+
+
 class WebhookRejected(PipelineError):
     """A webhook request that is not an authentic delivery for this job."""
 
-    def __init__(self, reason: str, status_code: int = 401) -> None:
+    def __init__(self, reason: RejectionReason) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.status_code = status_code
 
 
 class SigningKeysUnavailable(PipelineError):

@@ -11,6 +11,7 @@ import functools
 import threading
 from collections import Counter
 from collections.abc import Callable
+from enum import StrEnum
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -19,11 +20,36 @@ logger = Logger()
 metrics = Metrics()
 
 
-_breakdowns: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+class Metric(StrEnum):
+    """Every metric the code emits (namespace ``PikaPipeline``); the dashboard and alarms in
+    template.yaml may watch only these."""
+
+    UPLOADS_RECEIVED = "UploadsReceived"
+    MALFORMED_MESSAGES = "MalformedMessages"
+    DUPLICATE_UPLOADS = "DuplicateUploads"
+    JOBS_SUBMITTED = "JobsSubmitted"
+    SUBMIT_LATENCY = "SubmitLatency"
+    JOBS_REJECTED = "JobsRejected"
+    FAL_ERRORS = "FalErrors"
+    VIDEOS_COMPLETED = "VideosCompleted"
+    VIDEOS_FAILED = "VideosFailed"
+    VIDEO_BYTES = "VideoBytes"
+    GENERATION_SECONDS = "GenerationSeconds"
+    DUPLICATE_DELIVERIES = "DuplicateDeliveries"
+    EXTRA_FAL_RESULTS = "ExtraFalResults"
+    WEBHOOKS_REJECTED = "WebhooksRejected"
+    EVENTS_NOT_PUBLISHED = "EventsNotPublished"
+    JOBS_RECOVERED = "JobsRecovered"
+    JOBS_EXPIRED = "JobsExpired"
+    RECONCILE_ERRORS = "ReconcileErrors"
+    OLDEST_OPEN_JOB_SECONDS = "OldestOpenJobSeconds"
+
+
+_breakdowns: Counter[tuple[Metric, tuple[tuple[str, str], ...]]] = Counter()
 _breakdowns_lock = threading.Lock()
 
 
-def count(name: str, **dimension: str) -> None:
+def count(name: Metric, **dimension: str) -> None:
     """Adds 1 to a metric; with a dimension (an error code, a reason) also to its breakdown.
 
     Breakdowns are flushed by ``flush_breakdowns`` once the invocation's threads are done:

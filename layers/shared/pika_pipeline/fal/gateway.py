@@ -12,7 +12,7 @@ from typing import Any
 import fal_client
 import httpx
 
-from pika_pipeline.errors import FalRequestFailed, FalUnavailable
+from pika_pipeline.errors import FalRequestFailed, FalUnavailable, FalUnavailableKind
 from pika_pipeline.fal.delivery import FalDelivery
 from pika_pipeline.fal.errors import describe_detail
 from pika_pipeline.jobs.error_codes import ErrorCode
@@ -100,15 +100,21 @@ def _domain_error(exc: fal_client.FalClientHTTPError) -> Exception:
     return FalRequestFailed(ErrorCode.FAL_ERROR, f"fal answered HTTP {status}: {exc.message}")
 
 
-def _kind_of_status(status: int) -> str:
-    return {408: "fal_timeout", 409: "fal_conflict", 429: "fal_rate_limited"}.get(
-        status, "fal_server_error" if status >= 500 else "fal_unavailable"
-    )
+def _kind_of_status(status: int) -> FalUnavailableKind:
+    if status == 408:
+        return FalUnavailableKind.TIMEOUT
+    if status == 409:
+        return FalUnavailableKind.CONFLICT
+    if status == 429:
+        return FalUnavailableKind.RATE_LIMITED
+    if status >= 500:
+        return FalUnavailableKind.SERVER_ERROR
+    return FalUnavailableKind.UNAVAILABLE
 
 
 def _no_answer(exc: Exception) -> FalUnavailable:
     timed_out = isinstance(exc, (httpx.TimeoutException, fal_client.FalClientTimeoutError))
     return FalUnavailable(
         f"fal did not answer: {type(exc).__name__}",
-        kind="fal_timeout" if timed_out else "fal_unreachable",
+        kind=FalUnavailableKind.TIMEOUT if timed_out else FalUnavailableKind.UNREACHABLE,
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 from pika_pipeline.jobs.repository import Job, plain
 from pika_pipeline.jobs.statuses import JobStatus
-from pika_pipeline.observability import count, logger
+from pika_pipeline.observability import Metric, count, logger
 
 SOURCE = "pika-pipeline"
 COMPLETED = "Video Completed"
@@ -75,4 +75,4 @@ class JobEvents:
                 raise RuntimeError(str(response.get("Entries")))
         except Exception as exc:  # never fail a stored result because the announcement failed
             logger.error("Could not publish the job's event", extra={"reason": str(exc)})
-            count("EventsNotPublished")
+            count(Metric.EVENTS_NOT_PUBLISHED)

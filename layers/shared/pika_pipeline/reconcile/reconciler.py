@@ -29,7 +29,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pika_pipeline.errors import FalUnavailable, JobConflict, VideoUnavailable
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.statuses import JobStatus
-from pika_pipeline.observability import count, logger, metrics
+from pika_pipeline.observability import Metric, count, logger, metrics
 from pika_pipeline.results.recorder import RecordOutcome
 from pika_pipeline.submit.service import SubmitOutcome
 from pika_pipeline.submit.uploads import Upload
@@ -177,11 +177,11 @@ class Reconciler:
                 break
             report[outcome] += 1
             if is_recovery(outcome):
-                count("JobsRecovered", outcome=outcome)
+                count(Metric.JOBS_RECOVERED, outcome=outcome)
             if leaves_open(outcome):
                 oldest_open = max(oldest_open, self._age(job))
         metrics.add_metric(
-            name="OldestOpenJobSeconds", unit=MetricUnit.Seconds, value=round(oldest_open)
+            name=Metric.OLDEST_OPEN_JOB_SECONDS, unit=MetricUnit.Seconds, value=round(oldest_open)
         )
         for outcome, number in report.items():
             logger.info("Reconciled", extra={"outcome": outcome, "jobs": number})
@@ -200,7 +200,7 @@ class Reconciler:
             # One bad job (say, a video on a host missing from MediaHosts) must not stop
             # the run: it is logged, counted, and looked at again later.
             logger.exception("Reconciling the job failed")
-            count("ReconcileErrors")
+            count(Metric.RECONCILE_ERRORS)
             self._check_later(job)
             return ReconcileOutcome.ERRORS
 
@@ -275,7 +275,7 @@ class Reconciler:
         except JobConflict:
             return ReconcileOutcome.ALREADY_FINAL
         self._events.finished(expired)
-        count("JobsExpired")
+        count(Metric.JOBS_EXPIRED)
         return ReconcileOutcome.EXPIRED
 
 

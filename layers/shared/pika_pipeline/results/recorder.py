@@ -20,7 +20,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pika_pipeline.errors import JobConflict
 from pika_pipeline.jobs.repository import Job, now_iso
 from pika_pipeline.jobs.statuses import JobStatus
-from pika_pipeline.observability import count, logger, metrics
+from pika_pipeline.observability import Metric, count, logger, metrics
 from pika_pipeline.results.video_store import VideoStore
 
 if TYPE_CHECKING:
@@ -105,11 +105,11 @@ class ResultRecorder:
                 self._store.delete(stored.key)
             return self._duplicate(job, delivery, unanswered_attempt)
         self._events.finished(completed)
-        count("VideosCompleted")
-        metrics.add_metric(name="VideoBytes", unit=MetricUnit.Bytes, value=stored.size)
+        count(Metric.VIDEOS_COMPLETED)
+        metrics.add_metric(name=Metric.VIDEO_BYTES, unit=MetricUnit.Bytes, value=stored.size)
         if generation_seconds is not None:
             metrics.add_metric(
-                name="GenerationSeconds", unit=MetricUnit.Seconds, value=generation_seconds
+                name=Metric.GENERATION_SECONDS, unit=MetricUnit.Seconds, value=generation_seconds
             )
         logger.info("Video stored", extra={"output_key": stored.key, "video_bytes": stored.size})
         return RecordOutcome.COMPLETED
@@ -132,20 +132,20 @@ class ResultRecorder:
             return self._duplicate(job, delivery, unanswered_attempt)
         self._events.finished(failed)
         logger.warning("fal could not make the video", extra={"error_code": code})
-        count("VideosFailed", error_code=code)
+        count(Metric.VIDEOS_FAILED, error_code=code)
         return RecordOutcome.FAILED
 
     def _duplicate(
         self, job: Job, delivery: FalDelivery, unanswered_attempt: str | None
     ) -> RecordOutcome:
-        count("DuplicateDeliveries")
+        count(Metric.DUPLICATE_DELIVERIES)
         if unanswered_attempt and self._jobs.record_extra_request(
             job.job_id, delivery.request_id, attempt=unanswered_attempt
         ):
             # A second paid request for one upload (the first call's answer was lost): the job
             # keeps the result it has; the id is booked so the spend is accounted for.
             logger.warning("A second fal result for a finished job; the job keeps its first")
-            count("ExtraFalResults")
+            count(Metric.EXTRA_FAL_RESULTS)
         return RecordOutcome.DUPLICATE
 
     def _generation_seconds(self, job: Job) -> float | None:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import urllib3
 from boto3.s3.transfer import TransferConfig
 
-from pika_pipeline.errors import VideoUnavailable, WebhookRejected
+from pika_pipeline.errors import RejectionReason, VideoUnavailable, WebhookRejected
 
 PART_BYTES = 8 * 1024 * 1024
 TRANSFER = TransferConfig(
@@ -100,21 +100,21 @@ class VideoStore:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()
         if parts.scheme != "https" or not host:
-            raise WebhookRejected("video_url_not_https", status_code=400)
+            raise WebhookRejected(RejectionReason.VIDEO_URL_NOT_HTTPS)
         netloc_host = f"{host}:{parts.port}" if parts.port else host
         literal = _ip_literal(host)
         if literal is not None:
             # An address is only ever fetched when the operator listed it exactly (a local stack).
             if host not in self._allowed_hosts and netloc_host not in self._allowed_hosts:
-                raise WebhookRejected("video_host_not_allowed", status_code=400)
+                raise WebhookRejected(RejectionReason.VIDEO_HOST_NOT_ALLOWED)
             return
         if not any(
             host == allowed or host.endswith("." + allowed) for allowed in self._allowed_hosts
         ):
-            raise WebhookRejected("video_host_not_allowed", status_code=400)
+            raise WebhookRejected(RejectionReason.VIDEO_HOST_NOT_ALLOWED)
         for address in _resolve(host, parts.port or 443):
             if not address.is_global:
-                raise WebhookRejected("video_host_private_address", status_code=400)
+                raise WebhookRejected(RejectionReason.VIDEO_HOST_PRIVATE_ADDRESS)
 
 
 class CheckedVideoStream(io.RawIOBase):

@@ -21,7 +21,7 @@ from pika_pipeline.errors import (
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.identity import job_id_for
 from pika_pipeline.jobs.statuses import JobStatus
-from pika_pipeline.observability import count, logger, metrics
+from pika_pipeline.observability import Metric, count, logger, metrics
 from pika_pipeline.submit.image_check import SNIFF_BYTES, image_type
 from pika_pipeline.submit.uploads import Upload, uploads_from_message
 from pika_pipeline.webhook.tokens import new_attempt, webhook_url_for
@@ -80,7 +80,7 @@ class SubmitService:
             uploads = uploads_from_message(body)
         except MalformedMessage as exc:
             logger.error("Malformed message", extra={"reason": str(exc)})
-            count("MalformedMessages")
+            count(Metric.MALFORMED_MESSAGES)
             raise
         return [self.process_upload(upload, final_attempt=final_attempt) for upload in uploads]
 
@@ -91,7 +91,7 @@ class SubmitService:
                 extra={"bucket": upload.bucket, "object_key": upload.key},
             )
             return SubmitOutcome.IGNORED
-        count("UploadsReceived")
+        count(Metric.UPLOADS_RECEIVED)
         job_id = job_id_for(bucket=upload.bucket, key=upload.key, version=upload.version)
         logger.thread_safe_append_keys(job_id=job_id, object_key=upload.key)
         source = {
@@ -118,7 +118,7 @@ class SubmitService:
         )
         if not claimed:
             logger.info("Upload already has a job; not submitting again")
-            count("DuplicateUploads")
+            count(Metric.DUPLICATE_UPLOADS)
             return SubmitOutcome.DUPLICATE
 
         image_url = self._s3.generate_presigned_url(
@@ -134,12 +134,12 @@ class SubmitService:
                 request.fal_arguments(image_url), webhook_url=webhook_url
             )
         except FalRequestFailed as failure:
-            count("FalErrors", error_type=failure.code)
+            count(Metric.FAL_ERRORS, error_type=failure.code)
             logger.warning("fal refused the request", extra={"error_code": failure.code})
             self._fail(job_id, failure.code, failure.message)
             return SubmitOutcome.FAILED
         except FalUnavailable as exc:
-            count("FalErrors", error_type=exc.kind)
+            count(Metric.FAL_ERRORS, error_type=exc.kind)
             self._jobs.release_claim(job_id, attempts_error=str(exc))
             if final_attempt:
                 logger.error("fal stayed unavailable; giving up", extra={"reason": str(exc)})
@@ -152,9 +152,9 @@ class SubmitService:
 
         logger.thread_safe_append_keys(fal_request_id=request_id)
         self._jobs.record_request_id(job_id, request_id, attempt=attempt)
-        count("JobsSubmitted")
+        count(Metric.JOBS_SUBMITTED)
         metrics.add_metric(
-            name="SubmitLatency",
+            name=Metric.SUBMIT_LATENCY,
             unit=MetricUnit.Milliseconds,
             value=(self._clock() - started) * 1000,
         )
@@ -258,7 +258,7 @@ class SubmitService:
             "Upload rejected",
             extra={"error_code": rejection.code, "error_message": rejection.message},
         )
-        count("JobsRejected", error_code=rejection.code)
+        count(Metric.JOBS_REJECTED, error_code=rejection.code)
         return SubmitOutcome.REJECTED
 
     def _fail(self, job_id: str, code: ErrorCode, message: str) -> None:
@@ -273,7 +273,7 @@ class SubmitService:
             return
         self._events.finished(job)
         # The same count (and breakdown) as a video fal failed: FailedVideosAlarm sees both.
-        count("VideosFailed", error_code=code)
+        count(Metric.VIDEOS_FAILED, error_code=code)
 
 
 def _object_params(upload: Upload) -> dict[str, str]:

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
-from pika_pipeline.errors import SigningKeysUnavailable, VideoUnavailable, WebhookRejected
+from pika_pipeline.errors import (
+    RejectionReason,
+    SigningKeysUnavailable,
+    VideoUnavailable,
+    WebhookRejected,
+)
 from pika_pipeline.fal.delivery import FalDelivery, MalformedDelivery
-from pika_pipeline.observability import count, logger
+from pika_pipeline.observability import Metric, count, logger
 from pika_pipeline.webhook.tokens import token_matches
 
 if TYPE_CHECKING:
@@ -34,6 +39,35 @@ class WebhookRequest:
 class WebhookResponse:
     status_code: int
     body: dict[str, Any] = field(default_factory=dict)
+
+
+def status_of(reason: RejectionReason) -> int:
+    """The HTTP answer to a refused request: 401 when nothing proves it is fal's delivery for
+    this job, 400 or 413 when it is, but what it carries cannot be used."""
+    match reason:
+        case RejectionReason.BODY_TOO_LARGE:
+            return 413
+        case (
+            RejectionReason.MALFORMED_BODY
+            | RejectionReason.VIDEO_URL_NOT_HTTPS
+            | RejectionReason.VIDEO_HOST_NOT_ALLOWED
+            | RejectionReason.VIDEO_HOST_PRIVATE_ADDRESS
+        ):
+            return 400
+        case (
+            RejectionReason.BAD_TOKEN
+            | RejectionReason.MISSING_SIGNATURE_HEADER
+            | RejectionReason.WRONG_USER_ID
+            | RejectionReason.MALFORMED_TIMESTAMP
+            | RejectionReason.STALE_TIMESTAMP
+            | RejectionReason.MALFORMED_SIGNATURE
+            | RejectionReason.BAD_SIGNATURE
+            | RejectionReason.REQUEST_ID_MISMATCH
+            | RejectionReason.FOREIGN_REQUEST_ID
+        ):
+            return 401
+        case _:
+            assert_never(reason)
 
 
 class WebhookService:
@@ -57,8 +91,8 @@ class WebhookService:
             return self._handle(request)
         except WebhookRejected as rejection:
             logger.warning("Webhook rejected", extra={"reason": rejection.reason})
-            count("WebhooksRejected", reason=rejection.reason)
-            return WebhookResponse(rejection.status_code, {"error": rejection.reason})
+            count(Metric.WEBHOOKS_REJECTED, reason=rejection.reason)
+            return WebhookResponse(status_of(rejection.reason), {"error": rejection.reason.value})
         except SigningKeysUnavailable as exc:
             logger.error("Cannot verify deliveries right now", extra={"reason": str(exc)})
             return WebhookResponse(503, {"error": "signing_keys_unavailable"})
@@ -69,22 +103,22 @@ class WebhookService:
 
     def _handle(self, request: WebhookRequest) -> WebhookResponse:
         if len(request.body) > self._max_body_bytes:
-            raise WebhookRejected("body_too_large", status_code=413)
+            raise WebhookRejected(RejectionReason.BODY_TOO_LARGE)
         job_id = request.query.get("job_id", "")
         attempt = request.query.get("attempt", "")
         token = request.query.get("token", "")
         if not (job_id and attempt and token) or not token_matches(
             job_id, attempt, token, self._token_key()
         ):
-            raise WebhookRejected("bad_token")
+            raise WebhookRejected(RejectionReason.BAD_TOKEN)
         logger.thread_safe_append_keys(job_id=job_id)
         signed_request_id = self._verifier.verify(request.headers, request.body)
         try:
             delivery = FalDelivery.from_json(request.body)
         except MalformedDelivery:
-            raise WebhookRejected("malformed_body", status_code=400) from None
+            raise WebhookRejected(RejectionReason.MALFORMED_BODY) from None
         if delivery.request_id != signed_request_id:
-            raise WebhookRejected("request_id_mismatch")
+            raise WebhookRejected(RejectionReason.REQUEST_ID_MISMATCH)
         logger.thread_safe_append_keys(fal_request_id=delivery.request_id)
 
         job = self._jobs.get(job_id)
@@ -103,6 +137,6 @@ class WebhookService:
             logger.info("Result of a call with no recorded answer", extra={"attempt": attempt})
             unanswered_attempt = attempt
         else:
-            raise WebhookRejected("foreign_request_id")
+            raise WebhookRejected(RejectionReason.FOREIGN_REQUEST_ID)
         outcome = self._recorder.record(job, delivery, unanswered_attempt=unanswered_attempt)
         return WebhookResponse(200, {"outcome": outcome.value})

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from pika_pipeline.errors import SigningKeysUnavailable, WebhookRejected
+from pika_pipeline.errors import RejectionReason, SigningKeysUnavailable, WebhookRejected
 
 REQUEST_ID = "x-fal-webhook-request-id"
 USER_ID = "x-fal-webhook-user-id"
@@ -122,21 +122,21 @@ class WebhookVerifier:
         signature_hex = headers.get(SIGNATURE, "")
         missing = [name for name, value in values.items() if not value]
         if missing or not signature_hex:
-            raise WebhookRejected("missing_signature_header")
+            raise WebhookRejected(RejectionReason.MISSING_SIGNATURE_HEADER)
         if self._expected_user_id and values[USER_ID] != self._expected_user_id:
-            raise WebhookRejected("wrong_user_id")
+            raise WebhookRejected(RejectionReason.WRONG_USER_ID)
         try:
             timestamp = int(values[TIMESTAMP])
         except ValueError:
-            raise WebhookRejected("malformed_timestamp") from None
+            raise WebhookRejected(RejectionReason.MALFORMED_TIMESTAMP) from None
         if abs(self._clock() - timestamp) > self._tolerance:
-            raise WebhookRejected("stale_timestamp")
+            raise WebhookRejected(RejectionReason.STALE_TIMESTAMP)
         try:
             signature = bytes.fromhex(signature_hex)
         except ValueError:
-            raise WebhookRejected("malformed_signature") from None
+            raise WebhookRejected(RejectionReason.MALFORMED_SIGNATURE) from None
         if len(signature) != 64:
-            raise WebhookRejected("malformed_signature")
+            raise WebhookRejected(RejectionReason.MALFORMED_SIGNATURE)
         message = "\n".join(
             (
                 values[REQUEST_ID],
@@ -150,7 +150,7 @@ class WebhookVerifier:
         fresh = self._keys.refreshed()
         if fresh is not None and _any_verifies(fresh, signature, message):
             return values[REQUEST_ID]
-        raise WebhookRejected("bad_signature")
+        raise WebhookRejected(RejectionReason.BAD_SIGNATURE)
 
 
 def _any_verifies(keys: list[Ed25519PublicKey], signature: bytes, message: bytes) -> bool:

@@ -1,0 +1,228 @@
+"""Small in-memory stand-ins for the recorder's and the reconciler's collaborators.
+
+Each keeps only what the code under test reads back: the jobs table as a dict that honours the
+one transition table (jobs/statuses.py), the events published, the videos stored, and what fal and
+the submit path were asked. The real adapters are tested against moto and the fal emulator.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from pika_pipeline.errors import JobConflict, RejectionReason, VideoUnavailable, WebhookRejected
+from pika_pipeline.jobs.repository import Job
+from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus, can_transition
+from pika_pipeline.observability import Metric, metrics
+from pika_pipeline.reconcile.reconciler import Reconciler
+from pika_pipeline.results.recorder import ResultRecorder
+from pika_pipeline.results.video_store import StoredVideo
+
+if TYPE_CHECKING:
+    from pika_pipeline.fal.delivery import FalDelivery
+    from pika_pipeline.fal.gateway import FalGateway
+    from pika_pipeline.jobs.events import JobEvents
+    from pika_pipeline.jobs.repository import JobRepository, OpenJobs
+    from pika_pipeline.results.video_store import VideoStore
+    from pika_pipeline.submit.service import SubmitOutcome, SubmitService
+    from pika_pipeline.submit.uploads import Upload
+
+OUTPUT_BUCKET = "videos"
+OUTPUT_PREFIX = "videos/"
+
+
+class FakeJobs:
+    """The jobs table: one dict per job, changed only by the moves the transition table allows."""
+
+    def __init__(self, *items: dict[str, Any]) -> None:
+        self.items = {str(item["job_id"]): copy.deepcopy(item) for item in items}
+
+    def get(self, job_id: str) -> Job | None:
+        item = self.items.get(job_id)
+        return Job(copy.deepcopy(item)) if item else None
+
+    def jobs_with_request(self, request_id: str) -> set[str]:
+        return {
+            job_id for job_id, item in self.items.items() if item.get("request_id") == request_id
+        }
+
+    def transition(
+        self,
+        job_id: str,
+        target: JobStatus,
+        *,
+        attributes: dict[str, Any] | None = None,
+        add_request_id: str | None = None,
+        close_attempt: str | None = None,
+        attempt_must_be_open: bool = False,
+        reopen_failed_submit: bool = False,
+    ) -> Job:
+        item = self.items.get(job_id)
+        if item is None:
+            raise JobConflict(f"job {job_id} is missing")
+        current = JobStatus(item["status"])
+        fal_request_known = not reopen_failed_submit or bool(item.get("request_ids"))
+        if not can_transition(current, target, fal_request_known=fal_request_known):
+            raise JobConflict(f"job {job_id} cannot move from {current} to {target}")
+        if attempt_must_be_open and close_attempt not in item.get("open_attempts", set()):
+            raise JobConflict(f"attempt {close_attempt} of job {job_id} was answered already")
+        if current in TERMINAL_STATUSES and target == JobStatus.COMPLETED:
+            item.pop("error_code", None)
+            item.pop("error_message", None)
+        item.update(attributes or {}, status=target)
+        if add_request_id:
+            item.setdefault("request_id", add_request_id)
+            item["request_ids"] = {*item.get("request_ids", set()), add_request_id}
+        if close_attempt:
+            item["open_attempts"] = set(item.get("open_attempts", set())) - {close_attempt}
+        if target in TERMINAL_STATUSES:
+            item.pop("open_shard", None)  # leaves the reconciler's index
+            item.pop("next_check_at", None)
+        return Job(copy.deepcopy(item))
+
+    def record_extra_request(self, job_id: str, request_id: str, *, attempt: str) -> bool:
+        item = self.items[job_id]
+        if attempt not in item.get("open_attempts", set()):
+            return False
+        item.setdefault("request_id", request_id)
+        item["request_ids"] = {*item.get("request_ids", set()), request_id}
+        item["open_attempts"] = set(item["open_attempts"]) - {attempt}
+        return True
+
+
+class FakeOpenJobs:
+    """The sparse OpenJobs index over the same dict: open jobs whose check is due."""
+
+    def __init__(self, jobs: FakeJobs) -> None:
+        self._jobs = jobs
+
+    def due(self, *, now_epoch: int, limit: int) -> list[Job]:
+        due = [
+            item
+            for item in self._jobs.items.values()
+            if "open_shard" in item and item["next_check_at"] <= now_epoch
+        ]
+        due.sort(key=lambda item: int(item["next_check_at"]))
+        return [Job(copy.deepcopy(item)) for item in due[:limit]]
+
+    def check_again_at(self, job_id: str, when_epoch: int) -> None:
+        item = self._jobs.items.get(job_id)
+        if item is not None and "open_shard" in item:
+            item["next_check_at"] = when_epoch
+
+
+@dataclass
+class RecordedEvents:
+    """The completion events published, as the items they announced."""
+
+    published: list[dict[str, Any]] = field(default_factory=list)
+
+    def finished(self, job: Job | dict[str, Any]) -> None:
+        self.published.append(copy.deepcopy(job.item if isinstance(job, Job) else job))
+
+    @property
+    def statuses(self) -> list[str]:
+        return [str(item["status"]) for item in self.published]
+
+
+@dataclass
+class FakeVideoStore:
+    """The output bucket: key -> the URL the video was copied from."""
+
+    objects: dict[str, str] = field(default_factory=dict)
+    unavailable: set[str] = field(default_factory=set)  # URLs whose copy fails for now
+    refused: set[str] = field(default_factory=set)  # URLs on a host missing from MediaHosts
+    size: int = 1234
+
+    def copy(
+        self, url: str, *, key: str, expected_size: int | None, metadata: dict[str, str]
+    ) -> StoredVideo:
+        if url in self.refused:
+            raise WebhookRejected(RejectionReason.VIDEO_HOST_NOT_ALLOWED)
+        if url in self.unavailable:
+            raise VideoUnavailable("the media host answered HTTP 503")
+        self.objects[key] = url
+        return StoredVideo(bucket=OUTPUT_BUCKET, key=key, size=expected_size or self.size)
+
+    def delete(self, key: str) -> None:
+        del self.objects[key]
+
+
+@dataclass
+class FakeFal:
+    """fal's answers about requests: a delivery when finished, None while running, or an error."""
+
+    answers: dict[str, FalDelivery | Exception | None] = field(default_factory=dict)
+    cancelled: list[str] = field(default_factory=list)
+
+    def outcome(self, request_id: str) -> FalDelivery | None:
+        answer = self.answers[request_id]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def cancel(self, request_id: str) -> None:
+        self.cancelled.append(request_id)
+
+
+@dataclass
+class FakeSubmit:
+    """The submit path as the reconciler uses it: one answer (or error) for every resubmit."""
+
+    answer: SubmitOutcome | Exception
+    calls: list[tuple[Upload, bool]] = field(default_factory=list)
+
+    def resubmit(self, upload: Upload, *, final_attempt: bool = False) -> SubmitOutcome:
+        self.calls.append((upload, final_attempt))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+class EmittedMetrics:
+    """The metrics the code handed to Powertools since this was made (the EMF line to be)."""
+
+    def __init__(self) -> None:
+        metrics.clear_metrics()
+
+    def values(self, name: Metric) -> list[float]:
+        entry = metrics.metric_set.get(name)
+        return list(entry["Value"]) if entry else []
+
+
+def recorder_with(
+    jobs: FakeJobs, store: FakeVideoStore, events: RecordedEvents, *, clock: Callable[[], float]
+) -> ResultRecorder:
+    return ResultRecorder(
+        repository=cast("JobRepository", jobs),
+        store=cast("VideoStore", store),
+        events=cast("JobEvents", events),
+        output_prefix=OUTPUT_PREFIX,
+        clock=clock,
+    )
+
+
+def reconciler_with(
+    jobs: FakeJobs,
+    *,
+    fal: FakeFal,
+    submit: FakeSubmit,
+    store: FakeVideoStore,
+    events: RecordedEvents,
+    clock: Callable[[], float],
+    reconcile_after_seconds: int,
+    deadline_seconds: int,
+) -> Reconciler:
+    return Reconciler(
+        open_jobs=cast("OpenJobs", FakeOpenJobs(jobs)),
+        repository=cast("JobRepository", jobs),
+        fal=lambda: cast("FalGateway", fal),
+        recorder=recorder_with(jobs, store, events, clock=clock),
+        submit=cast("SubmitService", submit),
+        events=cast("JobEvents", events),
+        reconcile_after_seconds=reconcile_after_seconds,
+        deadline_seconds=deadline_seconds,
+        clock=clock,
+    )
