@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO, cast
 
 STATUS = Path("/proc/self/status")
 
@@ -78,7 +79,10 @@ def main() -> None:
     elif mode == "upload_fileobj":
         response = http.request("GET", url, preload_content=False, redirect=False)
         try:
-            s3.upload_fileobj(response, bucket, key, ExtraArgs={"ContentType": "video/mp4"})
+            # upload_fileobj needs only read(); the stub's IO[Any] is stricter than that.
+            s3.upload_fileobj(
+                cast("BinaryIO", response), bucket, key, ExtraArgs={"ContentType": "video/mp4"}
+            )
         finally:
             response.release_conn()
         copied = size

@@ -26,7 +26,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import (
     LAYER_DIR,
@@ -44,6 +44,9 @@ from local.template import REPO_ROOT
 from pika_pipeline.jobs.identity import job_id_for
 from pika_pipeline.submit.uploads import uploads_from_message
 from tests.support.pipeline import SAMPLE_IMAGE, Pipeline, eventbridge_body
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 FUNCTION = "SubmitFunction"
 # Typical round trips from Lambda: DynamoDB and S3 in the same region, fal's queue API over the
@@ -78,7 +81,7 @@ def _records(pipeline: Pipeline, bucket: str, queue_arn: str, count: int) -> lis
     for _ in range(count):
         key = f"uploads/bench/{uuid.uuid4().hex[:12]}.jpg"
         version = pipeline.put_image(bucket, key, {"prompt": "A slow push-in over a harbour"})
-        message = {
+        message: MessageTypeDef = {
             "MessageId": str(uuid.uuid4()),
             "ReceiptHandle": f"bench-{uuid.uuid4().hex}",
             "Body": eventbridge_body(bucket, key, version, size=size),

@@ -16,11 +16,21 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from local.template import REPO_ROOT, Resolver, is_created
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_events.client import EventBridgeClient
+    from mypy_boto3_logs.client import CloudWatchLogsClient
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
+    from mypy_boto3_sns.client import SNSClient
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
@@ -102,17 +112,21 @@ def provision(resolver: Resolver, endpoint: str) -> ProvisionedStack:
         region_name=REGION,
     )
 
-    def client(name: str) -> Any:
-        return session.client(name, endpoint_url=endpoint)
-
+    secretsmanager = session.client("secretsmanager", endpoint_url=endpoint)
+    s3 = session.client("s3", endpoint_url=endpoint)
+    dynamodb = session.client("dynamodb", endpoint_url=endpoint)
+    sqs = session.client("sqs", endpoint_url=endpoint)
+    events = session.client("events", endpoint_url=endpoint)
+    logs = session.client("logs", endpoint_url=endpoint)
+    sns = session.client("sns", endpoint_url=endpoint)
     creators = {
-        "AWS::SecretsManager::Secret": lambda lid, p: _secret(client("secretsmanager"), lid, p),
-        "AWS::S3::Bucket": lambda lid, p: _bucket(client("s3"), lid, p),
-        "AWS::DynamoDB::Table": lambda lid, p: _table(client("dynamodb"), lid, p),
-        "AWS::SQS::Queue": lambda lid, p: _queue(client("sqs"), lid, p),
-        "AWS::Events::Rule": lambda lid, p: _rule(client("events"), lid, p, resolver),
-        "AWS::Logs::LogGroup": lambda lid, p: _log_group(client("logs"), lid, p),
-        "AWS::SNS::Topic": lambda lid, p: _topic(client("sns"), lid, p),
+        "AWS::SecretsManager::Secret": lambda lid, p: _secret(secretsmanager, lid, p),
+        "AWS::S3::Bucket": lambda lid, p: _bucket(s3, lid, p),
+        "AWS::DynamoDB::Table": lambda lid, p: _table(dynamodb, lid, p),
+        "AWS::SQS::Queue": lambda lid, p: _queue(sqs, lid, p),
+        "AWS::Events::Rule": lambda lid, p: _rule(events, lid, p, resolver),
+        "AWS::Logs::LogGroup": lambda lid, p: _log_group(logs, lid, p),
+        "AWS::SNS::Topic": lambda lid, p: _topic(sns, lid, p),
     }
     stack = ProvisionedStack()
     pending = dict(resolver.template["Resources"])
@@ -152,14 +166,16 @@ def _arn(service: str, resource: str) -> str:
     return f"arn:aws:{service}:{REGION}:{ACCOUNT_ID}:{resource}"
 
 
-def _secret(sm: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+def _secret(
+    sm: SecretsManagerClient, logical: str, props: dict[str, Any]
+) -> tuple[str, dict[str, str]]:
     generate = props.get("GenerateSecretString", {})
     value = secrets.token_hex(max(16, int(generate.get("PasswordLength", 32)) // 2))
     arn = sm.create_secret(Name=physical_name(logical), SecretString=value)["ARN"]
     return arn, {"Id": arn}
 
 
-def _bucket(s3: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+def _bucket(s3: S3Client, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
     name = physical_name(logical)
     s3.create_bucket(Bucket=name)
     if props.get("VersioningConfiguration"):
@@ -179,7 +195,7 @@ def _bucket(s3: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str
     return name, {"Arn": f"arn:aws:s3:::{name}"}
 
 
-def _table(ddb: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+def _table(ddb: DynamoDBClient, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
     name = physical_name(logical)
     arguments: dict[str, Any] = {
         "TableName": name,
@@ -196,13 +212,14 @@ def _table(ddb: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str
     return name, {"Arn": _arn("dynamodb", f"table/{name}")}
 
 
-def _queue(sqs: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+def _queue(sqs: SQSClient, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
     name = physical_name(logical)
-    attributes: dict[str, str] = {
-        key: str(props[key])
-        for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
-        if key in props
-    }
+    copied: tuple[QueueAttributeNameType, ...] = (
+        "VisibilityTimeout",
+        "MessageRetentionPeriod",
+        "DelaySeconds",
+    )
+    attributes = {key: str(props[key]) for key in copied if key in props}
     if "RedrivePolicy" in props:
         attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
     url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
@@ -210,7 +227,7 @@ def _queue(sqs: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str
 
 
 def _rule(
-    events: Any, logical: str, props: dict[str, Any], resolver: Resolver
+    events: EventBridgeClient, logical: str, props: dict[str, Any], resolver: Resolver
 ) -> tuple[str, dict[str, str]]:
     name = physical_name(logical)
     arn = events.put_rule(
@@ -222,12 +239,14 @@ def _rule(
     return name, {"Arn": arn}
 
 
-def _topic(sns: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+def _topic(sns: SNSClient, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
     arn: str = sns.create_topic(Name=physical_name(logical))["TopicArn"]
     return arn, {"TopicName": physical_name(logical)}
 
 
-def _log_group(logs: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+def _log_group(
+    logs: CloudWatchLogsClient, logical: str, props: dict[str, Any]
+) -> tuple[str, dict[str, str]]:
     name = f"/aws/lambda/{physical_name(logical)}"
     logs.create_log_group(logGroupName=name)
     if "RetentionInDays" in props:

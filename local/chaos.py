@@ -132,7 +132,7 @@ class _Run:
         arguments: dict[str, Any] = {"ConsistentRead": True}
         while True:
             page = self.table.scan(**arguments)
-            items.update({item["job_id"]: item for item in page["Items"]})
+            items.update({str(item["job_id"]): item for item in page["Items"]})
             if "LastEvaluatedKey" not in page:
                 return items
             arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -77,12 +77,12 @@ def run(info: StackInfo, image: Path, metadata: dict[str, str], out_dir: Path) -
     print(f"Uploaded s3://{bucket}/{key} (job {job_id})", flush=True)
 
     started = time.monotonic()
-    status = None
+    status: str | None = None
     item: dict[str, Any] = {}
     while time.monotonic() - started < TIMEOUT_SECONDS:
         item = table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item") or {}
         if item.get("status") != status:
-            status = item.get("status")
+            status = str(item["status"]) if "status" in item else None
             print(f"  {time.monotonic() - started:6.1f}s  {status or 'waiting for the job'}")
         if status in TERMINAL_STATUSES:
             break

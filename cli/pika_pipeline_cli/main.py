@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -24,6 +24,9 @@ from pika_pipeline.jobs.repository import plain
 from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus
 from pika_pipeline.submit.video_request import encode_metadata_value
 from pika_pipeline_cli.resources import CliError, Pipeline, find_pipeline
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.type_defs import CopySourceTypeDef
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 METADATA_LIMIT_BYTES = 2048  # S3's limit on user metadata, keys and values together
@@ -125,7 +128,7 @@ def _upload(pipeline: Pipeline, args: argparse.Namespace) -> int:
         duration=args.duration,
     )
     bucket, prefix = _upload_target(pipeline, bucket=args.bucket, prefix=args.prefix)
-    s3 = pipeline.client("s3")
+    s3 = pipeline.s3()
     for index, image in enumerate(images, start=1):
         key = f"{prefix}{image.name}"
         response = s3.put_object(Bucket=bucket, Key=key, Body=image.read_bytes(), Metadata=metadata)
@@ -255,7 +258,7 @@ def _download(pipeline: Pipeline, args: argparse.Namespace) -> int:
         raise CliError(f"{args.dir} is a file, not a folder to download into")
     args.dir.mkdir(parents=True, exist_ok=True)
     target = args.dir / f"{Path(str(job['source_key'])).stem}-{job['job_id'][:8]}.mp4"
-    pipeline.client("s3").download_file(job["output_bucket"], job["output_key"], str(target))
+    pipeline.s3().download_file(job["output_bucket"], job["output_key"], str(target))
     print(target)
     return 0
 
@@ -275,8 +278,8 @@ def _retry(pipeline: Pipeline, args: argparse.Namespace) -> int:
             return 1
     # Copying the image onto itself is a new upload (a new version), so a new job: the failed
     # one stays as it was, for the record.
-    s3 = pipeline.client("s3")
-    source = {"Bucket": job["source_bucket"], "Key": job["source_key"]}
+    s3 = pipeline.s3()
+    source: CopySourceTypeDef = {"Bucket": job["source_bucket"], "Key": job["source_key"]}
     if job.get("source_version_id"):  # absent in a bucket without versioning
         source["VersionId"] = job["source_version_id"]
     head = s3.head_object(**source)
@@ -297,7 +300,7 @@ def _retry(pipeline: Pipeline, args: argparse.Namespace) -> int:
 def _redrive(pipeline: Pipeline, args: argparse.Namespace) -> int:
     """Dead letters back to the submit queue. Safe to repeat: an upload that already has a job
     is never submitted twice."""
-    sqs = pipeline.client("sqs")
+    sqs = pipeline.sqs()
     target = pipeline.output("SubmitQueueUrl")
     moved = 0
     for name in ("SubmitDeadLetterQueueUrl", "UploadRuleDeadLetterQueueUrl"):
@@ -324,7 +327,7 @@ def _find_job(pipeline: Pipeline, reference: str) -> dict[str, Any]:
         return _get_job(pipeline, reference)
     bucket = pipeline.output("InputBucketName")
     try:
-        head = pipeline.client("s3").head_object(Bucket=bucket, Key=reference)
+        head = pipeline.s3().head_object(Bucket=bucket, Key=reference)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
             raise CliError(f"no object {reference!r} in {bucket} and no such job id") from None

@@ -10,10 +10,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_sqs.client import SQSClient
 
 LOCAL_STACK_FILE = Path(".local-stack") / "stack.json"
 
@@ -28,10 +33,13 @@ class Pipeline:
     session: boto3.session.Session
     endpoint_url: str | None = None
 
-    def client(self, name: str) -> Any:
-        return self.session.client(name, endpoint_url=self.endpoint_url)
+    def s3(self) -> S3Client:
+        return self.session.client("s3", endpoint_url=self.endpoint_url)
 
-    def table(self) -> Any:
+    def sqs(self) -> SQSClient:
+        return self.session.client("sqs", endpoint_url=self.endpoint_url)
+
+    def table(self) -> Table:
         resource = self.session.resource("dynamodb", endpoint_url=self.endpoint_url)
         return resource.Table(self.output("JobsTableName"))
 

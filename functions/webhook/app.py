@@ -25,6 +25,8 @@ def service() -> WebhookService:
 @metrics.log_metrics
 @flush_breakdowns
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Not Powertools' LambdaFunctionUrlEvent: its decoded_body is UTF-8 text, not the signed bytes,
+    # and importing it loads every Powertools data class (~12 ms more cold start, `make bench`).
     raw = event.get("body") or ""
     body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode("utf-8")
     request = WebhookRequest(

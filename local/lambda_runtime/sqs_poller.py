@@ -11,15 +11,18 @@ import hashlib
 import threading
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from local.aws import ACCOUNT_ID, REGION
 from local.lambda_runtime.context import LocalLambdaContext
 
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
-def lambda_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+
+def lambda_record(message: MessageTypeDef, queue_arn: str) -> dict[str, Any]:
     body = message["Body"]
     return {
         "messageId": message["MessageId"],

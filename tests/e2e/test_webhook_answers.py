@@ -62,6 +62,22 @@ def test_a_signed_body_that_is_not_a_fal_delivery_is_refused(
     assert pipeline.job(finished["job"]["job_id"]) == finished["job"]
 
 
+def test_a_signed_body_that_is_not_utf8_text_is_refused_as_malformed(
+    pipeline: Pipeline, finished: dict[str, Any]
+) -> None:
+    delivery = finished["delivery"]
+    body = b"\xff\xfe{}"  # not UTF-8: a non-text content type makes Function URLs base64 it
+    headers = {
+        **_signed(pipeline, finished["job"]["request_id"], body),
+        "Content-Type": "application/octet-stream",
+    }
+
+    status, answer = pipeline.post_webhook(delivery["url"], body, headers)
+
+    assert (status, answer["error"]) == (400, "malformed_body")
+    assert pipeline.job(finished["job"]["job_id"]) == finished["job"]
+
+
 def test_a_delivery_for_a_job_that_no_longer_exists_is_acknowledged_and_writes_nothing(
     pipeline: Pipeline, finished: dict[str, Any]
 ) -> None:

@@ -13,11 +13,9 @@ from local.template import Resolver, load_template, parameter_defaults
 from tests.support.pipeline import Pipeline
 
 
-def _client(stack: StackInfo, name: str) -> object:
+def _session(stack: StackInfo) -> boto3.session.Session:
     env = aws_environment(stack.aws_endpoint)
-    return boto3.client(
-        name,
-        endpoint_url=stack.aws_endpoint,
+    return boto3.session.Session(
         region_name=REGION,
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
@@ -27,8 +25,8 @@ def _client(stack: StackInfo, name: str) -> object:
 def test_the_queue_has_the_templates_timeout_and_dead_letter_policy(stack: StackInfo) -> None:
     template = load_template()
     resolver = Resolver(template, parameter_defaults(template), refs=dict(stack.resources))
-    sqs = _client(stack, "sqs")
-    attributes = sqs.get_queue_attributes(  # type: ignore[attr-defined]
+    sqs = _session(stack).client("sqs", endpoint_url=stack.aws_endpoint)
+    attributes = sqs.get_queue_attributes(
         QueueUrl=stack.outputs["SubmitQueueUrl"], AttributeNames=["All"]
     )["Attributes"]
 
@@ -46,16 +44,16 @@ def test_the_upload_rule_has_the_templates_pattern(stack: StackInfo) -> None:
     template = load_template()
     resolver = Resolver(template, parameter_defaults(template), refs=dict(stack.resources))
     expected = resolver.resolve(template["Resources"]["UploadRule"]["Properties"]["EventPattern"])
-    events = _client(stack, "events")
+    events = _session(stack).client("events", endpoint_url=stack.aws_endpoint)
 
-    rule = events.describe_rule(Name=stack.resources["UploadRule"])  # type: ignore[attr-defined]
+    rule = events.describe_rule(Name=stack.resources["UploadRule"])
 
     assert json.loads(rule["EventPattern"]) == expected
 
 
 def test_the_input_bucket_is_versioned_as_the_template_says(stack: StackInfo) -> None:
-    s3 = _client(stack, "s3")
-    versioning = s3.get_bucket_versioning(Bucket=stack.outputs["InputBucketName"])  # type: ignore[attr-defined]
+    s3 = _session(stack).client("s3", endpoint_url=stack.aws_endpoint)
+    versioning = s3.get_bucket_versioning(Bucket=stack.outputs["InputBucketName"])
     assert versioning["Status"] == "Enabled"
 
 

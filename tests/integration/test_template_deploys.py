@@ -13,7 +13,7 @@ import subprocess
 import uuid
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -21,6 +21,9 @@ import pytest
 from local.aws import REGION
 from local.stack import StackInfo
 from local.template import REPO_ROOT, load_template
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 SAM_PYTHON = REPO_ROOT / ".venv-sam" / "bin" / "python"
 TRANSFORM = REPO_ROOT / "tests" / "support" / "sam_transform.py"
@@ -40,11 +43,16 @@ def _clients(stack: StackInfo) -> dict[str, Any]:
     session = boto3.session.Session(
         aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION
     )
-    names = ("s3", "cloudformation", "lambda", "sqs", "events", "dynamodb")
-    return {name: session.client(name, endpoint_url=stack.aws_endpoint) for name in names}
+    endpoint = stack.aws_endpoint
+    return {
+        "s3": session.client("s3", endpoint_url=endpoint),
+        "cloudformation": session.client("cloudformation", endpoint_url=endpoint),
+        "lambda": session.client("lambda", endpoint_url=endpoint),
+        "events": session.client("events", endpoint_url=endpoint),
+    }
 
 
-def _packaged(s3: Any) -> dict[str, Any]:
+def _packaged(s3: S3Client) -> dict[str, Any]:
     """template.yaml with its code as zips in (moto) S3, as `sam package` leaves it."""
     bucket = f"sam-artifacts-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)

@@ -10,7 +10,7 @@ fal_client and pydantic load later still, when first needed (``fal.on_demand``, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pika_pipeline.aws.clients import events_client, jobs_table, s3_client
 from pika_pipeline.aws.secrets import read_secret
@@ -18,6 +18,8 @@ from pika_pipeline.jobs.events import JobEvents
 from pika_pipeline.jobs.repository import JobRepository
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
     from pika_pipeline.config import (
         CommonSettings,
         ReconcilerSettings,
@@ -124,7 +126,7 @@ def _recorder(
     )
 
 
-def _table(settings: CommonSettings) -> Callable[[], Any]:
+def _table(settings: CommonSettings) -> Callable[[], Table]:
     # A factory, not a Table: records run on threads, and boto3 resources are not thread-safe.
     return lambda: jobs_table(settings.jobs_table)
 

@@ -8,11 +8,14 @@ logged and counted but never undoes or retries the job (the table stays the sour
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pika_pipeline.jobs.repository import Job, plain
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, count, logger
+
+if TYPE_CHECKING:
+    from mypy_boto3_events.client import EventBridgeClient
 
 SOURCE = "pika-pipeline"
 COMPLETED = "Video Completed"
@@ -52,7 +55,7 @@ def event_detail(item: dict[str, Any]) -> dict[str, Any]:
 
 
 class JobEvents:
-    def __init__(self, events: Any, bus_name: str) -> None:
+    def __init__(self, events: EventBridgeClient, bus_name: str) -> None:
         self._events = events
         self._bus_name = bus_name
 

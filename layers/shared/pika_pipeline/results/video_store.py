@@ -11,13 +11,16 @@ import io
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
 import urllib3
 from boto3.s3.transfer import TransferConfig
 
 from pika_pipeline.errors import RejectionReason, VideoUnavailable, WebhookRejected
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
 
 PART_BYTES = 8 * 1024 * 1024
 TRANSFER = TransferConfig(
@@ -43,7 +46,7 @@ class VideoStore:
     def __init__(
         self,
         *,
-        s3: Any,
+        s3: S3Client,
         bucket: str,
         allowed_hosts: tuple[str, ...],
         max_bytes: int,
@@ -76,7 +79,9 @@ class VideoStore:
             )
             try:
                 self._s3.upload_fileobj(
-                    stream,
+                    # s3transfer needs only read() (its documented contract); the stub's IO[Any]
+                    # is stricter than that and than typeshed's RawIOBase.
+                    cast("BinaryIO", stream),
                     self._bucket,
                     key,
                     ExtraArgs={"ContentType": "video/mp4", "Metadata": metadata},

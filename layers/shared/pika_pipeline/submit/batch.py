@@ -17,6 +17,8 @@ from pika_pipeline.errors import FalUnavailable, MalformedMessage
 from pika_pipeline.observability import logger
 
 if TYPE_CHECKING:
+    from mypy_boto3_sqs.client import SQSClient
+
     from pika_pipeline.submit.service import SubmitService
 
 # SQS caps a message's visibility timeout at 12 hours.
@@ -56,7 +58,7 @@ class SubmitBatch:
         self,
         *,
         service: SubmitService,
-        sqs: Any,
+        sqs: SQSClient,
         max_attempts: int,
         retry_base_seconds: int,
         workers: int = 10,

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
@@ -27,6 +27,8 @@ from pika_pipeline.submit.uploads import Upload, uploads_from_message
 from pika_pipeline.webhook.tokens import new_attempt, webhook_url_for
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+
     from pika_pipeline.config import SubmitSettings
     from pika_pipeline.fal.gateway import FalGateway
     from pika_pipeline.jobs.events import JobEvents
@@ -55,7 +57,7 @@ class SubmitService:
         *,
         settings: SubmitSettings,
         repository: JobRepository,
-        s3: Any,
+        s3: S3Client,
         fal: Callable[[], FalGateway],
         token_key: Callable[[], str],
         events: JobEvents,
@@ -276,8 +278,16 @@ class SubmitService:
         count(Metric.VIDEOS_FAILED, error_code=code)
 
 
-def _object_params(upload: Upload) -> dict[str, str]:
-    params = {"Bucket": upload.bucket, "Key": upload.key}
+class ObjectRef(TypedDict):
+    """The upload's object as S3 request parameters (GetObject's, and the presigned URL's)."""
+
+    Bucket: str
+    Key: str
+    VersionId: NotRequired[str]
+
+
+def _object_params(upload: Upload) -> ObjectRef:
+    params: ObjectRef = {"Bucket": upload.bucket, "Key": upload.key}
     if upload.s3_version_id:
         params["VersionId"] = upload.s3_version_id
     return params

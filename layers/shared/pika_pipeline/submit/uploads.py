@@ -1,4 +1,8 @@
-"""Which uploaded object a queue message names: EventBridge and plain S3 notification bodies."""
+"""Which uploaded object a queue message names: EventBridge and plain S3 notification bodies.
+
+Not Powertools' S3EventBridgeNotificationEvent and S3Event: the first URL-decodes EventBridge's
+literal keys (``a+b.jpg`` becomes ``a b.jpg``), the second decodes only the first record's key.
+"""
 
 from __future__ import annotations
 
