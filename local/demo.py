@@ -19,7 +19,7 @@ from local.aws import REGION, aws_environment
 from local.stack import LocalStack, StackInfo
 from local.template import REPO_ROOT
 from pika_pipeline.jobs.identity import job_id_for
-from pika_pipeline.jobs.repository import plain
+from pika_pipeline.jobs.job import plain
 from pika_pipeline.jobs.statuses import TERMINAL_STATUSES
 from pika_pipeline.submit.video_request import encode_metadata_value
 

@@ -20,7 +20,7 @@ from botocore.exceptions import (
 )
 
 from pika_pipeline.jobs.identity import job_id_for
-from pika_pipeline.jobs.repository import plain
+from pika_pipeline.jobs.job import plain
 from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus
 from pika_pipeline.submit.video_request import encode_metadata_value
 from pika_pipeline_cli.resources import CliError, Pipeline, find_pipeline

@@ -17,7 +17,8 @@ import urllib3
 
 from pika_pipeline.fal.delivery import FalDelivery
 from pika_pipeline.jobs.events import JobEvents
-from pika_pipeline.jobs.repository import Job, JobRepository
+from pika_pipeline.jobs.job import Job
+from pika_pipeline.jobs.repository import JobRepository
 from pika_pipeline.results.recorder import RecordOutcome, ResultRecorder
 from pika_pipeline.results.video_store import VideoStore
 from tests.support.pipeline import Pipeline

@@ -19,7 +19,7 @@ from local.aws import REGION, aws_environment
 from local.stack import StackInfo
 from local.template import REPO_ROOT
 from pika_pipeline.jobs.identity import job_id_for
-from pika_pipeline.jobs.repository import open_shard
+from pika_pipeline.jobs.open_jobs import open_shard
 from pika_pipeline.jobs.statuses import TERMINAL_STATUSES
 
 SAMPLE_IMAGE = REPO_ROOT / "local" / "assets" / "sample.jpg"

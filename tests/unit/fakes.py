@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from pika_pipeline.errors import JobConflict, RejectionReason, VideoUnavailable, WebhookRejected
-from pika_pipeline.jobs.repository import Job
+from pika_pipeline.jobs.job import Job
 from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus, can_transition
 from pika_pipeline.observability import Metric, metrics
 from pika_pipeline.reconcile.reconciler import Reconciler
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from pika_pipeline.fal.delivery import FalDelivery
     from pika_pipeline.fal.gateway import FalGateway
     from pika_pipeline.jobs.events import JobEvents
-    from pika_pipeline.jobs.repository import JobRepository, OpenJobs
+    from pika_pipeline.jobs.open_jobs import OpenJobs
+    from pika_pipeline.jobs.repository import JobRepository
     from pika_pipeline.results.video_store import VideoStore
     from pika_pipeline.submit.service import SubmitOutcome, SubmitService
     from pika_pipeline.submit.uploads import Upload
@@ -82,14 +83,13 @@ class FakeJobs:
             item.pop("next_check_at", None)
         return Job(copy.deepcopy(item))
 
-    def record_extra_request(self, job_id: str, request_id: str, *, attempt: str) -> bool:
+    def record_extra_request(self, job_id: str, request_id: str, *, attempt: str) -> None:
         item = self.items[job_id]
         if attempt not in item.get("open_attempts", set()):
-            return False
+            raise JobConflict(f"attempt {attempt} of {job_id} was answered")
         item.setdefault("request_id", request_id)
         item["request_ids"] = {*item.get("request_ids", set()), request_id}
         item["open_attempts"] = set(item["open_attempts"]) - {attempt}
-        return True
 
 
 class FakeOpenJobs:
@@ -109,8 +109,9 @@ class FakeOpenJobs:
 
     def check_again_at(self, job_id: str, when_epoch: int) -> None:
         item = self._jobs.items.get(job_id)
-        if item is not None and "open_shard" in item:
-            item["next_check_at"] = when_epoch
+        if item is None or "open_shard" not in item:
+            raise JobConflict(f"job {job_id} is no longer open")
+        item["next_check_at"] = when_epoch
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 
 from pika_pipeline.errors import VideoUnavailable
 from pika_pipeline.fal.delivery import FalDelivery
-from pika_pipeline.jobs.repository import Job
+from pika_pipeline.jobs.job import Job
 from pika_pipeline.observability import Metric
 from pika_pipeline.results.recorder import RecordOutcome
 from tests.unit.fakes import (

@@ -53,7 +53,12 @@ class FalUnavailable(PipelineError):
 
 
 class JobConflict(PipelineError):
-    """A conditional write lost: another delivery already moved the job on."""
+    """A conditional write lost: another delivery already moved the job on, or it is gone."""
+
+
+class JobStoreBusy(PipelineError):
+    """The jobs table kept refusing a call (throttled, or an item in a transaction) past boto3's
+    own retries: nothing was written, and the work is retried later, as in a fal outage."""
 
 
 class RejectionReason(StrEnum):

@@ -71,7 +71,7 @@ def webhook_service(settings: WebhookSettings) -> WebhookService:
 
 def reconciler(settings: ReconcilerSettings) -> Reconciler:
     from pika_pipeline.fal.on_demand import fal_gateway_on_demand
-    from pika_pipeline.jobs.repository import OpenJobs
+    from pika_pipeline.jobs.open_jobs import OpenJobs
     from pika_pipeline.reconcile.reconciler import Reconciler
 
     repository = _repository(settings)

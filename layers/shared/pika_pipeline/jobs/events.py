@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from pika_pipeline.jobs.repository import Job, plain
+from pika_pipeline.jobs.job import Job, plain
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, count, logger
 

@@ -1,94 +1,38 @@
-"""The jobs table in DynamoDB: claims, conditional status changes, and lookups."""
+"""The jobs table in DynamoDB: claims, conditional status changes, and lookups.
+
+Every write is conditional, and they all lose the same way: a write whose condition fails raises
+``JobConflict`` (another delivery moved the job on, or the job is gone); none returns a flag or
+None for it. Callers that expect to lose sometimes catch it and say why. A table that stays
+throttled past boto3's retries raises ``JobStoreBusy``, which callers retry later.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from boto3.dynamodb.conditions import Attr, Key
 
 from pika_pipeline.errors import JobConflict
 from pika_pipeline.jobs.error_codes import ErrorCode
+from pika_pipeline.jobs.expressions import Update
+from pika_pipeline.jobs.job import Job, now_iso
+from pika_pipeline.jobs.open_jobs import open_shard
 from pika_pipeline.jobs.statuses import (
     TERMINAL_STATUSES,
     JobStatus,
     reopenable_sources_of,
     sources_of,
 )
-
-# Open (non-final) jobs carry these two attributes, which make them appear in the sparse index
-# the reconciler reads; a final status removes them.
-OPEN_JOBS_INDEX = "OpenJobs"
-OPEN_SHARDS = 4
-# fal request id (the first one each job learned) -> job id.
-REQUEST_IDS_INDEX = "RequestIds"
-
-
-def open_shard(job_id: str) -> str:
-    return f"open-{int(job_id[:8], 16) % OPEN_SHARDS}"
-
+from pika_pipeline.jobs.store_errors import jobs_table_errors
 
 if TYPE_CHECKING:
+    from boto3.dynamodb.conditions import ConditionBase
     from mypy_boto3_dynamodb.service_resource import Table
 
-
-def plain(value: Any) -> Any:
-    """A DynamoDB item as plain JSON values: Decimals as numbers, sets as sorted lists."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, (set, frozenset)):
-        return sorted(plain(v) for v in value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-@dataclass(frozen=True)
-class Job:
-    """A job as read back from the table (a thin, typed view over the item)."""
-
-    item: dict[str, Any]
-
-    @property
-    def job_id(self) -> str:
-        return str(self.item["job_id"])
-
-    @property
-    def status(self) -> JobStatus:
-        return JobStatus(self.item["status"])
-
-    @property
-    def request_ids(self) -> frozenset[str]:
-        return frozenset(self.item.get("request_ids", ()))
-
-    @property
-    def open_attempts(self) -> frozenset[str]:
-        """Submit attempts that may have reached fal but never learned fal's request id."""
-        return frozenset(self.item.get("open_attempts", ()))
-
-    @property
-    def awaits_result(self) -> bool:
-        """Whether a result from fal may still finish the job: it is open, or the submit path
-        failed it without ever learning of a fal request (fal may have queued one all the same:
-        a call whose answer was lost before a later attempt gave up)."""
-        return self.status not in TERMINAL_STATUSES or (
-            not self.request_ids and self.status in reopenable_sources_of(JobStatus.COMPLETED)
-        )
-
-    @property
-    def submitted_at(self) -> str | None:
-        value = self.item.get("submitted_at")
-        return str(value) if value else None
+# fal request id (the first one each job learned) -> job id.
+REQUEST_IDS_INDEX = "RequestIds"
 
 
 class JobRepository:
@@ -103,16 +47,17 @@ class JobRepository:
         return self._table_for_thread()
 
     def get(self, job_id: str) -> Job | None:
-        item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
+        with jobs_table_errors(f"reading job {job_id}"):
+            item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         return Job(item) if item else None
 
     def jobs_with_request(self, request_id: str) -> set[str]:
         """The jobs that recorded ``request_id`` as their fal request (normally one, or none)."""
-        response = self._table.query(
-            IndexName=REQUEST_IDS_INDEX,
-            KeyConditionExpression="request_id = :rid",
-            ExpressionAttributeValues={":rid": request_id},
-        )
+        with jobs_table_errors(f"looking up fal request {request_id}"):
+            response = self._table.query(
+                IndexName=REQUEST_IDS_INDEX,
+                KeyConditionExpression=Key("request_id").eq(request_id),
+            )
         return {str(item["job_id"]) for item in response.get("Items", [])}
 
     def claim(
@@ -122,137 +67,102 @@ class JobRepository:
         attempt: str,
         now_epoch: int,
         claim_seconds: int,
-        check_after_seconds: int,
-    ) -> bool:
+        reconcile_after_seconds: int,
+    ) -> None:
         """Creates the job as PENDING, or takes over one fal never accepted: a PENDING job whose
         claim ran out (a crashed submit), or one FAILED as ``fal_unavailable`` (a message re-driven
-        from the dead-letter queue). False when the job exists otherwise: never a second submit.
+        from the dead-letter queue). Raises JobConflict when the job exists otherwise: never a
+        second submit.
 
         The attempt stays open until fal's request id for it is recorded, so a result of a call
         whose answer was lost can still be recognised as this job's.
         """
-        fields = {
-            **{k: v for k, v in item.items() if k != "job_id"},
-            "status": JobStatus.PENDING,
-            "claim_expires_at": now_epoch + claim_seconds,
-            "updated_at": now_iso(),
-            "open_shard": open_shard(str(item["job_id"])),
-            # When the reconciler first looks at it, if nothing has finished it by then.
-            "next_check_at": now_epoch + check_after_seconds,
-        }
-        names = {f"#f{i}": name for i, name in enumerate(fields)}
-        values: dict[str, Any] = {f":f{i}": value for i, value in enumerate(fields.values())}
-        sets = [f"#f{i} = :f{i}" for i in range(len(fields))]
-        sets.append("created_at = if_not_exists(created_at, :now)")
+        job_id = str(item["job_id"])
+        update = Update().set_all(
+            {
+                **{k: v for k, v in item.items() if k != "job_id"},
+                "status": JobStatus.PENDING,
+                "claim_expires_at": now_epoch + claim_seconds,
+                "updated_at": now_iso(),
+                "open_shard": open_shard(job_id),
+                # When the reconciler first looks at it, if nothing has finished it by then.
+                "next_check_at": now_epoch + reconcile_after_seconds,
+            }
+        )
+        # An update, not a put: a re-claimed job keeps its history (attempts, created_at).
+        update.set_if_absent("created_at", now_iso())
         if self._retention_seconds:  # DynamoDB's TTL deletes the record after the retention
-            sets.append("expires_at = if_not_exists(expires_at, :expires)")
+            update.set_if_absent("expires_at", now_epoch + self._retention_seconds)
+        update.remove("error_code", "error_message").add("open_attempts", {attempt})
+        crashed_claim = _status_is(JobStatus.PENDING) & Attr("claim_expires_at").lt(now_epoch)
         # Only a job fal never accepted is claimed again (the table's reopenings before fal).
-        reopenable = _placeholders("r", reopenable_sources_of(JobStatus.PENDING))
-        try:
-            # An update, not a put: a re-claimed job keeps its history (attempts, created_at).
+        never_reached_fal = _status_in(reopenable_sources_of(JobStatus.PENDING)) & Attr(
+            "error_code"
+        ).eq(ErrorCode.FAL_UNAVAILABLE)
+        with jobs_table_errors(f"job {job_id} already exists"):
             self._table.update_item(
-                Key={"job_id": item["job_id"]},
-                UpdateExpression="SET "
-                + ", ".join(sets)
-                + " REMOVE error_code, error_message ADD open_attempts :attempt",
-                ConditionExpression=(
-                    "attribute_not_exists(job_id) OR (attribute_not_exists(request_id) AND ("
-                    "(#status = :pending AND claim_expires_at < :now_epoch) OR "
-                    f"(#status IN ({', '.join(reopenable)}) AND error_code = :unavailable)))"
-                ),
-                ExpressionAttributeNames={**names, "#status": "status"},
-                ExpressionAttributeValues={
-                    **values,
-                    ":now": now_iso(),
-                    ":pending": JobStatus.PENDING,
-                    ":now_epoch": now_epoch,
-                    **reopenable,
-                    ":unavailable": ErrorCode.FAL_UNAVAILABLE,
-                    ":attempt": {attempt},
-                    **self._ttl_value(now_epoch),
-                },
+                Key={"job_id": job_id},
+                ConditionExpression=Attr("job_id").not_exists()
+                | (Attr("request_id").not_exists() & (crashed_claim | never_reached_fal)),
+                **update.arguments(),
             )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
-
-    def _ttl_value(self, now_epoch: int) -> dict[str, int]:
-        return {":expires": now_epoch + self._retention_seconds} if self._retention_seconds else {}
 
     def release_claim(self, job_id: str, *, attempts_error: str) -> None:
         """After a transient failure: let the message's redelivery claim the job at once.
 
-        A job that moved on meanwhile (a webhook beat the failed call) is left as it is.
+        Raises JobConflict when the job moved on meanwhile (a webhook beat the failed call).
         """
-        try:
+        update = (
+            Update()
+            .set("claim_expires_at", 0)
+            .set("last_error", attempts_error)
+            .set("updated_at", now_iso())
+            .add("attempts", 1)
+        )
+        with jobs_table_errors(f"job {job_id} is no longer a pending claim"):
             self._table.update_item(
                 Key={"job_id": job_id},
-                UpdateExpression=(
-                    "SET claim_expires_at = :zero, last_error = :error, updated_at = :now "
-                    "ADD attempts :one"
-                ),
-                ConditionExpression="#status = :pending AND attribute_not_exists(request_id)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":zero": 0,
-                    ":error": attempts_error,
-                    ":now": now_iso(),
-                    ":one": 1,
-                    ":pending": JobStatus.PENDING,
-                },
+                ConditionExpression=_status_is(JobStatus.PENDING) & Attr("request_id").not_exists(),
+                **update.arguments(),
             )
-        except ClientError as exc:
-            if not _is_conditional_failure(exc):
-                raise
 
-    def record_rejection(self, item: dict[str, Any]) -> dict[str, Any] | None:
-        """Writes a REJECTED job unless the upload already has a job (then returns None)."""
+    def record_rejection(self, item: dict[str, Any]) -> dict[str, Any]:
+        """Writes a REJECTED job; raises JobConflict when the upload already has a job."""
         now = now_iso()
         stored = {**item, "status": JobStatus.REJECTED, "created_at": now, "updated_at": now}
         if self._retention_seconds:
             stored["expires_at"] = int(time.time()) + self._retention_seconds
-        try:
-            self._table.put_item(Item=stored, ConditionExpression="attribute_not_exists(job_id)")
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return None
-            raise
+        with jobs_table_errors(f"job {item['job_id']} already exists"):
+            self._table.put_item(Item=stored, ConditionExpression=Attr("job_id").not_exists())
         return stored
 
-    def reject_stranded(
-        self, job_id: str, *, now_epoch: int, code: str, message: str
-    ) -> Job | None:
+    def reject_stranded(self, job_id: str, *, now_epoch: int, code: str, message: str) -> Job:
         """Rejects a job whose claim ran out before fal was called and whose upload has become
-        unusable since; None when the job is anything else (a live or a submitted one)."""
-        try:
+        unusable since; raises JobConflict when the job is anything else (a live or a submitted
+        one)."""
+        update = (
+            Update()
+            .set("status", JobStatus.REJECTED)
+            .set("error_code", code)
+            .set("error_message", message)
+            .set("updated_at", now_iso())
+            .remove("open_shard", "next_check_at")
+        )
+        with jobs_table_errors(f"job {job_id} is not a stranded claim"):
             attrs = self._table.update_item(
                 Key={"job_id": job_id},
-                UpdateExpression="SET #status = :rejected, error_code = :code, "
-                "error_message = :message, updated_at = :now REMOVE open_shard, next_check_at",
-                ConditionExpression="#status = :pending AND attribute_not_exists(request_id) "
-                "AND claim_expires_at < :now_epoch",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":rejected": JobStatus.REJECTED,
-                    ":pending": JobStatus.PENDING,
-                    ":code": code,
-                    ":message": message,
-                    ":now": now_iso(),
-                    ":now_epoch": now_epoch,
-                },
+                ConditionExpression=_status_is(JobStatus.PENDING)
+                & Attr("request_id").not_exists()
+                & Attr("claim_expires_at").lt(now_epoch),
                 ReturnValues="ALL_NEW",
+                **update.arguments(),
             )["Attributes"]
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return None
-            raise
         return Job(attrs)
 
     def record_request_id(self, job_id: str, request_id: str, *, attempt: str) -> Job:
         """Stores fal's request id for a submit attempt: PENDING becomes SUBMITTED; a job the
-        webhook already finished keeps its status and just learns the id."""
+        webhook already finished keeps its status and just learns the id. Raises JobConflict
+        when the job no longer exists (deleted after its retention): it is not written again."""
         now = now_iso()
         try:
             return self.transition(
@@ -263,45 +173,41 @@ class JobRepository:
                 close_attempt=attempt,
             )
         except JobConflict:
+            pass  # already past PENDING: it learns the id without changing status
+        update = (
+            Update()
+            .set_if_absent("submitted_at", now)
+            .set_if_absent("request_id", request_id)
+            .set("updated_at", now)
+            .add("request_ids", {request_id})
+            .delete("open_attempts", {attempt})
+        )
+        with jobs_table_errors(f"job {job_id} no longer exists"):
             attrs = self._table.update_item(
                 Key={"job_id": job_id},
-                UpdateExpression="SET submitted_at = if_not_exists(submitted_at, :now), "
-                "request_id = if_not_exists(request_id, :rid), updated_at = :now "
-                "ADD request_ids :rids DELETE open_attempts :attempt",
-                ExpressionAttributeValues={
-                    ":now": now,
-                    ":rid": request_id,
-                    ":rids": {request_id},
-                    ":attempt": {attempt},
-                },
+                ConditionExpression=Attr("job_id").exists(),
                 ReturnValues="ALL_NEW",
+                **update.arguments(),
             )["Attributes"]
-            return Job(attrs)
+        return Job(attrs)
 
-    def record_extra_request(self, job_id: str, request_id: str, *, attempt: str) -> bool:
+    def record_extra_request(self, job_id: str, request_id: str, *, attempt: str) -> None:
         """Books a request fal made for an open attempt of an already finished job (an answer
-        that was lost, then a second call): the job keeps its result and learns the id. False
-        when the attempt was closed meanwhile."""
-        try:
+        that was lost, then a second call): the job keeps its result and learns the id. Raises
+        JobConflict when the attempt was closed meanwhile."""
+        update = (
+            Update()
+            .set("updated_at", now_iso())
+            .set_if_absent("request_id", request_id)
+            .add("request_ids", {request_id})
+            .delete("open_attempts", {attempt})
+        )
+        with jobs_table_errors(f"attempt {attempt} of job {job_id} is already answered"):
             self._table.update_item(
                 Key={"job_id": job_id},
-                UpdateExpression="SET updated_at = :now, "
-                "request_id = if_not_exists(request_id, :rid) "
-                "ADD request_ids :rids DELETE open_attempts :attempt",
-                ConditionExpression="contains(open_attempts, :open)",
-                ExpressionAttributeValues={
-                    ":now": now_iso(),
-                    ":rid": request_id,
-                    ":rids": {request_id},
-                    ":attempt": {attempt},
-                    ":open": attempt,
-                },
+                ConditionExpression=Attr("open_attempts").contains(attempt),
+                **update.arguments(),
             )
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise
-        return True
 
     def transition(
         self,
@@ -322,100 +228,39 @@ class JobRepository:
 
         Raises JobConflict when the job is missing or already elsewhere (a duplicate, a race lost).
         """
-        values: dict[str, Any] = {":target": target, ":now": now_iso()}
-        sets = ["#status = :target", "updated_at = :now"]
-        for index, value in enumerate((attributes or {}).values()):
-            values[f":a{index}"] = value
-            sets.append(f"#a{index} = :a{index}")
-        if add_request_id and "request_id" not in (attributes or {}):
+        attributes = attributes or {}
+        update = Update().set("status", target).set("updated_at", now_iso()).set_all(attributes)
+        if add_request_id and "request_id" not in attributes:
             # The first request id a job learns is also its `request_id` (the RequestIds index).
-            sets.append("request_id = if_not_exists(request_id, :rid)")
-            values[":rid"] = add_request_id
-        names = {"#status": "status"}
-        names.update({f"#a{i}": name for i, name in enumerate((attributes or {}).keys())})
-        allowed_sources = _placeholders("s", sources_of(target))
-        values.update(allowed_sources)
-        allowed = f"#status IN ({', '.join(allowed_sources)})"
-        removes = []
-        reopenable = _placeholders("r", reopenable_sources_of(target))
+            update.set_if_absent("request_id", add_request_id)
+        allowed = _status_in(sources_of(target))
+        reopenable = reopenable_sources_of(target)
         if reopen_failed_submit and reopenable:
-            allowed = (
-                f"({allowed} OR (#status IN ({', '.join(reopenable)}) "
-                "AND attribute_not_exists(request_ids)))"
-            )
-            values.update(reopenable)
+            allowed = allowed | (_status_in(reopenable) & Attr("request_ids").not_exists())
             if target == JobStatus.COMPLETED:
-                removes += ["error_code", "error_message"]
-        condition = f"attribute_exists(job_id) AND {allowed}"
+                update.remove("error_code", "error_message")
+        condition = Attr("job_id").exists() & allowed
         if target in TERMINAL_STATUSES:
-            removes += ["open_shard", "next_check_at"]  # leaves the reconciler's index
-        expression = "SET " + ", ".join(sets)
-        if removes:
-            expression += " REMOVE " + ", ".join(removes)
+            update.remove("open_shard", "next_check_at")  # leaves the reconciler's index
         if add_request_id:
-            expression += " ADD request_ids :rids"
-            values[":rids"] = {add_request_id}
+            update.add("request_ids", {add_request_id})
         if close_attempt:
-            expression += " DELETE open_attempts :attempt"
-            values[":attempt"] = {close_attempt}
+            update.delete("open_attempts", {close_attempt})
             if attempt_must_be_open:
-                condition += " AND contains(open_attempts, :open)"
-                values[":open"] = close_attempt
-        try:
+                condition = condition & Attr("open_attempts").contains(close_attempt)
+        with jobs_table_errors(f"job {job_id} cannot move to {target}"):
             attrs = self._table.update_item(
                 Key={"job_id": job_id},
-                UpdateExpression=expression,
                 ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
+                **update.arguments(),
             )["Attributes"]
-        except ClientError as exc:
-            if _is_conditional_failure(exc):
-                raise JobConflict(f"job {job_id} cannot move to {target}") from exc
-            raise
         return Job(attrs)
 
 
-class OpenJobs:
-    """The reconciler's view: open jobs due for a check, oldest first, from the sparse index."""
-
-    def __init__(self, table: Callable[[], Table]) -> None:
-        self._table_for_thread = table
-
-    def due(self, *, now_epoch: int, limit: int) -> list[Job]:
-        jobs: list[Job] = []
-        for shard in range(OPEN_SHARDS):
-            if len(jobs) >= limit:
-                break
-            response = self._table_for_thread().query(
-                IndexName=OPEN_JOBS_INDEX,
-                KeyConditionExpression="open_shard = :shard AND next_check_at <= :now",
-                ExpressionAttributeValues={":shard": f"open-{shard}", ":now": now_epoch},
-                Limit=limit - len(jobs),
-            )
-            jobs.extend(Job(item) for item in response.get("Items", []))
-        return jobs
-
-    def check_again_at(self, job_id: str, when_epoch: int) -> None:
-        """Moves a job to the back of the line, so a backlog cannot starve the rest."""
-        try:
-            self._table_for_thread().update_item(
-                Key={"job_id": job_id},
-                UpdateExpression="SET next_check_at = :when",
-                ConditionExpression="attribute_exists(open_shard)",
-                ExpressionAttributeValues={":when": when_epoch},
-            )
-        except ClientError as exc:
-            if not _is_conditional_failure(exc):  # finished meanwhile: nothing to reschedule
-                raise
+def _status_is(status: JobStatus) -> ConditionBase:
+    return Attr("status").eq(str(status))
 
 
-def _placeholders(prefix: str, statuses: frozenset[JobStatus]) -> dict[str, str]:
-    """Expression values for a set of statuses, in a stable order: {":s0": "PENDING", ...}."""
-    return {f":{prefix}{i}": str(status) for i, status in enumerate(sorted(statuses))}
-
-
-def _is_conditional_failure(exc: ClientError) -> bool:
-    code: str = exc.response.get("Error", {}).get("Code", "")
-    return code == "ConditionalCheckFailedException"
+def _status_in(statuses: frozenset[JobStatus]) -> ConditionBase:
+    return Attr("status").is_in(sorted(str(status) for status in statuses))

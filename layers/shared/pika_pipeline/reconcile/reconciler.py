@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, assert_never
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pika_pipeline.errors import FalUnavailable, JobConflict, VideoUnavailable
+from pika_pipeline.errors import FalUnavailable, JobConflict, JobStoreBusy, VideoUnavailable
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, count, logger, metrics
@@ -37,7 +37,9 @@ from pika_pipeline.submit.uploads import Upload
 if TYPE_CHECKING:
     from pika_pipeline.fal.gateway import FalGateway
     from pika_pipeline.jobs.events import JobEvents
-    from pika_pipeline.jobs.repository import Job, JobRepository, OpenJobs
+    from pika_pipeline.jobs.job import Job
+    from pika_pipeline.jobs.open_jobs import OpenJobs
+    from pika_pipeline.jobs.repository import JobRepository
     from pika_pipeline.results.recorder import ResultRecorder
     from pika_pipeline.submit.service import SubmitService
 
@@ -192,7 +194,7 @@ class Reconciler:
         logger.thread_safe_append_keys(job_id=job.job_id)
         try:
             return self._reconcile(job)
-        except (FalUnavailable, VideoUnavailable) as exc:
+        except (FalUnavailable, VideoUnavailable, JobStoreBusy) as exc:
             logger.warning("Could not settle the job this time", extra={"reason": str(exc)})
             self._check_later(job)
             return ReconcileOutcome.RETRY_LATER
@@ -229,13 +231,20 @@ class Reconciler:
         return _recovered(self._recorder.record(fresh, delivery))
 
     def _check_later(self, job: Job) -> None:
-        self._open_jobs.check_again_at(
-            job.job_id, int(self._clock()) + self._reconcile_after_seconds
-        )
+        self._reschedule(job, int(self._clock()) + self._reconcile_after_seconds)
+
+    def _reschedule(self, job: Job, when_epoch: int) -> None:
+        try:
+            self._open_jobs.check_again_at(job.job_id, when_epoch)
+        except JobConflict:
+            pass  # finished meanwhile: nothing to reschedule
+        except JobStoreBusy as exc:
+            # It stays due where it is: the next run looks at it again.
+            logger.warning("Could not reschedule the job", extra={"reason": str(exc)})
 
     def _resubmit(self, job: Job) -> ReconcileOutcome:
         if int(job.item.get("claim_expires_at", 0)) > self._clock():
-            self._open_jobs.check_again_at(job.job_id, int(job.item["claim_expires_at"]))
+            self._reschedule(job, int(job.item["claim_expires_at"]))
             return ReconcileOutcome.CLAIM_STILL_LIVE
         upload = Upload.of_job(job.item)
         # Past the deadline this is the last try, as a message's last receive is: if fal is still

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from aws_lambda_powertools.metrics import MetricUnit
 
 from pika_pipeline.errors import JobConflict
-from pika_pipeline.jobs.repository import Job, now_iso
+from pika_pipeline.jobs.job import Job, now_iso
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, count, logger, metrics
 from pika_pipeline.results.video_store import VideoStore
@@ -139,14 +139,19 @@ class ResultRecorder:
         self, job: Job, delivery: FalDelivery, unanswered_attempt: str | None
     ) -> RecordOutcome:
         count(Metric.DUPLICATE_DELIVERIES)
-        if unanswered_attempt and self._jobs.record_extra_request(
-            job.job_id, delivery.request_id, attempt=unanswered_attempt
-        ):
+        if unanswered_attempt and self._books_extra_request(job, delivery, unanswered_attempt):
             # A second paid request for one upload (the first call's answer was lost): the job
             # keeps the result it has; the id is booked so the spend is accounted for.
             logger.warning("A second fal result for a finished job; the job keeps its first")
             count(Metric.EXTRA_FAL_RESULTS)
         return RecordOutcome.DUPLICATE
+
+    def _books_extra_request(self, job: Job, delivery: FalDelivery, attempt: str) -> bool:
+        try:
+            self._jobs.record_extra_request(job.job_id, delivery.request_id, attempt=attempt)
+        except JobConflict:  # the attempt was answered meanwhile: a plain duplicate
+            return False
+        return True
 
     def _generation_seconds(self, job: Job) -> float | None:
         submitted = job.submitted_at

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pika_pipeline.errors import FalUnavailable, MalformedMessage
+from pika_pipeline.errors import FalUnavailable, JobStoreBusy, MalformedMessage
 from pika_pipeline.observability import logger
 
 if TYPE_CHECKING:
@@ -101,6 +101,13 @@ class SubmitBatch:
         except FalUnavailable:
             # Back off while fal recovers; after the last attempt, hand the message straight
             # back so its next receive moves it to the dead-letter queue.
+            self._postpone(
+                record, 0 if final else retry_delay(receive_count, self._retry_base_seconds)
+            )
+            raise
+        except JobStoreBusy as exc:
+            # The jobs table is throttled past boto3's retries: back off as for a fal outage.
+            logger.warning("Jobs table busy; message to be retried", extra={"reason": str(exc)})
             self._postpone(
                 record, 0 if final else retry_delay(receive_count, self._retry_base_seconds)
             )

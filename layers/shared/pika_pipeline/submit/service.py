@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
     from pika_pipeline.config import SubmitSettings
     from pika_pipeline.fal.gateway import FalGateway
     from pika_pipeline.jobs.events import JobEvents
-    from pika_pipeline.jobs.repository import Job, JobRepository
+    from pika_pipeline.jobs.job import Job
+    from pika_pipeline.jobs.repository import JobRepository
     from pika_pipeline.submit.video_request import VideoRequest
 
 
@@ -111,14 +113,15 @@ class SubmitService:
 
         started = self._clock()
         attempt = new_attempt()
-        claimed = self._jobs.claim(
-            {**source, **_request_attributes(request)},
-            attempt=attempt,
-            now_epoch=int(started),
-            claim_seconds=self._settings.claim_seconds,
-            check_after_seconds=self._settings.reconcile_after_seconds,
-        )
-        if not claimed:
+        try:
+            self._jobs.claim(
+                {**source, **_request_attributes(request)},
+                attempt=attempt,
+                now_epoch=int(started),
+                claim_seconds=self._settings.claim_seconds,
+                reconcile_after_seconds=self._settings.reconcile_after_seconds,
+            )
+        except JobConflict:
             logger.info("Upload already has a job; not submitting again")
             count(Metric.DUPLICATE_UPLOADS)
             return SubmitOutcome.DUPLICATE
@@ -142,7 +145,9 @@ class SubmitService:
             return SubmitOutcome.FAILED
         except FalUnavailable as exc:
             count(Metric.FAL_ERRORS, error_type=exc.kind)
-            self._jobs.release_claim(job_id, attempts_error=str(exc))
+            # A webhook that beat the failed call has moved the job on: nothing to release.
+            with contextlib.suppress(JobConflict):
+                self._jobs.release_claim(job_id, attempts_error=str(exc))
             if final_attempt:
                 logger.error("fal stayed unavailable; giving up", extra={"reason": str(exc)})
                 self._fail(job_id, ErrorCode.FAL_UNAVAILABLE, f"{exc} (after every attempt)")
@@ -153,7 +158,12 @@ class SubmitService:
             raise
 
         logger.thread_safe_append_keys(fal_request_id=request_id)
-        self._jobs.record_request_id(job_id, request_id, attempt=attempt)
+        try:
+            self._jobs.record_request_id(job_id, request_id, attempt=attempt)
+        except JobConflict:
+            # Deleted meanwhile (retention, or by hand): fal has the request all the same, and
+            # retrying the message would pay for a second one.
+            logger.warning("The job no longer exists; fal's request id is not recorded")
         count(Metric.JOBS_SUBMITTED)
         metrics.add_metric(
             name=Metric.SUBMIT_LATENCY,
@@ -239,18 +249,20 @@ class SubmitService:
 
     def _reject(self, source: dict[str, Any], rejection: UploadRejected) -> SubmitOutcome:
         item = {**source, "error_code": rejection.code, "error_message": rejection.message}
-        recorded = self._jobs.record_rejection(item)
-        if recorded is None:
+        try:
+            recorded = self._jobs.record_rejection(item)
+        except JobConflict:
             # The upload has a job already. If its submit crashed before calling fal, the job
             # would wait forever for an image that is now unusable: end it here.
             return self._reject_stranded(str(source["job_id"]), rejection)
         return self._rejected(recorded, rejection)
 
     def _reject_stranded(self, job_id: str, rejection: UploadRejected) -> SubmitOutcome:
-        stranded = self._jobs.reject_stranded(
-            job_id, now_epoch=int(self._clock()), code=rejection.code, message=rejection.message
-        )
-        if stranded is None:  # a live claim, or a job that reached fal: not ours to end
+        try:
+            stranded = self._jobs.reject_stranded(
+                job_id, now_epoch=int(self._clock()), code=rejection.code, message=rejection.message
+            )
+        except JobConflict:  # a live claim, or a job that reached fal: not ours to end
             return SubmitOutcome.DUPLICATE
         return self._rejected(stranded, rejection)
 

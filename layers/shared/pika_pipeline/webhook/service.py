@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, assert_never
 
 from pika_pipeline.errors import (
+    JobStoreBusy,
     RejectionReason,
     SigningKeysUnavailable,
     VideoUnavailable,
@@ -100,6 +101,10 @@ class WebhookService:
             # 5xx makes fal deliver again later; nothing partial was stored.
             logger.warning("Video not stored; fal will retry", extra={"reason": str(exc)})
             return WebhookResponse(502, {"error": "video_unavailable"})
+        except JobStoreBusy as exc:
+            # DynamoDB throttled past boto3's retries: fal delivers again later.
+            logger.warning("Jobs table busy; fal will retry", extra={"reason": str(exc)})
+            return WebhookResponse(503, {"error": "job_store_busy"})
 
     def _handle(self, request: WebhookRequest) -> WebhookResponse:
         if len(request.body) > self._max_body_bytes:
