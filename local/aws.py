@@ -22,6 +22,8 @@ import boto3
 
 from local.template import REPO_ROOT, Resolver, is_created
 
+# The local stack's AWS identity (what the template's pseudo parameters resolve to): the one
+# definition local/, the benchmarks and the tests read.
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 STACK_NAME = "pika-local"

@@ -15,6 +15,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from pika_pipeline.aws.errors import error_code
+
 LOCAL_STACK_FILE = Path(".local-stack") / "stack.json"
 
 
@@ -65,7 +67,7 @@ def _deployed(name: str) -> Pipeline:
     try:
         stacks = session.client("cloudformation").describe_stacks(StackName=name)["Stacks"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ValidationError":
+        if error_code(exc) == "ValidationError":
             raise CliError(f"no stack named {name!r} in this account and region") from None
         raise
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}

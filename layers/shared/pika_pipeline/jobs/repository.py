@@ -122,7 +122,7 @@ class JobRepository:
         attempt: str,
         now_epoch: int,
         claim_seconds: int,
-        check_after_seconds: int,
+        reconcile_after_seconds: int,
     ) -> bool:
         """Creates the job as PENDING, or takes over one fal never accepted: a PENDING job whose
         claim ran out (a crashed submit), or one FAILED as ``fal_unavailable`` (a message re-driven
@@ -138,7 +138,7 @@ class JobRepository:
             "updated_at": now_iso(),
             "open_shard": open_shard(str(item["job_id"])),
             # When the reconciler first looks at it, if nothing has finished it by then.
-            "next_check_at": now_epoch + check_after_seconds,
+            "next_check_at": now_epoch + reconcile_after_seconds,
         }
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values: dict[str, Any] = {f":f{i}": value for i, value in enumerate(fields.values())}
