@@ -23,12 +23,15 @@ from typing import Any
 
 from bench.template_info import functions, schedule_seconds
 from local.template import load_template
+from pika_pipeline.fal import pika
+from pika_pipeline.fal.prices import usd_per_video
 
 PRICES_AS_OF = (
     "AWS list prices for us-east-1 as published in 2025 (DynamoDB on-demand after its "
     "2024-11-01 price cut); not re-checked on the run date"
 )
-FAL_PRICE_PER_VIDEO = 0.40  # USD, fal's price for a Pika v2.1 video (docs/OPERATIONS.md)
+# USD, fal's price for a video of the endpoint the pipeline is built for (its price table).
+FAL_PRICE_PER_VIDEO = float(usd_per_video(pika.ENDPOINT))
 TARGET_SHARE = 0.0005  # 0.05 % of fal's price
 
 PRICES: dict[str, tuple[float, str]] = {

@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from local.aws import ACCOUNT_ID, REGION
 from local.template import Resolver, load_template, parameter_defaults
-
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
 
 # The Lambdas the benchmark measures, by the short name its rows use ("cold start: submit").
 HANDLERS = {
@@ -45,7 +43,7 @@ class _Physical(dict[str, str]):
     def __missing__(self, logical: str) -> str:
         kind = self._template["Resources"].get(logical, {}).get("Type", "")
         if kind == "AWS::SecretsManager::Secret":
-            return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{logical}-AbCdEf"
+            return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:{logical}-AbCdEf"
         return f"pika-pipeline-{logical}-1A2B3C4D5E6F".lower()
 
 
@@ -56,7 +54,7 @@ class _Attributes(dict[tuple[str, str], str]):
         logical, attribute = key
         if attribute == "FunctionUrl":
             return f"https://{'k3x9' * 8}.lambda-url.{REGION}.on.aws/"
-        return f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:{logical}/{attribute}"
+        return f"arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:{logical}/{attribute}"
 
 
 def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionInfo]:

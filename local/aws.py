@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
     from mypy_boto3_sqs.literals import QueueAttributeNameType
 
+# The local stack's AWS identity (what the template's pseudo parameters resolve to): the one
+# definition local/, the benchmarks and the tests read.
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 STACK_NAME = "pika-local"

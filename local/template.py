@@ -52,15 +52,7 @@ class Resolver:
     parameters: dict[str, str]
     refs: dict[str, str] = field(default_factory=dict)
     attributes: dict[tuple[str, str], str] = field(default_factory=dict)
-    pseudo: Mapping[str, str] = field(
-        default_factory=lambda: {
-            "AWS::Region": "us-east-1",
-            "AWS::AccountId": "123456789012",
-            "AWS::Partition": "aws",
-            "AWS::StackName": "pika-local",
-            "AWS::URLSuffix": "amazonaws.com",
-        }
-    )
+    pseudo: Mapping[str, str] = field(default_factory=lambda: _local_pseudo_parameters())
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -150,3 +142,16 @@ def is_created(resolver: Resolver, resource: dict[str, Any]) -> bool:
     """False for a resource whose Condition is false (it does not exist in this stack)."""
     condition = resource.get("Condition")
     return condition is None or resolver.condition(condition)
+
+
+def _local_pseudo_parameters() -> dict[str, str]:
+    # Imported here: local.aws reads the template through this module.
+    from local.aws import ACCOUNT_ID, REGION, STACK_NAME
+
+    return {
+        "AWS::Region": REGION,
+        "AWS::AccountId": ACCOUNT_ID,
+        "AWS::Partition": "aws",
+        "AWS::StackName": STACK_NAME,
+        "AWS::URLSuffix": "amazonaws.com",
+    }

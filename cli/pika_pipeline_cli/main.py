@@ -19,6 +19,9 @@ from botocore.exceptions import (
     NoCredentialsError,
 )
 
+from pika_pipeline.aws.errors import error_code
+from pika_pipeline.fal import pika
+from pika_pipeline.fal.prices import usd_per_video
 from pika_pipeline.jobs.identity import job_id_for
 from pika_pipeline.jobs.job import plain
 from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus
@@ -30,7 +33,8 @@ if TYPE_CHECKING:
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 METADATA_LIMIT_BYTES = 2048  # S3's limit on user metadata, keys and values together
-PRICE_PER_VIDEO = "$0.40"
+# What a retry costs: the endpoint the pipeline is built for (FAL_ENDPOINT is not a parameter).
+PRICE_PER_VIDEO = f"${usd_per_video(pika.ENDPOINT):.2f}"
 OTHER_BUCKET_PREFIX = "uploads/"  # --bucket without --prefix
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 # fal could not make the video, or never finished it: another upload may well succeed. The others
@@ -51,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EndpointConnectionError as exc:
         print(f"error: cannot reach {exc.kwargs.get('endpoint_url')}", file=sys.stderr)
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        print(f"error: AWS said {error.get('Code')}: {error.get('Message')}", file=sys.stderr)
+        message = exc.response.get("Error", {}).get("Message")
+        print(f"error: AWS said {error_code(exc)}: {message}", file=sys.stderr)
     except BotoCoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
     except OSError as exc:  # an unreadable image, a download folder that cannot be written
@@ -74,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     upload.add_argument("--prompt", required=True)
     upload.add_argument("--negative-prompt")
     upload.add_argument("--seed", type=int)
-    upload.add_argument("--resolution", choices=["720p", "1080p"])
+    upload.add_argument("--resolution", choices=pika.RESOLUTIONS)
     upload.add_argument("--duration", type=int)
     upload.add_argument("--bucket", help="upload here instead of the stack's input bucket")
     upload.add_argument(
@@ -329,7 +333,7 @@ def _find_job(pipeline: Pipeline, reference: str) -> dict[str, Any]:
     try:
         head = pipeline.s3().head_object(Bucket=bucket, Key=reference)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+        if error_code(exc) in ("404", "NoSuchKey"):
             raise CliError(f"no object {reference!r} in {bucket} and no such job id") from None
         raise
     if head.get("VersionId"):

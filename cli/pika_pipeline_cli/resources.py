@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_sqs.client import SQSClient
+from pika_pipeline.aws.errors import error_code
 
 LOCAL_STACK_FILE = Path(".local-stack") / "stack.json"
 
@@ -73,7 +74,7 @@ def _deployed(name: str) -> Pipeline:
     try:
         stacks = session.client("cloudformation").describe_stacks(StackName=name)["Stacks"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ValidationError":
+        if error_code(exc) == "ValidationError":
             raise CliError(f"no stack named {name!r} in this account and region") from None
         raise
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}

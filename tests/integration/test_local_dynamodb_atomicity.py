@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local.aws import REGION, aws_environment
+from pika_pipeline.aws.errors import error_code
 from tests.support.pipeline import Pipeline
 
 pytestmark = pytest.mark.stack
@@ -50,7 +51,7 @@ def _race_for(pipeline: Pipeline, job_id: str) -> list[str]:
                 ExpressionAttributeValues={":me": name},
             )
         except ClientError as exc:
-            outcome = exc.response["Error"]["Code"]
+            outcome = error_code(exc)
         outcomes.append(outcome)
         if outcome == "won":
             winners.append(name)

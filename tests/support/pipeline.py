@@ -15,7 +15,7 @@ from typing import Any
 
 import boto3
 
-from local.aws import REGION, aws_environment
+from local.aws import ACCOUNT_ID, REGION, aws_environment
 from local.stack import StackInfo
 from local.template import REPO_ROOT
 from pika_pipeline.jobs.identity import job_id_for
@@ -33,7 +33,7 @@ def eventbridge_body(bucket: str, key: str, version_id: str, size: int = 100171)
             "id": str(uuid.uuid4()),
             "detail-type": "Object Created",
             "source": "aws.s3",
-            "account": "123456789012",
+            "account": ACCOUNT_ID,
             "time": "2026-11-25T12:00:00Z",
             "region": REGION,
             "resources": [f"arn:aws:s3:::{bucket}"],

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import FrozenInstanceError
+from dataclasses import MISSING, FrozenInstanceError, fields
 
 import pytest
 
+from local.template import load_template
 from pika_pipeline.config import (
     PRESIGN_MARGIN_SECONDS,
+    CommonSettings,
     ConfigurationError,
+    ReconcilerSettings,
     SubmitSettings,
     WebhookSettings,
 )
+from pika_pipeline.fal.pika import RESOLUTIONS
 
 COMMON = {
     "JOBS_TABLE": "pika-jobs",
@@ -257,3 +261,55 @@ def test_a_malformed_webhook_variable_is_named_in_the_error(name: str, value: st
 
 def test_the_webhook_does_not_need_the_submit_only_variables() -> None:
     assert WebhookSettings.from_environment(WEBHOOK).output_bucket == "pika-output"
+
+
+# --- each function reads exactly what the template gives it --------------------------------------
+
+
+def _template_variables(function: str) -> set[str]:
+    """The environment variables the template gives a function (Globals and its own)."""
+    template = load_template()
+    own = template["Resources"][function]["Properties"]["Environment"]["Variables"]
+    shared = template["Globals"]["Function"]["Environment"]["Variables"]
+    return {name for name in {*shared, *own} if not name.startswith("POWERTOOLS_")}
+
+
+def _read(settings: type[CommonSettings]) -> tuple[set[str], set[str]]:
+    """The variables a settings class reads: (all of them, the required ones)."""
+    specs = fields(settings)
+    return (
+        {spec.metadata["env"] for spec in specs},
+        {spec.metadata["env"] for spec in specs if spec.default is MISSING},
+    )
+
+
+@pytest.mark.parametrize(
+    ("function", "settings"),
+    [
+        ("SubmitFunction", SubmitSettings),
+        ("WebhookFunction", WebhookSettings),
+        ("ReconcilerFunction", ReconcilerSettings),
+    ],
+)
+def test_each_function_gets_every_setting_it_requires_and_none_it_does_not_read(
+    function: str, settings: type[CommonSettings]
+) -> None:
+    given = _template_variables(function)
+    readable, required = _read(settings)
+
+    assert required <= given, f"{function} lacks {sorted(required - given)}"
+    assert given <= readable, f"{function} is given {sorted(given - readable)} it never reads"
+
+
+def test_the_reconciler_neither_paces_the_queue_nor_verifies_deliveries() -> None:
+    readable, _ = _read(ReconcilerSettings)
+
+    assert not readable & {"SUBMIT_MAX_ATTEMPTS", "SUBMIT_RETRY_BASE_SECONDS"}
+    assert not readable & {"FAL_JWKS_URL", "FAL_USER_ID", "MAX_BODY_BYTES"}
+
+
+def test_the_templates_resolutions_are_the_ones_the_pipeline_accepts() -> None:
+    parameter = load_template()["Parameters"]["DefaultResolution"]
+
+    assert tuple(parameter["AllowedValues"]) == RESOLUTIONS
+    assert parameter["Default"] in RESOLUTIONS

@@ -7,6 +7,7 @@ from email.charset import BASE64, Charset
 from email.header import Header
 
 import pytest
+from pydantic import ValidationError
 
 from pika_pipeline.errors import UploadRejected
 from pika_pipeline.jobs.error_codes import ErrorCode
@@ -211,7 +212,7 @@ def test_encoded_prompt_over_the_length_limit_is_rejected() -> None:
 def test_negative_prompt_over_the_length_limit_is_rejected() -> None:
     code = rejection_code({"prompt": "x", "negative-prompt": "n" * (MAX_PROMPT_LENGTH + 1)})
 
-    assert code in {ErrorCode.PROMPT_TOO_LONG, ErrorCode.INVALID_METADATA}
+    assert code == ErrorCode.PROMPT_TOO_LONG
 
 
 @pytest.mark.parametrize("resolution", ["720p", "1080p", "1080P", " 720p ", "720P"])
@@ -314,3 +315,76 @@ def test_blank_negative_prompt_is_not_sent_to_fal() -> None:
     arguments = request_from({"prompt": "a cat", "negative-prompt": "   "}).fal_arguments("u")
 
     assert "negative_prompt" not in arguments
+
+
+# --- one validation, one message per problem --------------------------------------------------
+
+
+def rejection(metadata: Mapping[str, str]) -> UploadRejected:
+    with pytest.raises(UploadRejected) as info:
+        request_from(metadata)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("metadata", "code", "message"),
+    [
+        ({}, ErrorCode.MISSING_PROMPT, "The object has no prompt"),
+        (
+            {"prompt": "a" * (MAX_PROMPT_LENGTH + 1)},
+            ErrorCode.PROMPT_TOO_LONG,
+            f"The prompt is {MAX_PROMPT_LENGTH + 1} characters; at most {MAX_PROMPT_LENGTH}",
+        ),
+        (
+            {"prompt": "x", "negative-prompt": "n" * (MAX_PROMPT_LENGTH + 2)},
+            ErrorCode.PROMPT_TOO_LONG,
+            f"The negative prompt is {MAX_PROMPT_LENGTH + 2} characters",
+        ),
+        (
+            {"prompt": "x", "duration": "5s"},
+            ErrorCode.INVALID_DURATION,
+            "duration must be a whole number, got '5s'",
+        ),
+        (
+            {"prompt": "x", "duration": "11"},
+            ErrorCode.INVALID_DURATION,
+            "duration must be between 1 and 10 seconds, got 11",
+        ),
+        (
+            {"prompt": "x", "duration": "0"},
+            ErrorCode.INVALID_DURATION,
+            "duration must be between 1 and 10 seconds, got 0",
+        ),
+        (
+            {"prompt": "x", "resolution": "4K"},
+            ErrorCode.INVALID_RESOLUTION,
+            "resolution must be 720p or 1080p, got '4K'",
+        ),
+        ({"prompt": "x", "seed": "1.5"}, ErrorCode.INVALID_SEED, "seed must be a whole number"),
+        (
+            {"prompt": "x", "seed": "-1"},
+            ErrorCode.INVALID_SEED,
+            f"seed must be between 0 and {MAX_SEED}, got -1",
+        ),
+    ],
+)
+def test_each_problem_has_its_code_and_a_message_naming_the_value(
+    metadata: dict[str, str], code: ErrorCode, message: str
+) -> None:
+    rejected = rejection(metadata)
+
+    assert rejected.code == code
+    assert rejected.message.startswith(message), rejected.message
+
+
+def test_the_first_problem_in_field_order_is_the_one_reported() -> None:
+    # A bad duration and a bad seed: the duration comes first, as it always has.
+    rejected = rejection({"prompt": "x", "duration": "abc", "seed": "abc"})
+
+    assert rejected.code == ErrorCode.INVALID_DURATION
+
+
+def test_a_request_built_in_code_is_held_to_the_same_schema() -> None:
+    # The model is the one statement of the rules, whoever builds the request.
+    with pytest.raises(ValidationError):
+        VideoRequest(prompt="x", resolution="4k", duration=5)  # type: ignore[arg-type]

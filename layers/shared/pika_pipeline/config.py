@@ -2,6 +2,10 @@
 
 A missing or malformed variable fails the cold start with a message naming it, instead of a
 function that half-works on a silent default. Optional knobs have documented defaults here.
+Each function reads exactly the settings its object graph uses: what the submit path needs
+(SubmitServiceSettings) and what recording fal's result needs (RecorderSettings) are groups the
+three functions' settings are made of. A setting has one name from the template's parameter to
+the code: ``ReconcileAfterSeconds`` is ``RECONCILE_AFTER_SECONDS`` is ``reconcile_after_seconds``.
 Plain dataclasses rather than pydantic: the webhook's cold start races fal's 15 s delivery
 timeout, and pydantic's import and model building were most of its cost (docs/PERFORMANCE.md).
 """
@@ -12,7 +16,9 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Literal, Self
+from typing import Any, Self
+
+from pika_pipeline.fal.pika import ENDPOINT, RESOLUTIONS, Resolution
 
 # The image URL is presigned once, before the submit's first POST to fal. fal_client's own
 # retries of that POST fit in the submit function's timeout (210 s in template.yaml), and fal
@@ -89,12 +95,17 @@ class CommonSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SubmitSettings(CommonSettings):
+class SubmitServiceSettings(CommonSettings):
+    """What submitting an upload to fal needs: the submit function's and the reconciler's."""
+
     input_prefix: str = _env("INPUT_PREFIX")
     fal_key_secret: str = _env("FAL_KEY_SECRET", check=_non_empty, rule="must not be empty")
     webhook_url: str = _env("WEBHOOK_URL", check=_url, rule="must be an http(s) URL")
-    default_resolution: Literal["720p", "1080p"] = _env(
-        "DEFAULT_RESOLUTION", check=lambda v: v in ("720p", "1080p"), rule="must be 720p or 1080p"
+    # _env returns a dataclasses.field; ruff cannot see that the Literal alias is immutable.
+    default_resolution: Resolution = _env(  # noqa: RUF009
+        "DEFAULT_RESOLUTION",
+        check=lambda v: v in RESOLUTIONS,
+        rule=f"must be one of {', '.join(RESOLUTIONS)}",
     )
     default_duration: int = _env(
         "DEFAULT_DURATION", int, check=lambda v: v >= 1, rule="must be >= 1"
@@ -118,7 +129,7 @@ class SubmitSettings(CommonSettings):
         check=lambda v: v >= 1,
         rule="must be >= 1",
     )
-    fal_endpoint: str = _env("FAL_ENDPOINT", default="fal-ai/pika/v2.1/image-to-video")
+    fal_endpoint: str = _env("FAL_ENDPOINT", default=ENDPOINT)
     # Per HTTP attempt; fal_client retries on its own, so the Lambda timeout covers ~10 attempts.
     fal_timeout_seconds: float = _env(
         "FAL_TIMEOUT_SECONDS", float, default=10.0, check=lambda v: v > 0, rule="must be > 0"
@@ -136,14 +147,6 @@ class SubmitSettings(CommonSettings):
     # When the reconciler first looks at a claimed job (and how long it waits between looks).
     reconcile_after_seconds: int = _env(
         "RECONCILE_AFTER_SECONDS", int, check=lambda v: v >= 1, rule="must be >= 1"
-    )
-    # The queue's maxReceiveCount: the attempt that gives up and records fal_unavailable.
-    max_attempts: int = _env(
-        "SUBMIT_MAX_ATTEMPTS", int, check=lambda v: v >= 1, rule="must be >= 1"
-    )
-    # fal outages are retried after base, 2x base, 4x base... seconds (SQS visibility).
-    retry_base_seconds: int = _env(
-        "SUBMIT_RETRY_BASE_SECONDS", int, check=lambda v: v >= 0, rule="must be >= 0"
     )
 
     def __post_init__(self) -> None:
@@ -167,24 +170,48 @@ class SubmitSettings(CommonSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class WebhookSettings(CommonSettings):
-    fal_jwks_url: str = _env("FAL_JWKS_URL", check=_url, rule="must be an http(s) URL")
-    fal_user_id: str = _env("FAL_USER_ID", default="")
+class SubmitSettings(SubmitServiceSettings):
+    """The submit function: the submit path, fed by the queue (whose retries it paces)."""
+
+    # The queue's maxReceiveCount: the attempt that gives up and records fal_unavailable.
+    max_attempts: int = _env(
+        "SUBMIT_MAX_ATTEMPTS", int, check=lambda v: v >= 1, rule="must be >= 1"
+    )
+    # fal outages are retried after base, 2x base, 4x base... seconds (SQS visibility).
+    retry_base_seconds: int = _env(
+        "SUBMIT_RETRY_BASE_SECONDS", int, check=lambda v: v >= 0, rule="must be >= 0"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecorderSettings(CommonSettings):
+    """What recording fal's result needs (streaming the video into the output bucket): the
+    webhook's and the reconciler's."""
+
     media_hosts: tuple[str, ...] = _env(
         "MEDIA_HOSTS", _hosts, check=bool, rule="must name at least one host"
     )
     output_prefix: str = _env("OUTPUT_PREFIX", default="videos/")
-    max_body_bytes: int = _env(
-        "MAX_BODY_BYTES", int, default=256 * 1024, check=lambda v: v >= 1024, rule="must be >= 1024"
-    )
     max_video_bytes: int = _env(
         "MAX_VIDEO_BYTES", int, default=2 * 1024**3, check=lambda v: v >= 1, rule="must be >= 1"
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookSettings(RecorderSettings):
+    """The webhook function: verifying fal's deliveries, then recording them."""
+
+    fal_jwks_url: str = _env("FAL_JWKS_URL", check=_url, rule="must be an http(s) URL")
+    fal_user_id: str = _env("FAL_USER_ID", default="")
+    max_body_bytes: int = _env(
+        "MAX_BODY_BYTES", int, default=256 * 1024, check=lambda v: v >= 1024, rule="must be >= 1024"
     )
     timestamp_tolerance_seconds: int = _env("TIMESTAMP_TOLERANCE_SECONDS", int, default=300)
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReconcilerSettings(SubmitSettings, WebhookSettings):
-    """The reconciler submits (crashed claims) and records results, so it needs both."""
+class ReconcilerSettings(SubmitServiceSettings, RecorderSettings):
+    """The reconciler submits crashed claims again and records results fal finished, so it needs
+    both groups; it neither paces the queue's retries nor verifies deliveries."""
 
     max_jobs: int = _env("RECONCILE_MAX_JOBS", int, check=lambda v: v >= 1, rule="must be >= 1")

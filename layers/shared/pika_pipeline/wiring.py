@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from pika_pipeline.config import (
         CommonSettings,
         ReconcilerSettings,
+        RecorderSettings,
+        SubmitServiceSettings,
         SubmitSettings,
         WebhookSettings,
     )
@@ -90,17 +92,18 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
 
 
 def _submit_service(
-    settings: SubmitSettings,
+    settings: SubmitServiceSettings,
     repository: JobRepository,
     events: JobEvents,
     fal: Callable[[], FalGateway],
 ) -> SubmitService:
+    from pika_pipeline.submit.input_objects import InputObjects
     from pika_pipeline.submit.service import SubmitService
 
     return SubmitService(
         settings=settings,
         repository=repository,
-        s3=s3_client(),
+        images=InputObjects(s3_client(), presign_expires_seconds=settings.presign_expires_seconds),
         fal=fal,
         token_key=_token_key(settings),
         events=events,
@@ -108,7 +111,7 @@ def _submit_service(
 
 
 def _recorder(
-    settings: WebhookSettings, repository: JobRepository, events: JobEvents
+    settings: RecorderSettings, repository: JobRepository, events: JobEvents
 ) -> ResultRecorder:
     from pika_pipeline.results.recorder import ResultRecorder
     from pika_pipeline.results.video_store import VideoStore

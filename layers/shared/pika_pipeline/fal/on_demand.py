@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 from pika_pipeline.aws.secrets import read_fal_key
 
 if TYPE_CHECKING:
-    from pika_pipeline.config import SubmitSettings
+    from pika_pipeline.config import SubmitServiceSettings
     from pika_pipeline.fal.gateway import FalGateway
 
 
-def fal_gateway_on_demand(settings: SubmitSettings) -> Callable[[], FalGateway]:
+def fal_gateway_on_demand(settings: SubmitServiceSettings) -> Callable[[], FalGateway]:
     """A factory that builds the gateway on its first call and returns the same one after."""
 
     @functools.cache

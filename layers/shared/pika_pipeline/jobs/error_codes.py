@@ -8,7 +8,6 @@ from enum import StrEnum
 class ErrorCode(StrEnum):
     MISSING_PROMPT = "missing_prompt"
     PROMPT_TOO_LONG = "prompt_too_long"
-    INVALID_METADATA = "invalid_metadata"
     INVALID_RESOLUTION = "invalid_resolution"
     INVALID_DURATION = "invalid_duration"
     INVALID_SEED = "invalid_seed"

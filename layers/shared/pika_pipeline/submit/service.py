@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import ClientError
 
 from pika_pipeline.errors import (
     FalRequestFailed,
@@ -23,18 +21,17 @@ from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.identity import job_id_for
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, count, logger, metrics
-from pika_pipeline.submit.image_check import SNIFF_BYTES, image_type
+from pika_pipeline.submit.image_check import image_type
 from pika_pipeline.submit.uploads import Upload, uploads_from_message
 from pika_pipeline.webhook.tokens import new_attempt, webhook_url_for
 
 if TYPE_CHECKING:
-    from mypy_boto3_s3.client import S3Client
-
-    from pika_pipeline.config import SubmitSettings
+    from pika_pipeline.config import SubmitServiceSettings
     from pika_pipeline.fal.gateway import FalGateway
     from pika_pipeline.jobs.events import JobEvents
     from pika_pipeline.jobs.job import Job
     from pika_pipeline.jobs.repository import JobRepository
+    from pika_pipeline.submit.input_objects import InputObjects
     from pika_pipeline.submit.video_request import VideoRequest
 
 
@@ -46,20 +43,13 @@ class SubmitOutcome(StrEnum):
     IGNORED = "ignored"
 
 
-@dataclass(frozen=True)
-class InspectedObject:
-    metadata: dict[str, str]
-    size: int
-    head: bytes
-
-
 class SubmitService:
     def __init__(
         self,
         *,
-        settings: SubmitSettings,
+        settings: SubmitServiceSettings,
         repository: JobRepository,
-        s3: S3Client,
+        images: InputObjects,
         fal: Callable[[], FalGateway],
         token_key: Callable[[], str],
         events: JobEvents,
@@ -68,7 +58,7 @@ class SubmitService:
         self._settings = settings
         self._events = events
         self._jobs = repository
-        self._s3 = s3
+        self._images = images
         self._fal = fal
         self._token_key = token_key
         self._clock = clock
@@ -126,11 +116,7 @@ class SubmitService:
             count(Metric.DUPLICATE_UPLOADS)
             return SubmitOutcome.DUPLICATE
 
-        image_url = self._s3.generate_presigned_url(
-            "get_object",
-            Params=_object_params(upload),
-            ExpiresIn=self._settings.presign_expires_seconds,
-        )
+        image_url = self._images.presigned_url(upload)
         webhook_url = webhook_url_for(
             self._settings.webhook_url, job_id, attempt, self._token_key()
         )
@@ -199,7 +185,7 @@ class SubmitService:
         # all ignored or malformed never needs it, nor does an idle reconciler run.
         from pika_pipeline.submit.video_request import video_request_from_metadata
 
-        inspected = self._inspect(upload)
+        inspected = self._images.inspect(upload)
         request = video_request_from_metadata(
             inspected.metadata,
             default_resolution=self._settings.default_resolution,
@@ -219,33 +205,6 @@ class SubmitService:
                 "The object is not a PNG, JPEG or WebP image (checked by its first bytes).",
             )
         return request
-
-    def _inspect(self, upload: Upload) -> InspectedObject:
-        """One ranged GET gives the metadata, the total size and the file signature."""
-        if upload.size == 0:
-            raise UploadRejected(ErrorCode.EMPTY_OBJECT, "The uploaded object is empty.")
-        try:
-            response = self._s3.get_object(
-                **_object_params(upload), Range=f"bytes=0-{SNIFF_BYTES - 1}"
-            )
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code == "InvalidRange":
-                raise UploadRejected(
-                    ErrorCode.EMPTY_OBJECT, "The uploaded object is empty."
-                ) from exc
-            if code in ("NoSuchKey", "NoSuchVersion", "404"):
-                raise UploadRejected(
-                    ErrorCode.OBJECT_NOT_FOUND, "The object was deleted before it could be read."
-                ) from exc
-            raise
-        with response["Body"] as body:
-            head = body.read(SNIFF_BYTES)
-        content_range = str(response.get("ContentRange", ""))
-        size = int(content_range.rsplit("/", 1)[1]) if "/" in content_range else len(head)
-        if size == 0:
-            raise UploadRejected(ErrorCode.EMPTY_OBJECT, "The uploaded object is empty.")
-        return InspectedObject(metadata=dict(response.get("Metadata", {})), size=size, head=head)
 
     def _reject(self, source: dict[str, Any], rejection: UploadRejected) -> SubmitOutcome:
         item = {**source, "error_code": rejection.code, "error_message": rejection.message}
@@ -288,21 +247,6 @@ class SubmitService:
         self._events.finished(job)
         # The same count (and breakdown) as a video fal failed: FailedVideosAlarm sees both.
         count(Metric.VIDEOS_FAILED, error_code=code)
-
-
-class ObjectRef(TypedDict):
-    """The upload's object as S3 request parameters (GetObject's, and the presigned URL's)."""
-
-    Bucket: str
-    Key: str
-    VersionId: NotRequired[str]
-
-
-def _object_params(upload: Upload) -> ObjectRef:
-    params: ObjectRef = {"Bucket": upload.bucket, "Key": upload.key}
-    if upload.s3_version_id:
-        params["VersionId"] = upload.s3_version_id
-    return params
 
 
 def _request_attributes(request: VideoRequest) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from pika_pipeline.errors import MalformedMessage
+from pika_pipeline.submit.input_objects import s3_version_id
 
 
 @dataclass(frozen=True)
@@ -28,18 +29,14 @@ class Upload:
     def version(self) -> str:
         """What tells two uploads of the same key apart: the version id when the bucket is
         versioned, else the sequencer (which orders PUTs of one key), else the ETag."""
-        if self.version_id and self.version_id != "null":
-            return self.version_id
-        return self.sequencer or self.etag or ""
+        return self.s3_version_id or self.sequencer or self.etag or ""
 
     @property
     def s3_version_id(self) -> str | None:
         """The S3 version id to read, when the bucket is versioned; None otherwise. Kept apart
         from ``version``: an unversioned upload is told apart by its sequencer or ETag, which
         S3 does not accept as a VersionId."""
-        if self.version_id and self.version_id != "null":
-            return self.version_id
-        return None
+        return s3_version_id(self.version_id)
 
     @classmethod
     def of_job(cls, item: Mapping[str, Any]) -> Upload:

@@ -1,4 +1,12 @@
-"""What the uploader asked for, read from the object's user metadata and validated."""
+"""What the uploader asked for, read from the object's user metadata and validated once.
+
+Validated through the pydantic model alone, each field's failure mapped to the error code the
+job ends with: the model is the one statement of the rules (the Pika schema's fields, lengths and
+ranges, the deployment's duration bounds given as validation context), and reading the metadata
+only decodes and picks values. Keeping pydantic rather than hand checks keeps that one
+statement; its cost stays off cold start, as SubmitService imports this module with the first
+upload it reads.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +14,69 @@ import re
 from collections.abc import Mapping
 from email.errors import HeaderParseError
 from email.header import Header, decode_header, make_header
-from typing import Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from pika_pipeline.errors import UploadRejected
+from pika_pipeline.fal.pika import RESOLUTIONS, Resolution
 from pika_pipeline.jobs.error_codes import ErrorCode
 
-Resolution = Literal["720p", "1080p"]
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
+
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 MAX_PROMPT_LENGTH = 1500
 MAX_SEED = 2**32 - 1
+# The validation context's keys: the deployment's duration bounds (MinDuration, MaxDuration).
+_MIN_DURATION = "min_duration"
+_MAX_DURATION = "max_duration"
 
 
 class VideoRequest(BaseModel):
-    """The Pika v2.1 arguments this pipeline sends, minus the image URL."""
+    """The Pika v2.1 arguments this pipeline sends, minus the image URL.
+
+    Fields in the order their problems are reported: the first one found names the error code.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_LENGTH)
-    negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_LENGTH)
-    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    duration: int = Field(ge=1)
     resolution: Resolution
-    duration: int
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_LENGTH)
 
     @field_validator("prompt", "negative_prompt", mode="before")
     @classmethod
     def _trim(cls, value: object) -> object:
         return value.strip() if isinstance(value, str) else value
+
+    @field_validator("duration", "seed", mode="before")
+    @classmethod
+    def _whole_number(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        # Plain ASCII digits only: int() would also take "1_0" and full-width digits.
+        if not _WHOLE_NUMBER.fullmatch(value.strip()):
+            raise PydanticCustomError("whole_number", "must be a whole number")
+        return int(value.strip())
+
+    @field_validator("duration")
+    @classmethod
+    def _within_the_deployments_bounds(cls, value: int, info: ValidationInfo) -> int:
+        bounds = info.context or {}
+        if _MIN_DURATION in bounds and not bounds[_MIN_DURATION] <= value <= bounds[_MAX_DURATION]:
+            raise PydanticCustomError("out_of_bounds", "outside the configured bounds")
+        return value
 
     def fal_arguments(self, image_url: str) -> dict[str, object]:
         arguments: dict[str, object] = {
@@ -76,61 +119,73 @@ def video_request_from_metadata(
 ) -> VideoRequest:
     """Builds the request, or raises UploadRejected with the code of the first problem found."""
     values = {key.lower(): decode_metadata_value(value) for key, value in metadata.items()}
-    prompt = values.get("prompt", "").strip()
-    if not prompt:
-        raise UploadRejected(
-            ErrorCode.MISSING_PROMPT,
-            "The object has no prompt: upload it with metadata 'prompt' (x-amz-meta-prompt).",
-        )
-    if len(prompt) > MAX_PROMPT_LENGTH:
-        raise UploadRejected(
-            ErrorCode.PROMPT_TOO_LONG,
-            f"The prompt is {len(prompt)} characters; at most {MAX_PROMPT_LENGTH} are allowed.",
-        )
-    duration = _integer(values.get("duration"), ErrorCode.INVALID_DURATION, "duration")
-    if duration is None:
-        duration = default_duration
-    if not min_duration <= duration <= max_duration:
-        raise UploadRejected(
-            ErrorCode.INVALID_DURATION,
-            f"duration must be between {min_duration} and {max_duration} seconds, got {duration}.",
-        )
-    resolution = values.get("resolution", "").strip().lower() or default_resolution
-    if resolution not in ("720p", "1080p"):
-        raise UploadRejected(
-            ErrorCode.INVALID_RESOLUTION,
-            f"resolution must be 720p or 1080p, got {values['resolution']!r}.",
-        )
-    seed = _integer(values.get("seed"), ErrorCode.INVALID_SEED, "seed")
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise UploadRejected(
-            ErrorCode.INVALID_SEED, f"seed must be between 0 and {MAX_SEED}, got {seed}."
-        )
-    negative = (values.get("negative-prompt") or values.get("negative_prompt") or "").strip()
-    if len(negative) > MAX_PROMPT_LENGTH:
-        raise UploadRejected(
-            ErrorCode.PROMPT_TOO_LONG,
-            f"The negative prompt is {len(negative)} characters; at most {MAX_PROMPT_LENGTH} "
-            "are allowed.",
-        )
+    # A blank optional value is as good as none: the default applies.
+    fields: dict[str, Any] = {
+        "prompt": values.get("prompt", ""),
+        "duration": _given(values.get("duration")) or default_duration,
+        "resolution": (_given(values.get("resolution")) or default_resolution).lower(),
+        "seed": _given(values.get("seed")),
+        "negative_prompt": values.get("negative-prompt") or values.get("negative_prompt") or None,
+    }
     try:
-        return VideoRequest(
-            prompt=prompt,
-            negative_prompt=negative or None,
-            seed=seed,
-            resolution=resolution,  # type: ignore[arg-type]  # checked just above
-            duration=duration,
+        return VideoRequest.model_validate(
+            fields, context={_MIN_DURATION: min_duration, _MAX_DURATION: max_duration}
         )
     except ValidationError as exc:
-        problem = exc.errors()[0]
-        field = ".".join(str(part) for part in problem["loc"])
-        raise UploadRejected(ErrorCode.INVALID_METADATA, f"{field}: {problem['msg']}") from exc
+        raise _rejection(
+            exc.errors()[0], values, min_duration=min_duration, max_duration=max_duration
+        ) from None
 
 
-def _integer(raw: str | None, code: ErrorCode, name: str) -> int | None:
-    if raw is None or not raw.strip():
-        return None
-    # Plain ASCII digits only: int() would also take "1_0" and full-width digits.
-    if not _WHOLE_NUMBER.fullmatch(raw.strip()):
-        raise UploadRejected(code, f"{name} must be a whole number, got {raw!r}.")
-    return int(raw.strip())
+def _given(raw: str | None) -> str | None:
+    return raw.strip() or None if raw is not None else None
+
+
+def _rejection(
+    error: ErrorDetails, values: Mapping[str, str], *, min_duration: int, max_duration: int
+) -> UploadRejected:
+    """The error code and message of the field that failed validation."""
+    field, kind, value = error["loc"][0], error["type"], error["input"]
+    given = values.get(str(field), value)  # as the uploader wrote it
+    match field:
+        case "prompt" if kind == "string_too_long":
+            return UploadRejected(
+                ErrorCode.PROMPT_TOO_LONG,
+                f"The prompt is {len(value)} characters; at most {MAX_PROMPT_LENGTH} are allowed.",
+            )
+        case "prompt":
+            return UploadRejected(
+                ErrorCode.MISSING_PROMPT,
+                "The object has no prompt: upload it with metadata 'prompt' (x-amz-meta-prompt).",
+            )
+        case "negative_prompt":
+            return UploadRejected(
+                ErrorCode.PROMPT_TOO_LONG,
+                f"The negative prompt is {len(value)} characters; at most {MAX_PROMPT_LENGTH} "
+                "are allowed.",
+            )
+        case "duration" if kind == "whole_number":
+            return UploadRejected(
+                ErrorCode.INVALID_DURATION,
+                f"duration must be a whole number, got {given!r}.",
+            )
+        case "duration":
+            return UploadRejected(
+                ErrorCode.INVALID_DURATION,
+                f"duration must be between {min_duration} and {max_duration} seconds, got {value}.",
+            )
+        case "resolution":
+            return UploadRejected(
+                ErrorCode.INVALID_RESOLUTION,
+                f"resolution must be {' or '.join(RESOLUTIONS)}, got {given!r}.",
+            )
+        case "seed" if kind == "whole_number":
+            return UploadRejected(
+                ErrorCode.INVALID_SEED,
+                f"seed must be a whole number, got {given!r}.",
+            )
+        case "seed":
+            return UploadRejected(
+                ErrorCode.INVALID_SEED, f"seed must be between 0 and {MAX_SEED}, got {value}."
+            )
+    raise AssertionError(f"VideoRequest.{field} has no error code")
