@@ -13,13 +13,11 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-import urllib3
-
 from pika_pipeline.fal.delivery import FalDelivery
 from pika_pipeline.jobs.events import JobEvents
 from pika_pipeline.jobs.repository import Job, JobRepository
 from pika_pipeline.results.recorder import RecordOutcome, ResultRecorder
-from pika_pipeline.results.video_store import VideoStore
+from pika_pipeline.results.video_store import VideoStore, pinned_pool
 from tests.support.pipeline import Pipeline
 
 
@@ -31,7 +29,7 @@ def _recorder(pipeline: Pipeline, video_url: str) -> ResultRecorder:
             bucket=pipeline.output_bucket,
             allowed_hosts=(urlsplit(video_url).netloc,),
             max_bytes=50 * 1024 * 1024,
-            http=urllib3.PoolManager(ca_certs=pipeline.info.fal_ca_file, retries=False),
+            open_pool=lambda source: pinned_pool(source, ca_certs=pipeline.info.fal_ca_file),
         ),
         events=JobEvents(_NoEvents(), "default"),
         output_prefix="videos/",
