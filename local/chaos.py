@@ -386,7 +386,10 @@ def _check_permanent_failures(
                 f"{job['status']} {job.get('error_code')}"
             )
             continue
-        took = _seconds_between(job.get("submitted_at"), job.get("updated_at"))
+        # From when its deadline started: a job whose call's answer was lost (a kill) is
+        # finished straight from PENDING, never having a submitted_at.
+        started = job.get("submitted_at") or job.get("created_at")
+        took = _seconds_between(started, job.get("updated_at"))
         if took is None or took > deadline:
             report.problems.append(f"job {job_id} took {took} s to fail ({code}), past {deadline}")
         ended[code] += 1
