@@ -3,7 +3,9 @@ then proof that every upload ended exactly once. ``make chaos`` (1,000 uploads) 
 ``python -m local.chaos --uploads 100``.
 
 Faults: fal answers 429 or 500 to 10% of submits and takes 1.5 s to answer 30% of them; 10% of
-webhooks come twice (concurrently), 5% never, 5% late; 2% of results are errors; 2% of S3 and
+webhooks come twice (concurrently), 5% never, 5% late; 2% of results are errors; 4% of videos can
+never be stored (2% not an MP4, 2% on a host missing from MediaHosts), and their jobs must end
+FAILED with that code within the deadline, never stay open; 2% of S3 and
 DynamoDB calls fail (before reaching moto); the submit function is killed (SIGKILL) a few times
 mid-run, each time when a call to fal is in flight if one comes within 20 s (after the claim,
 before fal's answer is recorded); 2% of uploads have no prompt. The reconciler runs every few
@@ -23,6 +25,7 @@ import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +59,12 @@ FAL_FAULTS = {
         "submit_delay": {"1.5": 0.3},
         "delivery": {"duplicate": 0.10, "drop": 0.05, "late": 0.05},
         "outcome": {"error": 0.02},
+        # Permanent failures: fetching these videos again can never help.
+        "media": {"not_mp4": 0.02, "foreign_host": 0.02},
     },
 }
+# The code a job ends with when every fal request of it served its video this way.
+PERMANENT_MEDIA = {"not_mp4": "video_not_mp4", "foreign_host": "video_host_not_allowed"}
 AWS_FAULTS = [
     {"service": "s3", "operation": "*", "rate": 0.02, "status": 500},
     {"service": "dynamodb", "operation": "*", "rate": 0.02, "status": 500},
@@ -294,6 +301,7 @@ def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, A
         f"{[d['status'] for d in r['deliveries']]}) is not recorded on its job"
         for r in lost
     )
+    _check_permanent_failures(report, jobs, requests)
     multipart = run.s3.list_multipart_uploads(Bucket=info.outputs["OutputBucketName"]).get(
         "Uploads", []
     )
@@ -352,6 +360,46 @@ def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, A
             f"{extra} extra fal requests, more than the {run.calls_in_flight_at_kills} calls "
             f"in flight at kills and {submit_timeouts} unanswered submit calls explain"
         )
+
+
+def _check_permanent_failures(
+    report: ChaosReport, jobs: dict[str, Any], requests: list[dict[str, Any]]
+) -> None:
+    """A job whose every fal result is a video that can never be stored ends FAILED with that
+    video's code, within the deadline (no retry loop keeps it open)."""
+    by_job: dict[str, list[dict[str, Any]]] = {}
+    for request in requests:
+        by_job.setdefault(_job_of(request["webhook_url"]), []).append(request)
+    deadline = int(PARAMETERS["JobDeadlineSeconds"])
+    ended: Counter[str] = Counter()
+    for job_id, made in by_job.items():
+        # Only jobs whose every request made a video, all unstorable the same way: a usable
+        # video, or fal's own error, ends a job otherwise (checked elsewhere).
+        codes = {PERMANENT_MEDIA.get(r["media"], "") if r["outcome"] == "ok" else "" for r in made}
+        job = jobs.get(job_id)
+        if job is None or len(codes) != 1 or "" in codes:
+            continue
+        (code,) = codes
+        if (job["status"], job.get("error_code")) != ("FAILED", code):
+            report.problems.append(
+                f"job {job_id} got only videos that cannot be stored ({code}) but is "
+                f"{job['status']} {job.get('error_code')}"
+            )
+            continue
+        # From when its deadline started: a job whose call's answer was lost (a kill) is
+        # finished straight from PENDING, never having a submitted_at.
+        started = job.get("submitted_at") or job.get("created_at")
+        took = _seconds_between(started, job.get("updated_at"))
+        if took is None or took > deadline:
+            report.problems.append(f"job {job_id} took {took} s to fail ({code}), past {deadline}")
+        ended[code] += 1
+    report.rows["jobs failed for good by unstorable videos (by code)"] = dict(ended) or 0
+
+
+def _seconds_between(start: Any, end: Any) -> float | None:
+    if not start or not end:
+        return None
+    return (datetime.fromisoformat(str(end)) - datetime.fromisoformat(str(start))).total_seconds()
 
 
 def _job_of(webhook_url: str | None) -> str:

@@ -82,7 +82,8 @@ class Faults:
     delivery: deque[str] = field(default_factory=deque)
     media: deque[str] = field(default_factory=deque)
     # Faults by chance, for load runs: {"submit": {"429": 0.05}, "delivery": {"drop": 0.05},
-    # "outcome": {"error": 0.02}} (each a probability per submission; FIFO faults come first).
+    # "outcome": {"error": 0.02}, "media": {"not_mp4": 0.02}} (each a probability per
+    # submission; FIFO faults come first).
     rates: dict[str, dict[str, float]] = field(default_factory=dict)
     processing_seconds: float = 0.0
     late_seconds: float = 5.0
@@ -166,7 +167,9 @@ class Emulator:
                 if self.faults.delivery
                 else self._by_chance("delivery")
             ) or "normal"
-            request.media = self.faults.media.popleft() if self.faults.media else "normal"
+            request.media = (
+                self.faults.media.popleft() if self.faults.media else self._by_chance("media")
+            ) or "normal"
             self.requests[request_id] = request
             position = len(self.waiting)
             self.waiting.append(request)
@@ -448,6 +451,7 @@ class Emulator:
                         "timed_out": r.timed_out,
                         "outcome": r.outcome,
                         "delivery": r.delivery,
+                        "media": r.media,
                         "cancelled": r.cancelled,
                         "downloads": r.downloads,
                         "redirects_followed": r.redirects_followed,
