@@ -1,7 +1,8 @@
 """Starts the whole pipeline on this machine: ``python -m local.stack`` (or ``make stack``).
 
-moto server (AWS), the fal emulator (HTTPS) and one Lambda runtime process per function, all on
-loopback ports, with every resource and setting taken from template.yaml.
+moto server (AWS), the fal emulator (HTTPS) and a Lambda runtime per function (its event source
+and a pool of worker processes, one per concurrent invocation), all on loopback ports, with every
+resource and setting taken from template.yaml.
 """
 
 from __future__ import annotations
