@@ -15,6 +15,7 @@ Control (for tests and the demo, not part of fal's API):
   GET  /_emulator/requests     every submission seen, with its outcome and deliveries, and how
                                many accepted submits are still waiting for their (delayed) answer
   POST /_emulator/faults       queue up faults (see Faults)
+  POST /_emulator/faults/reset  forget every fault, queued or by chance (between tests)
   POST /_emulator/reset        forget requests and faults
   POST /_emulator/sign?request_id=ID   the signature headers fal would send with this body
   GET  /redirected/{id}.mp4    where a "redirect_private" video's 302 points (counted)
@@ -476,6 +477,10 @@ class Emulator:
                     setattr(self.faults, name, spec[name])
             self.scheduled.notify()
 
+    def reset_faults(self) -> None:
+        with self.lock:
+            self.faults = Faults()
+
     def reset(self) -> None:
         with self.lock:
             self.faults = Faults()
@@ -543,6 +548,9 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if path == "/_emulator/faults":
                 emulator.set_faults(json.loads(body or b"{}"))
+                return self._json(200, {"ok": True})
+            if path == "/_emulator/faults/reset":
+                emulator.reset_faults()
                 return self._json(200, {"ok": True})
             if path == "/_emulator/sign":
                 # Signs any body as fal signs its deliveries, so tests can send bodies fal never

@@ -199,8 +199,9 @@ def test_a_redelivered_event_after_reconciliation_changes_nothing(pipeline: Pipe
     _fal_finished(pipeline, job_id)
     settled = pipeline.reconcile_until_final(job_id)
 
+    mark = pipeline.log_mark("SubmitFunction")
     pipeline.send_raw_message(eventbridge_body(bucket, key, version))
-    time.sleep(2)
+    pipeline.wait_for_duplicates(job_id, since=mark)
 
     assert pipeline.job(job_id) == settled
     assert len(pipeline.fal_requests_for(job_id)) == 1

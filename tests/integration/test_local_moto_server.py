@@ -82,6 +82,7 @@ def _post_dynamodb(endpoint: str, operation: str, body: bytes) -> int:
         return error.code
 
 
+@pytest.mark.stack  # starts a moto server of its own
 def test_the_log_keeps_server_errors_and_drops_successes(tmp_path: Path) -> None:
     log = tmp_path / "moto.log"
     server = MotoServer(free_port(), log)
