@@ -194,6 +194,11 @@ class LocalStack:
                 str(emulator_dir),
                 "--fal-key",
                 fal_key,
+                # The emulated account runs what the operator says theirs does (FalConcurrency).
+                "--concurrency",
+                self._parameter_overrides.get("FalConcurrency")
+                or parameter_defaults(load_template()).get("FalConcurrency")
+                or "2",
             ],
             cwd=REPO_ROOT,
             env=process_environment({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}),

@@ -36,6 +36,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         "ReconcileAfterSeconds": "1",
         "JobDeadlineSeconds": "8",
         "ReconcileBatchSize": "3",
+        # Many tests leave jobs at fal on purpose, and several run at once: an account with room
+        # for all of them (the capacity gate and fal's queue have tests with stacks of their own).
+        "FalConcurrency": "40",
     }
     with LocalStack(state_dir, parameters=parameters, run_schedules=False) as info:
         yield info

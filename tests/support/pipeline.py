@@ -402,6 +402,10 @@ class Pipeline:
 
     # --- the fal emulator's view --------------------------------------------------------------
 
+    def fal_account(self, *, concurrency: int) -> None:
+        """Sets the emulated fal account's concurrency limit (it outlives a faults reset)."""
+        self._emulator("POST", "/_emulator/account", {"concurrency": concurrency})
+
     def fal_emulator_state(self) -> dict[str, Any]:
         """The emulator's account: concurrency, queued and running requests, and the peak."""
         return self._emulator("GET", "/_emulator/requests")
