@@ -10,6 +10,10 @@ DynamoDB calls fail (before reaching moto); the submit function is killed (SIGKI
 mid-run, each time when a call to fal is in flight if one comes within 20 s (after the claim,
 before fal's answer is recorded); 2% of uploads have no prompt. The reconciler runs every few
 seconds, as its schedule would, compressed.
+
+Then a second phase, a drop larger than fal's capacity: the emulator runs 2 requests at once like a
+new fal account, the faults are on again (no kills), and the report shows the peak of requests
+outstanding at fal against the cap the pipeline must keep (FalConcurrency + FalQueueHeadroom).
 """
 
 from __future__ import annotations
@@ -49,7 +53,13 @@ PARAMETERS = {
     "ReconcileAfterSeconds": "5",
     "JobDeadlineSeconds": "600",
     "ReconcileBatchSize": "500",
+    # fal's capacity as a new account has it (the template's defaults, stated so the over-capacity
+    # phase's cap is this file's fact, whatever the defaults become).
+    "FalConcurrency": "2",
+    "FalQueueHeadroom": "1",
 }
+FAL_CAP = int(PARAMETERS["FalConcurrency"]) + int(PARAMETERS["FalQueueHeadroom"])
+EMULATOR_CONCURRENCY = 2  # the emulator's account limit in the over-capacity phase
 FAL_FAULTS = {
     "fast": True,
     "late_seconds": 3,
@@ -124,9 +134,9 @@ class _Run:
         with urllib.request.urlopen(request, context=context, timeout=30) as response:  # noqa: S310
             return json.loads(response.read() or b"null")
 
-    def upload(self, index: int) -> str:
+    def upload(self, index: int, folder: str = "chaos") -> str:
         bucket = self.info.outputs["InputBucketName"]
-        key = f"uploads/chaos/{index:05d}.jpg"
+        key = f"uploads/{folder}/{index:05d}.jpg"
         missing_prompt = random.random() < NO_PROMPT_SHARE
         metadata = {} if missing_prompt else {"prompt": f"chaos {index}", "duration": "1"}
         version = self.s3.put_object(Bucket=bucket, Key=key, Body=SAMPLE, Metadata=metadata)[
@@ -183,16 +193,73 @@ class _Run:
         return sum(int(value) for value in attributes.values())
 
 
-def run(*, uploads: int, kills: int, seed: int, timeout: float) -> ChaosReport:
+def run(
+    *, uploads: int, kills: int, seed: int, timeout: float, over_capacity: int = 0
+) -> ChaosReport:
     random.seed(seed)
     stack = LocalStack(
         Path(tempfile.mkdtemp(prefix="pika-chaos-")), parameters=PARAMETERS, run_schedules=False
     )
     info = stack.start()
     try:
-        return _drive(_Run(stack, info), uploads=uploads, kills=kills, timeout=timeout)
+        chaos = _Run(stack, info)
+        report = _drive(chaos, uploads=uploads, kills=kills, timeout=timeout)
+        if over_capacity:
+            phase = _over_capacity(chaos, uploads=over_capacity, timeout=timeout)
+            report.rows.update({f"over capacity: {k}": v for k, v in phase.rows.items()})
+            report.problems.extend(f"over capacity: {problem}" for problem in phase.problems)
+        return report
     finally:
         stack.stop()
+
+
+def _over_capacity(run: _Run, *, uploads: int, timeout: float) -> ChaosReport:
+    """A drop many times fal's capacity, with the faults on: every job still ends exactly once,
+    and fal never holds more than the cap (the dispatch gate's promise)."""
+    info = run.info
+    # A clean account: the first phase's requests are checked already, and the peak counts anew.
+    run.http(f"{info.fal_url}/_emulator/reset", {}, run.tls)
+    run.http(
+        f"{info.fal_url}/_emulator/faults",
+        {**FAL_FAULTS, "concurrency": EMULATOR_CONCURRENCY},
+        run.tls,
+    )
+    for rule in AWS_FAULTS:
+        run.http(f"{info.aws_fault_proxy}/_faults", rule)
+    run.calls_in_flight_at_kills = 0  # no kills in this phase
+    stop = threading.Event()
+    reconciler = threading.Thread(target=run.reconcile_on_schedule, args=(stop,), daemon=True)
+    started = time.monotonic()
+    reconciler.start()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        job_ids = list(pool.map(lambda index: run.upload(index, "chaos-drop"), range(uploads)))
+    report = ChaosReport()
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        jobs = run.jobs()
+        if all(jobs.get(j, {}).get("status") in TERMINAL_STATUSES for j in job_ids):
+            break
+        time.sleep(1)
+    wall = time.monotonic() - started
+    stop.set()
+    reconciler.join()
+    peak = int(run.http(f"{info.fal_url}/_emulator/requests", None, run.tls)["peak_outstanding"])
+    run.http(f"{info.aws_fault_proxy}/_faults/reset", {})
+    run.http(f"{info.fal_url}/_emulator/faults", {"rates": {}}, run.tls)
+    if not _settle(run, deadline=time.monotonic() + SETTLE_SECONDS):
+        report.problems.append(f"not settled {SETTLE_SECONDS} s after the faults stopped")
+    jobs = run.jobs()
+    _check(run, report, job_ids, {j: jobs[j] for j in job_ids if j in jobs})
+    report.rows.update(
+        {
+            "peak requests outstanding at fal": f"{peak} (cap {FAL_CAP})",
+            "fal account concurrency (emulator)": EMULATOR_CONCURRENCY,
+            "wall time (s)": f"{wall:.1f}",
+        }
+    )
+    if peak > FAL_CAP:
+        report.problems.append(f"{peak} requests outstanding at fal at once; the cap is {FAL_CAP}")
+    return report
 
 
 def _drive(run: _Run, *, uploads: int, kills: int, timeout: float) -> ChaosReport:
@@ -462,8 +529,20 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--over-capacity",
+        type=int,
+        default=60,
+        help="uploads of the second phase, a drop larger than fal's capacity (0: skip it)",
+    )
     args = parser.parse_args()
-    report = run(uploads=args.uploads, kills=args.kills, seed=args.seed, timeout=args.timeout)
+    report = run(
+        uploads=args.uploads,
+        kills=args.kills,
+        seed=args.seed,
+        timeout=args.timeout,
+        over_capacity=args.over_capacity,
+    )
     print(report.table())
     return 1 if report.problems else 0
 
