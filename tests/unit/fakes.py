@@ -160,14 +160,18 @@ class FakeFal:
 
     answers: dict[str, FalDelivery | Exception | None] = field(default_factory=dict)
     cancelled: list[str] = field(default_factory=list)
+    # (request id, endpoint) of every question and cancellation, in order.
+    asked_at: list[tuple[str, str]] = field(default_factory=list)
 
-    def outcome(self, request_id: str) -> FalDelivery | None:
+    def outcome(self, request_id: str, *, endpoint: str) -> FalDelivery | None:
+        self.asked_at.append((request_id, endpoint))
         answer = self.answers[request_id]
         if isinstance(answer, Exception):
             raise answer
         return answer
 
-    def cancel(self, request_id: str) -> None:
+    def cancel(self, request_id: str, *, endpoint: str) -> None:
+        self.asked_at.append((request_id, endpoint))
         self.cancelled.append(request_id)
 
 

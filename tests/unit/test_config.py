@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import MISSING, FrozenInstanceError, fields
+from decimal import Decimal
 
 import pytest
 
@@ -76,16 +77,22 @@ def test_submit_settings_have_documented_defaults_for_optional_knobs() -> None:
     assert settings.fal_endpoint == "fal-ai/pika/v2.1/image-to-video"
     assert settings.fal_timeout_seconds == 10.0
     assert settings.claim_seconds == 300
+    assert settings.fal_price_override_usd == 0
+    assert settings.fal_media_lifetime_seconds == 86400
 
 
 def test_optional_submit_knobs_can_be_overridden() -> None:
-    env = SUBMIT | {"MAX_DURATION": "8", "FAL_ENDPOINT": "fal-ai/other", "CLAIM_SECONDS": "60"}
+    env = SUBMIT | {
+        "MAX_DURATION": "8",
+        "FAL_ENDPOINT": "fal-ai/pika/v2/turbo/image-to-video",
+        "CLAIM_SECONDS": "60",
+    }
 
     settings = SubmitSettings.from_environment(env)
 
     assert (settings.max_duration, settings.fal_endpoint, settings.claim_seconds) == (
         8,
-        "fal-ai/other",
+        "fal-ai/pika/v2/turbo/image-to-video",
         60,
     )
 
@@ -122,6 +129,11 @@ def test_a_missing_submit_variable_is_named_in_the_error(name: str) -> None:
         ("DEFAULT_RESOLUTION", "4k"),
         ("DEFAULT_DURATION", "five"),
         ("DEFAULT_DURATION", "0"),
+        ("FAL_ENDPOINT", "fal-ai/pika/v2.2/pikaframes"),
+        ("FAL_PRICE_OVERRIDE_USD", "cheap"),
+        ("FAL_PRICE_OVERRIDE_USD", "-0.10"),
+        ("FAL_PRICE_OVERRIDE_USD", "NaN"),
+        ("FAL_MEDIA_LIFETIME_SECONDS", "-1"),
         ("PRESIGN_EXPIRES_SECONDS", "30"),
         ("PRESIGN_EXPIRES_SECONDS", "299"),
         ("MAX_IMAGE_BYTES", "0"),
@@ -153,6 +165,65 @@ def test_the_duration_bounds_come_from_the_template() -> None:
     )
 
     assert (settings.min_duration, settings.max_duration) == (2, 6)
+
+
+V2_2 = "fal-ai/pika/v2.2/image-to-video"
+
+
+def test_the_endpoints_durations_narrow_the_deployments_bounds() -> None:
+    settings = SubmitSettings.from_environment({**SUBMIT, "FAL_ENDPOINT": V2_2})
+
+    assert settings.durations_allowed == (5, 10)
+
+
+def test_a_default_duration_the_endpoint_refuses_stops_the_function_at_cold_start() -> None:
+    env = {**SUBMIT, "FAL_ENDPOINT": V2_2, "DEFAULT_DURATION": "6"}
+
+    message = validation_error_text(SubmitSettings, env)
+
+    assert f"DEFAULT_DURATION (6) is not a duration {V2_2} accepts" in message
+    assert "(5 or 10)" in message
+
+
+def test_bounds_that_leave_the_endpoint_no_duration_stop_the_function_at_cold_start() -> None:
+    env = {**SUBMIT, "FAL_ENDPOINT": V2_2, "MIN_DURATION": "6", "DEFAULT_DURATION": "7"}
+    env |= {"MAX_DURATION": "9"}
+
+    assert "(none)" in validation_error_text(SubmitSettings, env)
+
+
+def test_the_recorded_price_is_the_tables_unless_the_deployment_negotiated_one() -> None:
+    table = SubmitSettings.from_environment({**SUBMIT, "FAL_ENDPOINT": V2_2})
+    negotiated = SubmitSettings.from_environment(
+        {**SUBMIT, "FAL_ENDPOINT": V2_2, "FAL_PRICE_OVERRIDE_USD": "0.15"}
+    )
+
+    assert table.price_usd(resolution="1080p", duration=5) == Decimal("0.45")
+    assert negotiated.price_usd(resolution="1080p", duration=10) == Decimal("0.15")
+
+
+def test_fals_copy_outlives_its_webhook_retries_and_the_reconcilers_recovery_window() -> None:
+    settings = SubmitSettings.from_environment(SUBMIT)
+
+    # 2 h of fal's retries + the 3 h deadline + 3 x (a 5 min schedule + 900 s between looks).
+    assert settings.minimum_media_lifetime_seconds == 7200 + 10800 + 3 * (300 + 900)
+    assert settings.fal_media_lifetime_seconds >= settings.minimum_media_lifetime_seconds
+
+
+def test_a_media_lifetime_shorter_than_the_recovery_window_stops_the_function_at_cold_start() -> (
+    None
+):
+    env = {**SUBMIT, "FAL_MEDIA_LIFETIME_SECONDS": "86400", "JOB_DEADLINE_SECONDS": "86400"}
+
+    message = validation_error_text(SubmitSettings, env)
+
+    assert "FAL_MEDIA_LIFETIME_SECONDS (86400) must be at least 97200" in message
+
+
+def test_no_media_lifetime_leaves_fals_account_setting_in_charge() -> None:
+    env = {**SUBMIT, "FAL_MEDIA_LIFETIME_SECONDS": "0", "JOB_DEADLINE_SECONDS": "86400"}
+
+    assert SubmitSettings.from_environment(env).fal_media_lifetime_seconds == 0
 
 
 @pytest.mark.parametrize(

@@ -16,15 +16,25 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
+from decimal import Decimal, InvalidOperation
 from typing import Any, Self
 
-from pika_pipeline.fal.pika import ENDPOINT, RESOLUTIONS, Resolution
+from pika_pipeline.fal import pika
+from pika_pipeline.fal.pika import ENDPOINT, ENDPOINTS, RESOLUTIONS, Endpoint, Resolution
+from pika_pipeline.fal.prices import price_usd
 
 # The image URL is presigned once, before the submit's first POST to fal. fal_client's own
 # retries of that POST fit in the submit function's timeout (210 s in template.yaml), and fal
 # still has to download the image once the request starts: this much of the URL's lifetime is
 # spent outside fal's queue wait, so fal's start_timeout leaves it out.
 PRESIGN_MARGIN_SECONDS = 240
+
+# fal retries a webhook "10 times in the span of 2 hours" (fal's webhook docs, as recorded in
+# docs/reference platform facts 2026-12): its copy of a video must outlive that, and then the
+# reconciler's recovery window, or a lost delivery could no longer be recovered.
+FAL_WEBHOOK_RETRY_SECONDS = 2 * 3600
+# Reconciler periods, past the deadline, for the reconciler to reach and copy a finished video.
+RECOVERY_PERIODS = 3
 
 
 class ConfigurationError(ValueError):
@@ -49,6 +59,13 @@ def _non_empty(value: str) -> bool:
 
 def _url(value: str) -> bool:
     return re.match(r"^https?://", value) is not None
+
+
+def _usd(value: str) -> Decimal:
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise ValueError(value) from None
 
 
 def _hosts(value: str) -> tuple[str, ...]:
@@ -129,7 +146,34 @@ class SubmitServiceSettings(CommonSettings):
         check=lambda v: v >= 1,
         rule="must be >= 1",
     )
-    fal_endpoint: str = _env("FAL_ENDPOINT", default=ENDPOINT)
+    fal_endpoint: Endpoint = _env(  # noqa: RUF009
+        "FAL_ENDPOINT",
+        default=ENDPOINT,
+        check=pika.is_endpoint,
+        rule=f"must be one of {', '.join(ENDPOINTS)}",
+    )
+    # A negotiated flat price per video, in place of the price table's; 0 uses the table.
+    fal_price_override_usd: Decimal = _env(  # noqa: RUF009
+        "FAL_PRICE_OVERRIDE_USD",
+        _usd,
+        default=Decimal(0),
+        check=lambda v: v.is_finite() and v >= 0,
+        rule="must be a price in USD >= 0",
+    )
+    # How long fal keeps its copy of a video (X-Fal-Object-Lifecycle-Preference); 0 sends no
+    # preference, leaving fal's account setting in charge. At least the recovery window: see
+    # minimum_media_lifetime_seconds.
+    fal_media_lifetime_seconds: int = _env(
+        "FAL_MEDIA_LIFETIME_SECONDS",
+        int,
+        default=86400,
+        check=lambda v: v >= 0,
+        rule="must be >= 0",
+    )
+    # The reconciler's schedule (ReconcileEveryMinutes): part of the window fal's copy must last.
+    reconcile_every_minutes: int = _env(
+        "RECONCILE_EVERY_MINUTES", int, default=5, check=lambda v: v >= 1, rule="must be >= 1"
+    )
     # Per HTTP attempt; fal_client retries on its own, so the Lambda timeout covers ~10 attempts.
     fal_timeout_seconds: float = _env(
         "FAL_TIMEOUT_SECONDS", float, default=10.0, check=lambda v: v > 0, rule="must be > 0"
@@ -150,13 +194,57 @@ class SubmitServiceSettings(CommonSettings):
     )
 
     def __post_init__(self) -> None:
+        name = type(self).__name__
         # An upload without a duration gets the default: one outside the bounds would reject it.
         if not self.min_duration <= self.default_duration <= self.max_duration:
             raise ConfigurationError(
-                f"{type(self).__name__} is misconfigured: DEFAULT_DURATION "
+                f"{name} is misconfigured: DEFAULT_DURATION "
                 f"({self.default_duration}) must lie within MIN_DURATION ({self.min_duration}) "
                 f"and MAX_DURATION ({self.max_duration})"
             )
+        allowed = self.durations_allowed
+        if self.default_duration not in allowed:
+            raise ConfigurationError(
+                f"{name} is misconfigured: DEFAULT_DURATION ({self.default_duration}) is not a "
+                f"duration {self.fal_endpoint} accepts within MIN_DURATION and MAX_DURATION "
+                f"({pika.describe_durations(allowed) if allowed else 'none'})"
+            )
+        lifetime, minimum = self.fal_media_lifetime_seconds, self.minimum_media_lifetime_seconds
+        if lifetime and lifetime < minimum:
+            raise ConfigurationError(
+                f"{name} is misconfigured: FAL_MEDIA_LIFETIME_SECONDS ({lifetime}) must be at "
+                f"least {minimum}: fal's 2 h of webhook retries ({FAL_WEBHOOK_RETRY_SECONDS}) "
+                f"plus JOB_DEADLINE_SECONDS ({self.deadline_seconds}) plus {RECOVERY_PERIODS} "
+                f"reconciler periods (RECONCILE_EVERY_MINUTES x 60 + RECONCILE_AFTER_SECONDS), "
+                "or fal could delete a video before the pipeline has copied it"
+            )
+
+    @property
+    def durations_allowed(self) -> tuple[int, ...]:
+        """What an upload may ask for: the endpoint's durations within the deployment's bounds."""
+        return pika.durations_allowed(
+            self.fal_endpoint, min_duration=self.min_duration, max_duration=self.max_duration
+        )
+
+    @property
+    def minimum_media_lifetime_seconds(self) -> int:
+        """The shortest safe life of fal's copy of a video, counted from when fal made it.
+
+        A delivery may be retried by fal for 2 h; past that the reconciler is the recovery, and it
+        may reach a job as late as its deadline plus a few of its periods (a run every
+        RECONCILE_EVERY_MINUTES, a job looked at every RECONCILE_AFTER_SECONDS) later.
+        """
+        period = self.reconcile_every_minutes * 60 + self.reconcile_after_seconds
+        return FAL_WEBHOOK_RETRY_SECONDS + self.deadline_seconds + RECOVERY_PERIODS * period
+
+    def price_usd(self, *, resolution: Resolution, duration: int) -> Decimal:
+        """What one video of this deployment costs (the recorded ``price_usd``)."""
+        return price_usd(
+            self.fal_endpoint,
+            resolution=resolution,
+            duration=duration,
+            override_usd=self.fal_price_override_usd,
+        )
 
     @property
     def fal_start_timeout_seconds(self) -> int:

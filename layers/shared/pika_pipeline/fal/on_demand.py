@@ -31,6 +31,7 @@ def fal_gateway_on_demand(settings: SubmitServiceSettings) -> Callable[[], FalGa
             endpoint=settings.fal_endpoint,
             timeout_seconds=settings.fal_timeout_seconds,
             start_timeout_seconds=settings.fal_start_timeout_seconds,
+            media_lifetime_seconds=settings.fal_media_lifetime_seconds,
         )
 
     return gateway

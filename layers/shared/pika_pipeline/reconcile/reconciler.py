@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, assert_never
 from aws_lambda_powertools.metrics import MetricUnit
 
 from pika_pipeline.errors import FalUnavailable, JobConflict, JobStoreBusy, VideoUnavailable
+from pika_pipeline.fal import pika
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, count, logger, metrics
@@ -138,6 +139,13 @@ def deadline_started(item: Mapping[str, Any]) -> float | None:
         if value := item.get(name):
             return datetime.fromisoformat(str(value)).timestamp()
     return None
+
+
+def endpoint_of(item: Mapping[str, Any]) -> str:
+    """The fal endpoint a job was sent to: the one it recorded, so a job submitted before a
+    change of FalEndpoint is still settled where it runs. A job without one predates the
+    recording, when v2.1 was the only endpoint the template could choose."""
+    return str(item.get("fal_endpoint") or pika.ENDPOINT)
 
 
 class Reconciler:
@@ -277,7 +285,7 @@ class Reconciler:
             return self._resubmit(fresh)
         logger.thread_safe_append_keys(fal_request_id=request_id)
         try:
-            delivery = self._fal().outcome(str(request_id))
+            delivery = self._fal().outcome(str(request_id), endpoint=endpoint_of(fresh.item))
         except FalUnavailable:
             # fal cannot say (an outage, or a request it no longer knows): past the deadline
             # that is as final as a request that never finished.
@@ -328,7 +336,7 @@ class Reconciler:
         return self._expire(job, request_id)
 
     def _expire(self, job: Job, request_id: str) -> ReconcileOutcome:
-        self._fal().cancel(request_id)
+        self._fal().cancel(request_id, endpoint=endpoint_of(job.item))
         try:
             expired = self._jobs.transition(
                 job.job_id,

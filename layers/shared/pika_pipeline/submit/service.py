@@ -105,7 +105,7 @@ class SubmitService:
         attempt = new_attempt()
         try:
             self._jobs.claim(
-                {**source, **_request_attributes(request)},
+                {**source, **_request_attributes(request), **self._endpoint_and_price(request)},
                 attempt=attempt,
                 now_epoch=int(started),
                 claim_seconds=self._settings.claim_seconds,
@@ -192,6 +192,7 @@ class SubmitService:
             default_duration=self._settings.default_duration,
             min_duration=self._settings.min_duration,
             max_duration=self._settings.max_duration,
+            endpoint=self._settings.fal_endpoint,
         )
         if inspected.size > self._settings.max_image_bytes:
             raise UploadRejected(
@@ -205,6 +206,16 @@ class SubmitService:
                 "The object is not a PNG, JPEG or WebP image (checked by its first bytes).",
             )
         return request
+
+    def _endpoint_and_price(self, request: VideoRequest) -> dict[str, Any]:
+        """Where the job is sent and what it costs there: the reconciler asks fal about the job at
+        this endpoint even after FalEndpoint changed, and spend is counted at this price."""
+        return {
+            "fal_endpoint": self._settings.fal_endpoint,
+            "price_usd": self._settings.price_usd(
+                resolution=request.resolution, duration=request.duration
+            ),
+        }
 
     def _reject(self, source: dict[str, Any], rejection: UploadRejected) -> SubmitOutcome:
         item = {**source, "error_code": rejection.code, "error_message": rejection.message}
