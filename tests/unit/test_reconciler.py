@@ -96,10 +96,10 @@ class FakeJobs:
     def check_again_at(self, job_id: str, when: int) -> None:
         self.checked_again_at.append(when)
 
-    def cancel(self, request_id: str) -> None:
+    def cancel(self, request_id: str, *, endpoint: str) -> None:
         self.cancelled.append(request_id)
 
-    def outcome(self, request_id: str) -> object:
+    def outcome(self, request_id: str, *, endpoint: str) -> object:
         return object()  # fal finished: the reconciler records the result
 
     def finished(self, job: Job) -> None:

@@ -253,7 +253,7 @@ class Reconciler:
         if request_id:
             try:
                 # Nothing more is wanted from fal: a request still running costs money.
-                self._fal().cancel(str(request_id))
+                self._fal().cancel(str(request_id), endpoint=endpoint_of(fresh.item))
             except Exception as exc:
                 logger.warning("Could not cancel the request", extra={"reason": str(exc)})
         try:
