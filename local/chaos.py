@@ -219,11 +219,8 @@ def _over_capacity(run: _Run, *, uploads: int, timeout: float) -> ChaosReport:
     info = run.info
     # A clean account: the first phase's requests are checked already, and the peak counts anew.
     run.http(f"{info.fal_url}/_emulator/reset", {}, run.tls)
-    run.http(
-        f"{info.fal_url}/_emulator/faults",
-        {**FAL_FAULTS, "concurrency": EMULATOR_CONCURRENCY},
-        run.tls,
-    )
+    run.http(f"{info.fal_url}/_emulator/account", {"concurrency": EMULATOR_CONCURRENCY}, run.tls)
+    run.http(f"{info.fal_url}/_emulator/faults", FAL_FAULTS, run.tls)
     for rule in AWS_FAULTS:
         run.http(f"{info.aws_fault_proxy}/_faults", rule)
     run.calls_in_flight_at_kills = 0  # no kills in this phase
