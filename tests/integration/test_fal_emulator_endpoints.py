@@ -52,7 +52,7 @@ def small_frames(pipeline: Pipeline) -> Iterator[None]:
 def _submit(pipeline: Pipeline, submits: list[tuple[str, int]]) -> list[dict[str, Any]]:
     """fal_client's answers to these submits, once every accepted one has finished (so none
     holds the account's concurrency in a later test)."""
-    key_secret = pipeline.info.functions["SubmitFunction"]["environment"]["FAL_KEY_SECRET"]
+    key_secret = pipeline.info.functions["SubmitFunction"]["environment"]["FAL_KEY_SECRET_NAME"]
     key = pipeline.secrets.get_secret_value(SecretId=key_secret)["SecretString"].strip()
     bucket = pipeline.own_bucket()
     pipeline.put_image(bucket, "pier.jpg", {})

@@ -221,7 +221,7 @@ def reconciler_with(
     events: RecordedEvents,
     clock: Callable[[], float],
     reconcile_after_seconds: int,
-    deadline_seconds: int,
+    job_deadline_seconds: int,
 ) -> Reconciler:
     return Reconciler(
         open_jobs=cast("OpenJobs", FakeOpenJobs(jobs)),
@@ -231,6 +231,6 @@ def reconciler_with(
         submit=cast("SubmitService", submit),
         events=cast("JobEvents", events),
         reconcile_after_seconds=reconcile_after_seconds,
-        deadline_seconds=deadline_seconds,
+        job_deadline_seconds=job_deadline_seconds,
         clock=clock,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import MISSING, FrozenInstanceError, fields
 from decimal import Decimal
 
@@ -27,7 +28,7 @@ COMMON = {
 SUBMIT = {
     **COMMON,
     "INPUT_PREFIX": "uploads/",
-    "FAL_KEY_SECRET": "pika-pipeline/fal-key",
+    "FAL_KEY_SECRET_NAME": "pika-pipeline/fal-key",
     "WEBHOOK_URL": "https://abc123.lambda-url.us-east-1.on.aws/",
     "DEFAULT_RESOLUTION": "720p",
     "DEFAULT_DURATION": "5",
@@ -61,36 +62,40 @@ def test_submit_settings_are_read_from_the_environment() -> None:
     assert settings.jobs_table == "pika-jobs"
     assert settings.output_bucket == "pika-output"
     assert settings.input_prefix == "uploads/"
-    assert settings.fal_key_secret == "pika-pipeline/fal-key"
+    assert settings.fal_key_secret_name == "pika-pipeline/fal-key"
     assert settings.webhook_url == "https://abc123.lambda-url.us-east-1.on.aws/"
     assert settings.default_resolution == "720p"
     assert settings.default_duration == 5
     assert settings.presign_expires_seconds == 3600
-    assert (settings.max_attempts, settings.retry_base_seconds) == (5, 30)
+    assert (settings.submit_max_attempts, settings.submit_retry_base_seconds) == (5, 30)
 
 
 def test_submit_settings_have_documented_defaults_for_optional_knobs() -> None:
     settings = SubmitSettings.from_environment(SUBMIT)
 
-    assert (settings.min_duration, settings.max_duration) == (1, 10)
+    assert (settings.min_duration_seconds, settings.max_duration_seconds) == (1, 10)
     assert settings.max_image_bytes == 20 * 1024 * 1024
     assert settings.fal_endpoint == "fal-ai/pika/v2.1/image-to-video"
     assert settings.fal_timeout_seconds == 10.0
-    assert settings.claim_seconds == 300
+    assert settings.submit_claim_seconds == 300
     assert settings.fal_price_override_usd == 0
     assert settings.fal_media_lifetime_seconds == 86400
 
 
 def test_optional_submit_knobs_can_be_overridden() -> None:
     env = SUBMIT | {
-        "MAX_DURATION": "8",
+        "MAX_DURATION_SECONDS": "8",
         "FAL_ENDPOINT": "fal-ai/pika/v2/turbo/image-to-video",
-        "CLAIM_SECONDS": "60",
+        "SUBMIT_CLAIM_SECONDS": "60",
     }
 
     settings = SubmitSettings.from_environment(env)
 
-    assert (settings.max_duration, settings.fal_endpoint, settings.claim_seconds) == (
+    assert (
+        settings.max_duration_seconds,
+        settings.fal_endpoint,
+        settings.submit_claim_seconds,
+    ) == (
         8,
         "fal-ai/pika/v2/turbo/image-to-video",
         60,
@@ -105,7 +110,7 @@ def test_optional_submit_knobs_can_be_overridden() -> None:
         "WEBHOOK_TOKEN_SECRET",
         "EVENT_BUS_NAME",
         "INPUT_PREFIX",
-        "FAL_KEY_SECRET",
+        "FAL_KEY_SECRET_NAME",
         "WEBHOOK_URL",
         "DEFAULT_RESOLUTION",
         "DEFAULT_DURATION",
@@ -152,19 +157,29 @@ def test_a_malformed_submit_variable_is_named_in_the_error(name: str, value: str
 def test_a_default_duration_outside_the_bounds_stops_the_function_at_cold_start(
     low: str, default: str, high: str
 ) -> None:
-    env = {**SUBMIT, "MIN_DURATION": low, "DEFAULT_DURATION": default, "MAX_DURATION": high}
+    env = {
+        **SUBMIT,
+        "MIN_DURATION_SECONDS": low,
+        "DEFAULT_DURATION": default,
+        "MAX_DURATION_SECONDS": high,
+    }
 
     message = validation_error_text(SubmitSettings, env)
 
-    assert f"DEFAULT_DURATION ({default}) must lie within MIN_DURATION ({low})" in message
+    assert f"DEFAULT_DURATION ({default}) must lie within MIN_DURATION_SECONDS ({low})" in message
 
 
 def test_the_duration_bounds_come_from_the_template() -> None:
     settings = SubmitSettings.from_environment(
-        {**SUBMIT, "MIN_DURATION": "2", "DEFAULT_DURATION": "5", "MAX_DURATION": "6"}
+        {
+            **SUBMIT,
+            "MIN_DURATION_SECONDS": "2",
+            "DEFAULT_DURATION": "5",
+            "MAX_DURATION_SECONDS": "6",
+        }
     )
 
-    assert (settings.min_duration, settings.max_duration) == (2, 6)
+    assert (settings.min_duration_seconds, settings.max_duration_seconds) == (2, 6)
 
 
 V2_2 = "fal-ai/pika/v2.2/image-to-video"
@@ -186,8 +201,8 @@ def test_a_default_duration_the_endpoint_refuses_stops_the_function_at_cold_star
 
 
 def test_bounds_that_leave_the_endpoint_no_duration_stop_the_function_at_cold_start() -> None:
-    env = {**SUBMIT, "FAL_ENDPOINT": V2_2, "MIN_DURATION": "6", "DEFAULT_DURATION": "7"}
-    env |= {"MAX_DURATION": "9"}
+    env = {**SUBMIT, "FAL_ENDPOINT": V2_2, "MIN_DURATION_SECONDS": "6", "DEFAULT_DURATION": "7"}
+    env |= {"MAX_DURATION_SECONDS": "9"}
 
     assert "(none)" in validation_error_text(SubmitSettings, env)
 
@@ -384,3 +399,27 @@ def test_the_templates_resolutions_are_the_ones_the_pipeline_accepts() -> None:
 
     assert tuple(parameter["AllowedValues"]) == RESOLUTIONS
     assert parameter["Default"] in RESOLUTIONS
+
+
+def _snake(parameter: str) -> str:
+    """``ReconcileAfterSeconds`` -> ``reconcile_after_seconds``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", parameter).lower()
+
+
+def test_each_setting_has_one_name_from_template_parameter_to_code() -> None:
+    # ReconcileAfterSeconds -> RECONCILE_AFTER_SECONDS -> settings.reconcile_after_seconds: one
+    # name an operator can grep for, whichever of the three they start from.
+    template = load_template()
+    parameters = set(template["Parameters"])
+    variables: dict[str, object] = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            variables.update(resource["Properties"].get("Environment", {}).get("Variables", {}))
+    for variable, value in variables.items():
+        if variable.startswith("POWERTOOLS_"):
+            continue  # Powertools' own names, which it reads itself
+        if isinstance(value, dict) and value.get("Ref") in parameters:
+            assert variable == _snake(str(value["Ref"])).upper(), (variable, value["Ref"])
+    for settings in (SubmitSettings, WebhookSettings, ReconcilerSettings):
+        for spec in fields(settings):
+            assert spec.name == str(spec.metadata["env"]).lower(), (settings.__name__, spec.name)

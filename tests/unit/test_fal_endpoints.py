@@ -25,8 +25,8 @@ def request_on(endpoint: Endpoint, **metadata: str) -> object:
         {"prompt": "a cat", **metadata},
         default_resolution="720p",
         default_duration=5,
-        min_duration=1,
-        max_duration=10,
+        min_duration_seconds=1,
+        max_duration_seconds=10,
         endpoint=endpoint,
     )
 
@@ -56,9 +56,9 @@ def test_v2_1_and_turbo_take_any_duration_within_the_deployments_bounds(endpoint
 
 
 def test_the_deployments_bounds_narrow_v2_2_too() -> None:
-    assert pika.durations_allowed(V2_2, min_duration=1, max_duration=6) == (5,)
-    assert pika.durations_allowed(V2_2, min_duration=6, max_duration=9) == ()
-    assert pika.durations_allowed(V2_1, min_duration=2, max_duration=4) == (2, 3, 4)
+    assert pika.durations_allowed(V2_2, min_duration_seconds=1, max_duration_seconds=6) == (5,)
+    assert pika.durations_allowed(V2_2, min_duration_seconds=6, max_duration_seconds=9) == ()
+    assert pika.durations_allowed(V2_1, min_duration_seconds=2, max_duration_seconds=4) == (2, 3, 4)
 
 
 @pytest.mark.parametrize(

@@ -95,13 +95,15 @@ class World:
             events=self.events,
             clock=lambda: NOW,
             reconcile_after_seconds=AFTER,
-            deadline_seconds=DEADLINE,
+            job_deadline_seconds=DEADLINE,
         )
 
-    def run(self, *, max_jobs: int = 10, stop_after: int | None = None) -> dict[str, int]:
+    def run(
+        self, *, reconcile_batch_size: int = 10, stop_after: int | None = None
+    ) -> dict[str, int]:
         checks = iter(range(10**6))
         return self.reconciler.run(
-            max_jobs=max_jobs,
+            reconcile_batch_size=reconcile_batch_size,
             out_of_time=lambda: stop_after is not None and next(checks) >= stop_after,
         )
 

@@ -116,7 +116,9 @@ class SubmitServiceSettings(CommonSettings):
     """What submitting an upload to fal needs: the submit function's and the reconciler's."""
 
     input_prefix: str = _env("INPUT_PREFIX")
-    fal_key_secret: str = _env("FAL_KEY_SECRET", check=_non_empty, rule="must not be empty")
+    fal_key_secret_name: str = _env(
+        "FAL_KEY_SECRET_NAME", check=_non_empty, rule="must not be empty"
+    )
     webhook_url: str = _env("WEBHOOK_URL", check=_url, rule="must be an http(s) URL")
     # _env returns a dataclasses.field; ruff cannot see that the Literal alias is immutable.
     default_resolution: Resolution = _env(  # noqa: RUF009
@@ -127,11 +129,11 @@ class SubmitServiceSettings(CommonSettings):
     default_duration: int = _env(
         "DEFAULT_DURATION", int, check=lambda v: v >= 1, rule="must be >= 1"
     )
-    min_duration: int = _env(
-        "MIN_DURATION", int, default=1, check=lambda v: v >= 1, rule="must be >= 1"
+    min_duration_seconds: int = _env(
+        "MIN_DURATION_SECONDS", int, default=1, check=lambda v: v >= 1, rule="must be >= 1"
     )
-    max_duration: int = _env(
-        "MAX_DURATION", int, default=10, check=lambda v: v >= 1, rule="must be >= 1"
+    max_duration_seconds: int = _env(
+        "MAX_DURATION_SECONDS", int, default=10, check=lambda v: v >= 1, rule="must be >= 1"
     )
     presign_expires_seconds: int = _env(
         "PRESIGN_EXPIRES_SECONDS",
@@ -180,13 +182,13 @@ class SubmitServiceSettings(CommonSettings):
     )
     # A job fal has not finished this long after submission is expired by the reconciler; fal
     # itself is told (start_timeout) to drop a request it has not started by then.
-    deadline_seconds: int = _env(
+    job_deadline_seconds: int = _env(
         "JOB_DEADLINE_SECONDS", int, check=lambda v: v >= 2, rule="must be >= 2"
     )
     # A claimed job whose submit never finished (a crash) may be claimed again after this long;
     # longer than the function's timeout, so a live submit is never taken over.
-    claim_seconds: int = _env(
-        "CLAIM_SECONDS", int, default=300, check=lambda v: v >= 1, rule="must be >= 1"
+    submit_claim_seconds: int = _env(
+        "SUBMIT_CLAIM_SECONDS", int, default=300, check=lambda v: v >= 1, rule="must be >= 1"
     )
     # When the reconciler first looks at a claimed job (and how long it waits between looks).
     reconcile_after_seconds: int = _env(
@@ -196,17 +198,19 @@ class SubmitServiceSettings(CommonSettings):
     def __post_init__(self) -> None:
         name = type(self).__name__
         # An upload without a duration gets the default: one outside the bounds would reject it.
-        if not self.min_duration <= self.default_duration <= self.max_duration:
+        if not self.min_duration_seconds <= self.default_duration <= self.max_duration_seconds:
             raise ConfigurationError(
                 f"{name} is misconfigured: DEFAULT_DURATION "
-                f"({self.default_duration}) must lie within MIN_DURATION ({self.min_duration}) "
-                f"and MAX_DURATION ({self.max_duration})"
+                f"({self.default_duration}) must lie within MIN_DURATION_SECONDS "
+                f"({self.min_duration_seconds}) and MAX_DURATION_SECONDS "
+                f"({self.max_duration_seconds})"
             )
         allowed = self.durations_allowed
         if self.default_duration not in allowed:
             raise ConfigurationError(
                 f"{name} is misconfigured: DEFAULT_DURATION ({self.default_duration}) is not a "
-                f"duration {self.fal_endpoint} accepts within MIN_DURATION and MAX_DURATION "
+                f"duration {self.fal_endpoint} accepts within MIN_DURATION_SECONDS and "
+                "MAX_DURATION_SECONDS "
                 f"({pika.describe_durations(allowed) if allowed else 'none'})"
             )
         lifetime, minimum = self.fal_media_lifetime_seconds, self.minimum_media_lifetime_seconds
@@ -214,7 +218,7 @@ class SubmitServiceSettings(CommonSettings):
             raise ConfigurationError(
                 f"{name} is misconfigured: FAL_MEDIA_LIFETIME_SECONDS ({lifetime}) must be at "
                 f"least {minimum}: fal's 2 h of webhook retries ({FAL_WEBHOOK_RETRY_SECONDS}) "
-                f"plus JOB_DEADLINE_SECONDS ({self.deadline_seconds}) plus {RECOVERY_PERIODS} "
+                f"plus JOB_DEADLINE_SECONDS ({self.job_deadline_seconds}) plus {RECOVERY_PERIODS} "
                 f"reconciler periods (RECONCILE_EVERY_MINUTES x 60 + RECONCILE_AFTER_SECONDS), "
                 "or fal could delete a video before the pipeline has copied it"
             )
@@ -223,7 +227,9 @@ class SubmitServiceSettings(CommonSettings):
     def durations_allowed(self) -> tuple[int, ...]:
         """What an upload may ask for: the endpoint's durations within the deployment's bounds."""
         return pika.durations_allowed(
-            self.fal_endpoint, min_duration=self.min_duration, max_duration=self.max_duration
+            self.fal_endpoint,
+            min_duration_seconds=self.min_duration_seconds,
+            max_duration_seconds=self.max_duration_seconds,
         )
 
     @property
@@ -235,7 +241,7 @@ class SubmitServiceSettings(CommonSettings):
         RECONCILE_EVERY_MINUTES, a job looked at every RECONCILE_AFTER_SECONDS) later.
         """
         period = self.reconcile_every_minutes * 60 + self.reconcile_after_seconds
-        return FAL_WEBHOOK_RETRY_SECONDS + self.deadline_seconds + RECOVERY_PERIODS * period
+        return FAL_WEBHOOK_RETRY_SECONDS + self.job_deadline_seconds + RECOVERY_PERIODS * period
 
     def price_usd(self, *, resolution: Resolution, duration: int) -> Decimal:
         """What one video of this deployment costs (the recorded ``price_usd``)."""
@@ -254,7 +260,7 @@ class SubmitServiceSettings(CommonSettings):
         started after its URL expired would fail on the download (and still cost a call).
         Both bounds stay above the 1 s fal_client requires (deadline >= 2, presign >= 300).
         """
-        return min(self.deadline_seconds, self.presign_expires_seconds - PRESIGN_MARGIN_SECONDS)
+        return min(self.job_deadline_seconds, self.presign_expires_seconds - PRESIGN_MARGIN_SECONDS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,11 +268,11 @@ class SubmitSettings(SubmitServiceSettings):
     """The submit function: the submit path, fed by the queue (whose retries it paces)."""
 
     # The queue's maxReceiveCount: the attempt that gives up and records fal_unavailable.
-    max_attempts: int = _env(
+    submit_max_attempts: int = _env(
         "SUBMIT_MAX_ATTEMPTS", int, check=lambda v: v >= 1, rule="must be >= 1"
     )
     # fal outages are retried after base, 2x base, 4x base... seconds (SQS visibility).
-    retry_base_seconds: int = _env(
+    submit_retry_base_seconds: int = _env(
         "SUBMIT_RETRY_BASE_SECONDS", int, check=lambda v: v >= 0, rule="must be >= 0"
     )
 
@@ -302,4 +308,6 @@ class ReconcilerSettings(SubmitServiceSettings, RecorderSettings):
     """The reconciler submits crashed claims again and records results fal finished, so it needs
     both groups; it neither paces the queue's retries nor verifies deliveries."""
 
-    max_jobs: int = _env("RECONCILE_MAX_JOBS", int, check=lambda v: v >= 1, rule="must be >= 1")
+    reconcile_batch_size: int = _env(
+        "RECONCILE_BATCH_SIZE", int, check=lambda v: v >= 1, rule="must be >= 1"
+    )

@@ -47,8 +47,8 @@ def submit_batch(settings: SubmitSettings) -> SubmitBatch:
     return SubmitBatch(
         service=service,
         sqs=sqs_client(),
-        max_attempts=settings.max_attempts,
-        retry_base_seconds=settings.retry_base_seconds,
+        submit_max_attempts=settings.submit_max_attempts,
+        submit_retry_base_seconds=settings.submit_retry_base_seconds,
     )
 
 
@@ -87,7 +87,7 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
         submit=_submit_service(settings, repository, events, fal),
         events=events,
         reconcile_after_seconds=settings.reconcile_after_seconds,
-        deadline_seconds=settings.deadline_seconds,
+        job_deadline_seconds=settings.job_deadline_seconds,
     )
 
 

@@ -52,12 +52,12 @@ def is_endpoint(value: str) -> TypeIs[Endpoint]:
 
 
 def durations_allowed(
-    endpoint: Endpoint, *, min_duration: int, max_duration: int
+    endpoint: Endpoint, *, min_duration_seconds: int, max_duration_seconds: int
 ) -> tuple[int, ...]:
     """The durations an upload may ask for: the endpoint's own values within the deployment's
     bounds (MinDurationSeconds..MaxDurationSeconds apply to every endpoint, as a policy)."""
     rules = RULES[endpoint]
-    bounded = range(min_duration, max_duration + 1)
+    bounded = range(min_duration_seconds, max_duration_seconds + 1)
     if rules.durations is None:
         return tuple(bounded)
     return tuple(sorted(d for d in rules.durations if d in bounded))

@@ -159,7 +159,7 @@ class Reconciler:
         submit: SubmitService,
         events: JobEvents,
         reconcile_after_seconds: int,
-        deadline_seconds: int,
+        job_deadline_seconds: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._open_jobs = open_jobs
@@ -169,20 +169,21 @@ class Reconciler:
         self._submit = submit
         self._events = events
         self._reconcile_after_seconds = reconcile_after_seconds
-        self._deadline_seconds = deadline_seconds
+        self._deadline_seconds = job_deadline_seconds
         self._clock = clock
 
     def run(
-        self, *, max_jobs: int, out_of_time: Callable[[], bool] = lambda: False
+        self, *, reconcile_batch_size: int, out_of_time: Callable[[], bool] = lambda: False
     ) -> dict[str, int]:
-        """Checks at most ``max_jobs`` due jobs, oldest first; returns how many ended which way.
+        """Checks at most ``reconcile_batch_size`` due jobs, oldest first; returns how many ended
+        which way.
 
         Jobs left over (too many, or the function running out of time) stay due: the next run
         resumes with them, and jobs checked but still running have moved to the back.
         """
         report: Counter[ReconcileOutcome] = Counter()
         oldest_open = 0.0
-        due = self._open_jobs.due(now_epoch=int(self._clock()), limit=max_jobs)
+        due = self._open_jobs.due(now_epoch=int(self._clock()), limit=reconcile_batch_size)
         for index, job in enumerate(due):
             outcome = ReconcileOutcome.NOT_REACHED if out_of_time() else self._settle(job)
             if outcome is ReconcileOutcome.NOT_REACHED:

@@ -108,7 +108,7 @@ class SubmitService:
                 {**source, **_request_attributes(request), **self._endpoint_and_price(request)},
                 attempt=attempt,
                 now_epoch=int(started),
-                claim_seconds=self._settings.claim_seconds,
+                claim_seconds=self._settings.submit_claim_seconds,
                 reconcile_after_seconds=self._settings.reconcile_after_seconds,
             )
         except JobConflict:
@@ -190,8 +190,8 @@ class SubmitService:
             inspected.metadata,
             default_resolution=self._settings.default_resolution,
             default_duration=self._settings.default_duration,
-            min_duration=self._settings.min_duration,
-            max_duration=self._settings.max_duration,
+            min_duration_seconds=self._settings.min_duration_seconds,
+            max_duration_seconds=self._settings.max_duration_seconds,
             endpoint=self._settings.fal_endpoint,
         )
         if inspected.size > self._settings.max_image_bytes:

@@ -126,8 +126,8 @@ def video_request_from_metadata(
     *,
     default_resolution: Resolution,
     default_duration: int,
-    min_duration: int,
-    max_duration: int,
+    min_duration_seconds: int,
+    max_duration_seconds: int,
     endpoint: Endpoint = ENDPOINT,
 ) -> VideoRequest:
     """Builds the request, or raises UploadRejected with the code of the first problem found.
@@ -145,7 +145,9 @@ def video_request_from_metadata(
         "negative_prompt": values.get("negative-prompt") or values.get("negative_prompt") or None,
     }
     durations = pika.durations_allowed(
-        endpoint, min_duration=min_duration, max_duration=max_duration
+        endpoint,
+        min_duration_seconds=min_duration_seconds,
+        max_duration_seconds=max_duration_seconds,
     )
     resolutions = pika.RULES[endpoint].resolutions
     try:
