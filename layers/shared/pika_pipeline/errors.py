@@ -49,7 +49,10 @@ class JobConflict(PipelineError):
 
 
 class WebhookRejected(PipelineError):
-    """A webhook request that is not an authentic delivery for this job."""
+    """A webhook request not shown to be an authentic delivery for this job; nothing is written.
+
+    Usually 401/4xx. 503 when it may be genuine but cannot be checked yet (an unknown signing
+    key while a JWKS refresh is held back), so that fal delivers it again."""
 
     def __init__(self, reason: str, status_code: int = 401) -> None:
         super().__init__(reason)
