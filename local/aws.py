@@ -113,6 +113,7 @@ def provision(resolver: Resolver, endpoint: str) -> ProvisionedStack:
         "AWS::Events::Rule": lambda lid, p: _rule(client("events"), lid, p, resolver),
         "AWS::Logs::LogGroup": lambda lid, p: _log_group(client("logs"), lid, p),
         "AWS::SNS::Topic": lambda lid, p: _topic(client("sns"), lid, p),
+        "AWS::KMS::Key": lambda lid, p: _key(client("kms"), lid, p),
     }
     stack = ProvisionedStack()
     pending = dict(resolver.template["Resources"])
@@ -222,8 +223,16 @@ def _rule(
     return name, {"Arn": arn}
 
 
+def _key(kms: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    metadata = kms.create_key(
+        Description=props.get("Description", logical), Policy=json.dumps(props["KeyPolicy"])
+    )["KeyMetadata"]
+    return str(metadata["KeyId"]), {"Arn": str(metadata["Arn"]), "KeyId": str(metadata["KeyId"])}
+
+
 def _topic(sns: Any, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    arn: str = sns.create_topic(Name=physical_name(logical))["TopicArn"]
+    attributes = {"KmsMasterKeyId": props["KmsMasterKeyId"]} if "KmsMasterKeyId" in props else {}
+    arn: str = sns.create_topic(Name=physical_name(logical), Attributes=attributes)["TopicArn"]
     return arn, {"TopicName": physical_name(logical)}
 
 

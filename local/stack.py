@@ -34,6 +34,8 @@ from local.aws import (
 from local.template import REPO_ROOT, Resolver, load_template, parameter_defaults
 
 FAL_KEY_PREFIX = "local-emulator-key"
+# The fal user the emulator signs deliveries for, and so the stack's (required) FalUserId.
+FAL_USER_ID = "local-fal-user"
 SCHEDULED_EVENT = REPO_ROOT / "events" / "reconciler-schedule.json"
 
 
@@ -103,8 +105,9 @@ class LocalStack:
         template = load_template()
         parameters = {
             **parameter_defaults(template),
-            # The local stack's fal is the emulator: its keys, its media host.
+            # The local stack's fal is the emulator: its keys, its user, its media host.
             "FalJwksUrl": f"{fal_url}/.well-known/jwks.json",
+            "FalUserId": FAL_USER_ID,
             "MediaHosts": "127.0.0.1",
             **self._parameter_overrides,
         }
@@ -190,6 +193,8 @@ class LocalStack:
                 str(emulator_dir),
                 "--fal-key",
                 fal_key,
+                "--user-id",
+                FAL_USER_ID,
             ],
             cwd=REPO_ROOT,
             env=process_environment({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}),

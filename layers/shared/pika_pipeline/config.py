@@ -8,11 +8,13 @@ timeout, and pydantic's import and model building were most of its cost (docs/PE
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 # The image URL is presigned once, before the submit's first POST to fal. fal_client's own
 # retries of that POST fit in the submit function's timeout (210 s in template.yaml), and fal
@@ -43,6 +45,30 @@ def _non_empty(value: str) -> bool:
 
 def _url(value: str) -> bool:
     return re.match(r"^https?://", value) is not None
+
+
+def _trusted_url(value: str) -> bool:
+    """https with a host; plain http only to loopback (the local stack's emulator), where no one
+    on the network path could answer in its place."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    if not host or parts.username is not None or parts.password is not None:
+        return False
+    if parts.scheme == "https":
+        return True
+    return parts.scheme == "http" and _is_loopback(host)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _hosts(value: str) -> tuple[str, ...]:
@@ -168,8 +194,13 @@ class SubmitSettings(CommonSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class WebhookSettings(CommonSettings):
-    fal_jwks_url: str = _env("FAL_JWKS_URL", check=_url, rule="must be an http(s) URL")
-    fal_user_id: str = _env("FAL_USER_ID", default="")
+    fal_jwks_url: str = _env(
+        "FAL_JWKS_URL",
+        check=_trusted_url,
+        rule="must be an https URL (plain http only to a loopback host)",
+    )
+    # Required: without it any fal account's signature would be accepted (docs/SECURITY.md).
+    fal_user_id: str = _env("FAL_USER_ID", check=_non_empty, rule="must not be empty")
     media_hosts: tuple[str, ...] = _env(
         "MEDIA_HOSTS", _hosts, check=bool, rule="must name at least one host"
     )
@@ -180,7 +211,15 @@ class WebhookSettings(CommonSettings):
     max_video_bytes: int = _env(
         "MAX_VIDEO_BYTES", int, default=2 * 1024**3, check=lambda v: v >= 1, rule="must be >= 1"
     )
-    timestamp_tolerance_seconds: int = _env("TIMESTAMP_TOLERANCE_SECONDS", int, default=300)
+    # fal signs with a ±300 s window in mind; 0 would refuse every delivery, hours would let a
+    # captured delivery be replayed long after (the token and request id still bind it).
+    timestamp_tolerance_seconds: int = _env(
+        "TIMESTAMP_TOLERANCE_SECONDS",
+        int,
+        default=300,
+        check=lambda v: 1 <= v <= 3600,
+        rule="must be between 1 and 3600",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pika_pipeline.errors import SigningKeysUnavailable, WebhookRejected
+from pika_pipeline.observability import logger
 
 REQUEST_ID = "x-fal-webhook-request-id"
 USER_ID = "x-fal-webhook-user-id"
@@ -152,8 +153,6 @@ class WebhookVerifier:
         missing = [name for name, value in values.items() if not value]
         if missing or not signature_hex:
             raise WebhookRejected("missing_signature_header")
-        if self._expected_user_id and values[USER_ID] != self._expected_user_id:
-            raise WebhookRejected("wrong_user_id")
         try:
             timestamp = int(values[TIMESTAMP])
         except ValueError:
@@ -176,6 +175,14 @@ class WebhookVerifier:
         ).encode("utf-8")
         verdict = self._keys.check(lambda keys: _any_verifies(keys, signature, message))
         if verdict is KeyCheck.VERIFIED:
+            if self._expected_user_id and values[USER_ID] != self._expected_user_id:
+                # Checked after the signature, so the id logged is one fal really signed for:
+                # the operator can tell a wrong FalUserId from another account's request.
+                logger.warning(
+                    "Delivery signed by fal for another user",
+                    extra={"signed_user_id": values[USER_ID]},
+                )
+                raise WebhookRejected("wrong_user_id")
             return values[REQUEST_ID]
         if verdict is KeyCheck.UNDECIDED:
             # Perhaps a rotated key we cannot fetch yet: 503 makes fal deliver it again later.
