@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 from typing import TYPE_CHECKING, Any
@@ -25,12 +24,11 @@ def service() -> WebhookService:
 @metrics.log_metrics
 @flush_breakdowns
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    raw = event.get("body") or ""
-    body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode("utf-8")
     request = WebhookRequest(
         query=event.get("queryStringParameters") or {},
         headers={name.lower(): value for name, value in (event.get("headers") or {}).items()},
-        body=body,
+        body=event.get("body") or "",
+        is_base64_encoded=bool(event.get("isBase64Encoded")),
     )
     logger.thread_safe_clear_keys()  # the local runtime serves requests on threads
     response = service().handle(request)
