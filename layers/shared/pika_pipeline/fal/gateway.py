@@ -7,6 +7,7 @@ fal_client, and the submit and reconciler functions not before they call fal.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
 import fal_client
@@ -19,12 +20,23 @@ from pika_pipeline.jobs.error_codes import ErrorCode
 
 # fal_client retries these itself; if they still fail, the queue message is retried later.
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
+# fal_client puts the webhook URL, per-attempt token included, in the submit URL's query: httpx
+# logs each request URL at INFO, fal_client its retries (URL and error) at DEBUG.
+_URL_LOGGING_LIBRARIES = ("httpx", "httpcore", "fal_client")
+
+
+def quiet_url_logging() -> None:
+    """Keeps the libraries that log request URLs at WARNING, whatever the root logger's level
+    (Lambda's ApplicationLogLevel, a debugging session): a token must never reach a log."""
+    for name in _URL_LOGGING_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class FalGateway:
     def __init__(
         self, *, key: str, endpoint: str, timeout_seconds: float, start_timeout_seconds: float
     ) -> None:
+        quiet_url_logging()
         self._endpoint = endpoint
         self._start_timeout = start_timeout_seconds
         self._client = fal_client.SyncClient(key=key, default_timeout=timeout_seconds)
