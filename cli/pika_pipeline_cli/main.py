@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         pipeline = find_pipeline(stack=args.stack, local_stack_file=args.local_stack)
+        if pipeline.found_implicitly:
+            print(pipeline.found_implicitly, file=sys.stderr)  # stdout stays the command's output
         result: int = args.run(pipeline, args)
         return result
     except CliError as exc:
