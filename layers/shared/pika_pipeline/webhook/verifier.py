@@ -180,7 +180,10 @@ class WebhookVerifier:
                 # the operator can tell a wrong FalUserId from another account's request.
                 logger.warning(
                     "Delivery signed by fal for another user",
-                    extra={"signed_user_id": values[USER_ID]},
+                    extra={
+                        "signed_user_id": values[USER_ID],
+                        "signed_request_id": values[REQUEST_ID],
+                    },
                 )
                 raise WebhookRejected("wrong_user_id")
             return values[REQUEST_ID]
