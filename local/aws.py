@@ -25,6 +25,7 @@ from local.template import REPO_ROOT, Resolver, is_created
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_events.client import EventBridgeClient
+    from mypy_boto3_kms.client import KMSClient
     from mypy_boto3_logs.client import CloudWatchLogsClient
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
@@ -121,6 +122,7 @@ def provision(resolver: Resolver, endpoint: str) -> ProvisionedStack:
     events = session.client("events", endpoint_url=endpoint)
     logs = session.client("logs", endpoint_url=endpoint)
     sns = session.client("sns", endpoint_url=endpoint)
+    kms = session.client("kms", endpoint_url=endpoint)
     creators = {
         "AWS::SecretsManager::Secret": lambda lid, p: _secret(secretsmanager, lid, p),
         "AWS::S3::Bucket": lambda lid, p: _bucket(s3, lid, p),
@@ -129,6 +131,7 @@ def provision(resolver: Resolver, endpoint: str) -> ProvisionedStack:
         "AWS::Events::Rule": lambda lid, p: _rule(events, lid, p, resolver),
         "AWS::Logs::LogGroup": lambda lid, p: _log_group(logs, lid, p),
         "AWS::SNS::Topic": lambda lid, p: _topic(sns, lid, p),
+        "AWS::KMS::Key": lambda lid, p: _key(kms, lid, p),
     }
     stack = ProvisionedStack()
     pending = dict(resolver.template["Resources"])
@@ -241,8 +244,16 @@ def _rule(
     return name, {"Arn": arn}
 
 
+def _key(kms: KMSClient, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    metadata = kms.create_key(
+        Description=props.get("Description", logical), Policy=json.dumps(props["KeyPolicy"])
+    )["KeyMetadata"]
+    return str(metadata["KeyId"]), {"Arn": str(metadata["Arn"]), "KeyId": str(metadata["KeyId"])}
+
+
 def _topic(sns: SNSClient, logical: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    arn: str = sns.create_topic(Name=physical_name(logical))["TopicArn"]
+    attributes = {"KmsMasterKeyId": props["KmsMasterKeyId"]} if "KmsMasterKeyId" in props else {}
+    arn: str = sns.create_topic(Name=physical_name(logical), Attributes=attributes)["TopicArn"]
     return arn, {"TopicName": physical_name(logical)}
 
 

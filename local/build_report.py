@@ -19,6 +19,9 @@ LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 # "Far under": a function with its layers may use a quarter of the limit, so a dependency that
 # balloons fails the build here long before a deployment would.
 DEPLOYED_BUDGET = LAMBDA_UNZIPPED_LIMIT // 4
+# The shared layer alone: every function (the webhook's cold start too) loads it; the heavy
+# dependencies ship with the functions that need them (layers/shared/requirements.txt).
+LAYER_BUDGET = 25 * 2**20
 EM_AARCH64 = 183  # the ELF header's e_machine for arm64
 ELF_MACHINES = {3: "x86", 62: "x86_64", 40: "arm", EM_AARCH64: "aarch64"}
 # PEP 552 flags of a .pyc that the runtime loads without looking at its source's timestamp.
@@ -49,6 +52,12 @@ class BuildReport:
                 f"Lambda's Python loads as it is (e.g. {self.without_bytecode[0]}): every cold "
                 "start would compile them; run compileall as `make build` does"
             )
+        found += [
+            f"layer {name} is {size / 2**20:.1f} MiB unzipped, over its "
+            f"{LAYER_BUDGET / 2**20:.1f} MiB budget"
+            for name, size in self.sizes.items()
+            if name in self.layers and size > LAYER_BUDGET
+        ]
         found += [
             f"{name} with its layers is {size / 2**20:.1f} MiB unzipped, over "
             f"{DEPLOYED_BUDGET / 2**20:.1f} MiB (a quarter of Lambda's limit)"

@@ -40,6 +40,8 @@ FAL_KEY_PREFIX = "local-emulator-key"
 # Execution environments of a function the template sets no concurrency for (Lambda's limit is
 # then the account's): workers start only when invocations overlap, so this is only a ceiling.
 UNRESERVED_CONCURRENCY = 4
+# The fal user the emulator signs deliveries for, and so the stack's (required) FalUserId.
+FAL_USER_ID = "local-fal-user"
 SCHEDULED_EVENT = REPO_ROOT / "events" / "reconciler-schedule.json"
 
 
@@ -112,8 +114,9 @@ class LocalStack:
         template = load_template()
         parameters = {
             **parameter_defaults(template),
-            # The local stack's fal is the emulator: its keys, its media host.
+            # The local stack's fal is the emulator: its keys, its user, its media host.
             "FalJwksUrl": f"{fal_url}/.well-known/jwks.json",
+            "FalUserId": FAL_USER_ID,
             "MediaHosts": "127.0.0.1",
             **self._parameter_overrides,
         }
@@ -199,6 +202,8 @@ class LocalStack:
                 self._parameter_overrides.get("FalConcurrency")
                 or parameter_defaults(load_template()).get("FalConcurrency")
                 or "2",
+                "--user-id",
+                FAL_USER_ID,
             ],
             cwd=REPO_ROOT,
             env=process_environment({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}),

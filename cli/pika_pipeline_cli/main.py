@@ -57,6 +57,12 @@ METADATA_LIMIT_BYTES = 2048  # S3's limit on user metadata, keys and values toge
 PRICE_PER_VIDEO = f"${usd_per_video(pika.ENDPOINT):.2f}"
 OTHER_BUCKET_PREFIX = "uploads/"  # --bucket without --prefix
 JOB_ID = re.compile(r"[0-9a-f]{32}")
+MAX_STEM_CHARS = 100  # with the job and extension, well inside Windows' 255-character names
+_UNSAFE_IN_NAMES = re.compile(r"[^\w.-]")  # \w: letters and digits of any script, and _
+_WINDOWS_DEVICES = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"{port}{n}" for port in ("COM", "LPT") for n in [*"123456789", "¹", "²", "³"]}
+)
 # fal could not make the video, or never finished it: another upload may well succeed. The others
 # are final for a reason (a video exists, the upload is unusable) or still on their way.
 RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.EXPIRED, CANCELLED})
@@ -69,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         pipeline = find_pipeline(stack=args.stack, local_stack_file=args.local_stack)
+        if pipeline.found_implicitly:
+            print(pipeline.found_implicitly, file=sys.stderr)  # stdout stays the command's output
         result: int = args.run(pipeline, args)
         return result
     except CliError as exc:
@@ -395,10 +403,24 @@ def _download(pipeline: Pipeline, args: argparse.Namespace) -> int:
     if args.dir.exists() and not args.dir.is_dir():
         raise CliError(f"{args.dir} is a file, not a folder to download into")
     args.dir.mkdir(parents=True, exist_ok=True)
-    target = args.dir / f"{Path(str(job['source_key'])).stem}-{job['job_id'][:8]}.mp4"
+    target = args.dir / video_file_name(str(job["source_key"]), str(job["job_id"]))
     pipeline.s3().download_file(job["output_bucket"], job["output_key"], str(target))
     print(target)
     return 0
+
+
+def video_file_name(source_key: str, job_id: str) -> str:
+    """The upload's name, reduced to letters, digits, ``.``, ``_`` and ``-``, then the job.
+
+    The key is anyone's who could upload: on Windows ``C:evil`` is drive-relative, ``x.png:ads``
+    an NTFS stream, ``CON.x`` a device, and backslashes separate folders. None survives this.
+    """
+    name = re.split(r"[/\\]", source_key)[-1]
+    stem = name.rsplit(".", 1)[0] if "." in name.strip(".") else name
+    stem = _UNSAFE_IN_NAMES.sub("_", stem).strip(". _")[:MAX_STEM_CHARS] or "video"
+    if stem.split(".", 1)[0].upper() in _WINDOWS_DEVICES:
+        stem = f"_{stem}"
+    return f"{stem}-{job_id[:8]}.mp4"
 
 
 def _retry(pipeline: Pipeline, args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +46,8 @@ class Pipeline:
     endpoint_url: str | None = None
     # The local runtime serves each scheduled function's Invoke API on a port of its own.
     local_functions: dict[str, FunctionEndpoint] | None = None
+    # How it was found when the user named none: told them first (the file says where AWS is).
+    found_implicitly: str | None = None
 
     def s3(self, *, connections: int = 10) -> S3Client:
         # As many pooled connections as concurrent transfers, or urllib3 discards the extras.
@@ -87,16 +89,20 @@ class Pipeline:
 def find_pipeline(*, stack: str | None, local_stack_file: Path | None) -> Pipeline:
     if stack:
         return _deployed(stack)
+    note = None
     if local_stack_file is None and os.environ.get("PIKA_LOCAL_STACK"):
         local_stack_file = Path(os.environ["PIKA_LOCAL_STACK"])
+        note = f"using the local stack in {local_stack_file} (from PIKA_LOCAL_STACK)"
     if local_stack_file is not None:  # named by the user: its absence is the problem to report
         if not local_stack_file.exists():
             raise CliError(
                 f"{local_stack_file} does not exist; is the local stack running (`make stack`)?"
             )
-        return _local(local_stack_file)
+        return replace(_local(local_stack_file), found_implicitly=note)
+    # Only now, with no stack named in any way: a folder's stack.json decides where AWS is.
     if LOCAL_STACK_FILE.exists():
-        return _local(LOCAL_STACK_FILE)
+        note = f"using the local stack in {LOCAL_STACK_FILE.as_posix()} (no --stack given)"
+        return replace(_local(LOCAL_STACK_FILE), found_implicitly=note)
     raise CliError(
         "no pipeline given: pass --stack NAME for a deployed stack, or start the local stack "
         "with `make stack`"

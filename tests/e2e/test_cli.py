@@ -26,7 +26,9 @@ def run(
     return cli("--local-stack", str(Path(pipeline.info.state_dir) / "stack.json"), *args, env=env)
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(CLI), *args],
         capture_output=True,
@@ -34,6 +36,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         timeout=120,
         stdin=subprocess.DEVNULL,
         env=env,
+        cwd=cwd,
     )
 
 
@@ -366,3 +369,32 @@ def test_upload_into_another_bucket_without_a_prefix_goes_under_uploads(
     assert uploaded.returncode == 0, uploaded.stderr
     assert f"s3://{bucket}/uploads/{SAMPLE_IMAGE.name}" in uploaded.stdout
     assert pipeline.s3.head_object(Bucket=bucket, Key=f"uploads/{SAMPLE_IMAGE.name}")
+
+
+def test_without_a_stack_the_local_stack_of_this_folder_is_used_and_named_first(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    (tmp_path / ".local-stack").mkdir()
+    _stack_file_with(pipeline, tmp_path / ".local-stack" / "stack.json")
+    env = {k: v for k, v in os.environ.items() if k != "PIKA_LOCAL_STACK"}
+
+    result = cli("jobs", "--limit", "1", env=env, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    # A folder's stack.json says where AWS is: the user is told which one answered.
+    assert result.stderr.splitlines()[0] == (
+        "using the local stack in .local-stack/stack.json (no --stack given)"
+    )
+
+
+def test_with_a_stack_named_the_local_stack_of_this_folder_is_never_read(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    (tmp_path / ".local-stack").mkdir()
+    (tmp_path / ".local-stack" / "stack.json").write_text("not a stack file")
+    env = {**os.environ, **pipeline.info.environment}
+
+    result = cli("--stack", "no-such-stack", "jobs", env=env, cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr == "error: no stack named 'no-such-stack' in this account and region\n"

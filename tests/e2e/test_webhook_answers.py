@@ -7,6 +7,7 @@ reached: the body's request id against the signed one, the body's shape, the job
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -84,7 +85,13 @@ def test_a_delivery_for_a_job_that_no_longer_exists_is_acknowledged_and_writes_n
     # A URL this stack made (its token is right) for a job whose record is gone (retention):
     # fal would retry anything but a 2xx for two hours, and no retry can help.
     gone = uuid.uuid4().hex
-    url = webhook_url_for(pipeline.info.webhook_url, gone, new_attempt(), pipeline.token_key())
+    url = webhook_url_for(
+        pipeline.info.webhook_url,
+        gone,
+        new_attempt(),
+        pipeline.token_key(),
+        expires_at=int(time.time()) + 3600,
+    )
     body = finished["delivery"]["body"].encode()
     request_id = finished["job"]["request_id"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from local.build_report import inspect, ships_bytecode
+from local.build_report import LAYER_BUDGET, BuildReport, inspect, ships_bytecode
 from local.template import REPO_ROOT
 
 BUILD = REPO_ROOT / ".aws-sam" / "build"
@@ -23,6 +23,7 @@ def test_every_native_extension_is_built_for_arm64_and_each_artifact_is_small() 
     assert set(report.sizes) >= {"SubmitFunction", "WebhookFunction", "SharedLayer"}
     assert report.sizes["WebhookFunction"] < 1024 * 1024  # its code only: no fal_client
     assert report.layers == {"SharedLayer"}
+    assert report.sizes["SharedLayer"] <= LAYER_BUDGET  # urllib3 included (CVE-2025-66471)
     # Far under Lambda's 250 MB: each function with its layer within a quarter of it.
     assert max(report.deployed_sizes.values()) <= 250 * 1024 * 1024 // 4
     assert report.problems == []
@@ -56,3 +57,9 @@ def test_only_bytecode_loaded_as_it_is_counts_as_shipped(
         py_compile.compile(str(module), invalidation_mode=mode, doraise=True)
 
     assert ships_bytecode(module) is counts
+
+
+def test_a_layer_over_its_budget_is_a_problem() -> None:
+    report = BuildReport(sizes={"SharedLayer": LAYER_BUDGET + 1}, layers=frozenset({"SharedLayer"}))
+
+    assert report.problems == ["layer SharedLayer is 25.0 MiB unzipped, over its 25.0 MiB budget"]

@@ -121,7 +121,12 @@ def _strip_unsupported(template: dict[str, Any]) -> list[str]:
     return stripped
 
 
+# The parameters without a default, as `sam deploy --guided` would ask for them.
+REQUIRED = {"FalUserId": "github|1234567"}
+
+
 def _deploy(stack: StackInfo, parameters: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    parameters = {**REQUIRED, **parameters}
     clients = _clients(stack)
     template = _transformed(_packaged(clients["s3"]), parameters)
     stripped = _strip_unsupported(template)

@@ -41,7 +41,8 @@ SUBMIT = {
 WEBHOOK = {
     **COMMON,
     "FAL_JWKS_URL": "https://rest.fal.ai/.well-known/jwks.json",
-    "MEDIA_HOSTS": "v3.fal.media,fal.media,storage.googleapis.com",
+    "FAL_USER_ID": "github|1234567",
+    "MEDIA_HOSTS": "v3.fal.media,v3b.fal.media",
 }
 
 
@@ -298,8 +299,8 @@ def test_webhook_settings_are_read_from_the_environment() -> None:
     settings = WebhookSettings.from_environment(WEBHOOK)
 
     assert settings.fal_jwks_url == "https://rest.fal.ai/.well-known/jwks.json"
-    assert settings.media_hosts == ("v3.fal.media", "fal.media", "storage.googleapis.com")
-    assert settings.fal_user_id == ""
+    assert settings.media_hosts == ("v3.fal.media", "v3b.fal.media")
+    assert settings.fal_user_id == "github|1234567"
     assert settings.output_prefix == "videos/"
     assert settings.max_body_bytes == 256 * 1024
     assert settings.timestamp_tolerance_seconds == 300
@@ -325,7 +326,15 @@ def test_media_hosts_must_name_at_least_one_host(raw: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["JOBS_TABLE", "OUTPUT_BUCKET", "WEBHOOK_TOKEN_SECRET", "FAL_JWKS_URL", "MEDIA_HOSTS"]
+    "name",
+    [
+        "JOBS_TABLE",
+        "OUTPUT_BUCKET",
+        "WEBHOOK_TOKEN_SECRET",
+        "FAL_JWKS_URL",
+        "FAL_USER_ID",
+        "MEDIA_HOSTS",
+    ],
 )
 def test_a_missing_webhook_variable_is_named_in_the_error(name: str) -> None:
     env = {k: v for k, v in WEBHOOK.items() if k != name}
@@ -337,12 +346,38 @@ def test_a_missing_webhook_variable_is_named_in_the_error(name: str) -> None:
     ("name", "value"),
     [
         ("FAL_JWKS_URL", "rest.fal.ai/.well-known/jwks.json"),
+        # Plain http only to a loopback host (the local stack's emulator): elsewhere anyone on
+        # the path could serve their own keys.
+        ("FAL_JWKS_URL", "http://rest.fal.ai/.well-known/jwks.json"),
+        ("FAL_JWKS_URL", "http://127.0.0.1.evil.example/jwks.json"),
+        ("FAL_JWKS_URL", "http://localhost@evil.example/jwks.json"),
+        ("FAL_JWKS_URL", "https:///jwks.json"),
+        # Unset, any fal account's signature would be accepted (docs/SECURITY.md).
+        ("FAL_USER_ID", ""),
+        # A tolerance of 0 refuses every delivery, a negative one all of them, a huge one none.
+        ("TIMESTAMP_TOLERANCE_SECONDS", "0"),
+        ("TIMESTAMP_TOLERANCE_SECONDS", "-5"),
+        ("TIMESTAMP_TOLERANCE_SECONDS", "3601"),
+        ("TIMESTAMP_TOLERANCE_SECONDS", "five minutes"),
         ("MAX_BODY_BYTES", "100"),
         ("MAX_VIDEO_BYTES", "0"),
     ],
 )
 def test_a_malformed_webhook_variable_is_named_in_the_error(name: str, value: str) -> None:
     assert name in validation_error_text(WebhookSettings, WEBHOOK | {name: value})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8443/.well-known/jwks.json",
+        "http://localhost:8443/.well-known/jwks.json",
+        "http://[::1]:8443/.well-known/jwks.json",
+        "https://rest.alpha.fal.ai/.well-known/jwks.json",
+    ],
+)
+def test_the_jwks_url_may_be_plain_http_only_on_loopback(url: str) -> None:
+    assert WebhookSettings.from_environment(WEBHOOK | {"FAL_JWKS_URL": url}).fal_jwks_url == url
 
 
 def test_the_webhook_does_not_need_the_submit_only_variables() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import fal_client
@@ -9,7 +11,7 @@ import httpx
 import pytest
 
 from pika_pipeline.errors import FalRequestFailed, FalUnavailable
-from pika_pipeline.fal.gateway import _domain_error, _no_answer
+from pika_pipeline.fal.gateway import FalGateway, _domain_error, _no_answer
 from pika_pipeline.jobs.error_codes import ErrorCode
 
 
@@ -88,3 +90,30 @@ def test_no_answer_is_retried_later_and_says_whether_fal_was_slow_or_unreachable
     assert isinstance(error, FalUnavailable)
     assert error.kind == kind
     assert type(failure).__name__ in str(error)
+
+
+@pytest.fixture
+def everything_logged() -> Iterator[None]:
+    """The root logger at DEBUG and the libraries' own levels unset, as a debugging session or
+    Lambda's ApplicationLogLevel=DEBUG would leave them."""
+    names = ("httpx", "httpcore", "fal_client")
+    saved = logging.getLogger().level, {n: logging.getLogger(n).level for n in names}
+    logging.getLogger().setLevel(logging.DEBUG)
+    for name in names:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    yield
+    logging.getLogger().setLevel(saved[0])
+    for name, level in saved[1].items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.parametrize("library", ["httpx", "httpcore", "fal_client"])
+def test_the_libraries_that_log_request_urls_stay_quiet_once_a_gateway_exists(
+    everything_logged: None, library: str
+) -> None:
+    # The submit URL's query carries the webhook URL and its token: httpx logs URLs at INFO,
+    # fal_client its retries at DEBUG.
+    FalGateway(key="k", endpoint="fal-ai/x", timeout_seconds=1, start_timeout_seconds=1)
+
+    assert not logging.getLogger(library).isEnabledFor(logging.INFO)
+    assert logging.getLogger(library).isEnabledFor(logging.WARNING)

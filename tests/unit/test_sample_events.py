@@ -78,7 +78,7 @@ def test_the_webhook_samples_are_signed_function_url_events(name: str, status: s
 
     assert event["version"] == "2.0"
     assert event["requestContext"]["http"]["method"] == "POST"
-    assert set(event["queryStringParameters"]) == {"job_id", "attempt", "token"}
+    assert set(event["queryStringParameters"]) == {"job_id", "attempt", "expires", "token"}
     delivery = FalDelivery.from_json(body)
     assert (delivery.request_id, delivery.status) == (request_id, status)
 

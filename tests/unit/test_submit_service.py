@@ -142,12 +142,19 @@ class Jobs:
         return self.transition(job_id, JobStatus.SUBMITTED, attributes={"request_id": request_id})
 
     def transition(
-        self, job_id: str, target: JobStatus, *, attributes: dict[str, Any] | None = None
+        self,
+        job_id: str,
+        target: JobStatus,
+        *,
+        attributes: dict[str, Any] | None = None,
+        close_attempt: str | None = None,
     ) -> Job:
         item = self.items.get(job_id)
         if item is None or JobStatus(item["status"]) not in sources_of(target):
             raise JobConflict(job_id)
         item.update(status=target, **(attributes or {}))
+        if close_attempt:
+            item["open_attempts"] = set(item.get("open_attempts", set())) - {close_attempt}
         return Job(item)
 
 

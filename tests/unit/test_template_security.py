@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from local.template import load_template, parameter_defaults
+from pika_pipeline.jobs.events import SOURCE
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
@@ -129,3 +130,85 @@ def test_the_public_webhook_url_is_open_but_its_concurrency_is_capped() -> None:
     reserved = properties["ReservedConcurrentExecutions"]["Fn::If"]
     assert reserved[1] == {"Ref": "WebhookReservedConcurrency"}
     assert int(DEFAULTS["WebhookReservedConcurrency"]) > 0
+
+
+# --- issue 15: alarms that can notify, a pinned fal user, narrow hosts and events -------------
+
+
+def _alarm_topic_publishers() -> set[str]:
+    """The service principals that publish to AlarmTopic: CloudWatch for every alarm action,
+    EventBridge for any rule that targets the topic."""
+    publishers = set()
+    for resource in RESOURCES.values():
+        properties = resource.get("Properties", {})
+        actions = [
+            *properties.get("AlarmActions", []),
+            *properties.get("OKActions", []),
+            *properties.get("InsufficientDataActions", []),
+        ]
+        if resource["Type"] == "AWS::CloudWatch::Alarm" and {"Ref": "AlarmTopic"} in actions:
+            publishers.add("cloudwatch.amazonaws.com")
+        if resource["Type"] == "AWS::Events::Rule" and any(
+            target["Arn"] == {"Ref": "AlarmTopic"} for target in properties.get("Targets", [])
+        ):
+            publishers.add("events.amazonaws.com")
+    return publishers
+
+
+def test_every_publisher_of_the_alarm_topic_may_use_its_encryption_key() -> None:
+    # AWS's managed alias/aws/sns key cannot grant CloudWatch: its alarms would fire silently.
+    key_id = RESOURCES["AlarmTopic"]["Properties"]["KmsMasterKeyId"]
+    assert key_id == {"Ref": "AlarmTopicKey"}
+    key = RESOURCES["AlarmTopicKey"]
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    publishers = _alarm_topic_publishers()
+    assert "cloudwatch.amazonaws.com" in publishers
+
+    for publisher in publishers:
+        (grant,) = [s for s in statements if s["Principal"] == {"Service": publisher}]
+        assert grant["Effect"] == "Allow"
+        assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(_as_list(grant["Action"]))
+        # Only on behalf of this account's own alarms (or rules), not anyone else's.
+        conditions = grant["Condition"]
+        assert conditions["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+        source_arn = conditions["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+        assert "${AWS::AccountId}" in source_arn
+
+
+def test_no_service_but_the_topics_publishers_is_granted_the_alarm_key() -> None:
+    statements = RESOURCES["AlarmTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
+    services = {
+        s["Principal"]["Service"] for s in statements if "Service" in s.get("Principal", {})
+    }
+    assert services == _alarm_topic_publishers()
+
+
+def test_the_fal_user_id_is_required() -> None:
+    # Without it any fal account's signature would be accepted (docs/SECURITY.md).
+    parameter = TEMPLATE["Parameters"]["FalUserId"]
+    assert "Default" not in parameter
+    assert parameter["MinLength"] == 1
+
+
+def test_videos_are_downloaded_only_from_fals_media_hosts_by_default() -> None:
+    hosts = DEFAULTS["MediaHosts"].split(",")
+    # storage.googleapis.com serves anyone's files; the legacy fal.media CDN is retired.
+    assert hosts == ["v3.fal.media", "v3b.fal.media"]
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_functions_publish_only_pika_pipeline_events_to_the_configured_bus(function: str) -> None:
+    role = RESOURCES[RESOURCES[function]["Properties"]["Role"]["Fn::GetAtt"][0]]
+    (grant,) = [s for s in _statements(role) if "events:PutEvents" in _as_list(s["Action"])]
+
+    assert grant["Resource"]["Fn::Sub"].endswith(":event-bus/${EventBusName}")
+    assert grant["Condition"] == {"StringEquals": {"events:source": SOURCE}}
+
+
+def test_completion_events_go_to_the_bus_the_parameter_names() -> None:
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["EVENT_BUS_NAME"] == {"Ref": "EventBusName"}
+    assert DEFAULTS["EventBusName"] == "default"
+    assert TEMPLATE["Outputs"]["CompletionEventBus"]["Value"] == {"Ref": "EventBusName"}

@@ -286,6 +286,10 @@ def test_parse_jwks_skips_keys_it_cannot_use() -> None:
             {"kty": "OKP", "crv": "Ed25519", "x": "too-short"},
             {"kty": "OKP", "crv": "Ed25519", "x": "!!!not base64!!!"},
             {"kty": "OKP", "crv": "Ed25519"},
+            {"x": jwk(good)["x"]},  # no kty/crv: not guessed to be Ed25519
+            {"kty": "OKP", "x": jwk(good)["x"]},
+            {"crv": "Ed25519", "x": jwk(good)["x"]},
+            "not an object",
             jwk(good),
         ]
     }
@@ -460,8 +464,68 @@ def test_a_rotated_key_used_within_the_refetch_interval_is_not_yet_trusted() -> 
     verifier.verify(signed(old, BODY), BODY)
 
     clock.advance(10)
-    with pytest.raises(WebhookRejected):
-        verifier.verify(signed(new, BODY), BODY)  # fal retries; a later delivery succeeds
+    with pytest.raises(WebhookRejected) as held_back:
+        verifier.verify(signed(new, BODY), BODY)
+    # A 5xx, not a 401: fal delivers it again, and a later delivery succeeds.
+    assert (status_of(held_back.value.reason), held_back.value.reason) == (
+        503,
+        "signing_key_not_yet_known",
+    )
 
     clock.advance(300)
     assert verifier.verify(signed(new, BODY, request_id="retry"), BODY) == "retry"
+
+
+def test_a_forgery_gets_401_once_a_fresh_key_set_also_fails() -> None:
+    published, forger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    fetch = CountingFetch(jwks(published))
+    clock = FakeClock()
+    verifier = WebhookVerifier(
+        JwksKeys(JWKS_URL, fetch, refetch_interval=300, clock=clock), clock=lambda: NOW
+    )
+    verifier.verify(signed(published, BODY), BODY)
+
+    clock.advance(10)
+    with pytest.raises(WebhookRejected) as held_back:
+        verifier.verify(signed(forger, BODY), BODY)
+    assert status_of(held_back.value.reason) == 503  # cannot tell a forgery from a new key yet
+
+    clock.advance(300)
+    with pytest.raises(WebhookRejected) as refused:
+        verifier.verify(signed(forger, BODY), BODY)
+    assert (status_of(refused.value.reason), refused.value.reason) == (401, "bad_signature")
+    assert fetch.count == 2
+
+
+def test_a_signature_the_keys_fetched_for_it_do_not_verify_is_refused_at_once() -> None:
+    published, forger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    fetch = CountingFetch(jwks(published))
+    verifier = WebhookVerifier(JwksKeys(JWKS_URL, fetch, clock=FakeClock()), clock=lambda: NOW)
+
+    with pytest.raises(WebhookRejected) as refused:
+        verifier.verify(signed(forger, BODY), BODY)  # the very first fetch is fresh enough
+
+    assert (status_of(refused.value.reason), refused.value.reason) == (401, "bad_signature")
+    assert fetch.count == 1
+
+
+def test_an_unknown_key_while_the_jwks_cannot_be_fetched_is_retried_later() -> None:
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    documents = [jwks(old)]
+
+    def fetch(url: str) -> bytes:
+        if not documents:
+            raise OSError("JWKS endpoint down")
+        return documents.pop(0)
+
+    clock = FakeClock()
+    verifier = WebhookVerifier(
+        JwksKeys(JWKS_URL, fetch, refetch_interval=300, clock=clock), clock=lambda: NOW
+    )
+    verifier.verify(signed(old, BODY), BODY)
+
+    clock.advance(301)  # a refresh is allowed, but it fails
+    with pytest.raises(WebhookRejected) as outage:
+        verifier.verify(signed(new, BODY), BODY)
+
+    assert status_of(outage.value.reason) == 503

@@ -12,12 +12,14 @@ timeout, and pydantic's import and model building were most of its cost (docs/PE
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from pika_pipeline.fal import pika
 from pika_pipeline.fal.pika import ENDPOINT, ENDPOINTS, RESOLUTIONS, Endpoint, Resolution
@@ -66,6 +68,30 @@ def _usd(value: str) -> Decimal:
         return Decimal(value)
     except InvalidOperation:
         raise ValueError(value) from None
+
+
+def _trusted_url(value: str) -> bool:
+    """https with a host; plain http only to loopback (the local stack's emulator), where no one
+    on the network path could answer in its place."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    if not host or parts.username is not None or parts.password is not None:
+        return False
+    if parts.scheme == "https":
+        return True
+    return parts.scheme == "http" and _is_loopback(host)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _hosts(value: str) -> tuple[str, ...]:
@@ -295,12 +321,25 @@ class RecorderSettings(CommonSettings):
 class WebhookSettings(RecorderSettings):
     """The webhook function: verifying fal's deliveries, then recording them."""
 
-    fal_jwks_url: str = _env("FAL_JWKS_URL", check=_url, rule="must be an http(s) URL")
-    fal_user_id: str = _env("FAL_USER_ID", default="")
+    fal_jwks_url: str = _env(
+        "FAL_JWKS_URL",
+        check=_trusted_url,
+        rule="must be an https URL (plain http only to a loopback host)",
+    )
+    # Required: without it any fal account's signature would be accepted (docs/SECURITY.md).
+    fal_user_id: str = _env("FAL_USER_ID", check=_non_empty, rule="must not be empty")
     max_body_bytes: int = _env(
         "MAX_BODY_BYTES", int, default=256 * 1024, check=lambda v: v >= 1024, rule="must be >= 1024"
     )
-    timestamp_tolerance_seconds: int = _env("TIMESTAMP_TOLERANCE_SECONDS", int, default=300)
+    # fal signs with a ±300 s window in mind; 0 would refuse every delivery, hours would let a
+    # captured delivery be replayed long after (the token and request id still bind it).
+    timestamp_tolerance_seconds: int = _env(
+        "TIMESTAMP_TOLERANCE_SECONDS",
+        int,
+        default=300,
+        check=lambda v: 1 <= v <= 3600,
+        rule="must be between 1 and 3600",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

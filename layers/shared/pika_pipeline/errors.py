@@ -77,10 +77,15 @@ class RejectionReason(StrEnum):
     MALFORMED_BODY = "malformed_body"
     REQUEST_ID_MISMATCH = "request_id_mismatch"
     FOREIGN_REQUEST_ID = "foreign_request_id"
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105 (a reason, not a secret)
+    SIGNING_KEY_NOT_YET_KNOWN = "signing_key_not_yet_known"
 
 
 class WebhookRejected(PipelineError):
-    """A webhook request that is not an authentic delivery for this job."""
+    """A webhook request not shown to be an authentic delivery for this job; nothing is written.
+
+    Usually 401/4xx. 503 when it may be genuine but cannot be checked yet (an unknown signing
+    key while a JWKS refresh is held back), so that fal delivers it again."""
 
     def __init__(self, reason: RejectionReason) -> None:
         super().__init__(reason)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from typing import Any
 
 import fal_client
@@ -24,6 +25,16 @@ _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 # media-expiration): here the output video; not the request's JSON payloads (30 days unless
 # X-Fal-Store-IO: 0), nor the input image, which is our presigned URL, not a file on fal's CDN.
 LIFECYCLE_HEADER = "X-Fal-Object-Lifecycle-Preference"
+# fal_client puts the webhook URL, per-attempt token included, in the submit URL's query: httpx
+# logs each request URL at INFO, fal_client its retries (URL and error) at DEBUG.
+_URL_LOGGING_LIBRARIES = ("httpx", "httpcore", "fal_client")
+
+
+def quiet_url_logging() -> None:
+    """Keeps the libraries that log request URLs at WARNING, whatever the root logger's level
+    (Lambda's ApplicationLogLevel, a debugging session): a token must never reach a log."""
+    for name in _URL_LOGGING_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class FalGateway:
@@ -39,6 +50,7 @@ class FalGateway:
         """``endpoint`` is where new requests go; a request already made is asked about at the
         endpoint its job recorded. ``media_lifetime_seconds`` (0: none) is how long fal may keep
         the video it makes."""
+        quiet_url_logging()
         self._endpoint = endpoint
         self._start_timeout = start_timeout_seconds
         self._headers = (

@@ -23,7 +23,7 @@ from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, count, logger, metrics
 from pika_pipeline.submit.image_check import image_type
 from pika_pipeline.submit.uploads import Upload, uploads_from_message
-from pika_pipeline.webhook.tokens import new_attempt, webhook_url_for
+from pika_pipeline.webhook.tokens import expiry_for, new_attempt, webhook_url_for
 
 if TYPE_CHECKING:
     from pika_pipeline.config import SubmitServiceSettings
@@ -118,7 +118,11 @@ class SubmitService:
 
         image_url = self._images.presigned_url(upload)
         webhook_url = webhook_url_for(
-            self._settings.webhook_url, job_id, attempt, self._token_key()
+            self._settings.webhook_url,
+            job_id,
+            attempt,
+            self._token_key(),
+            expires_at=expiry_for(started, self._settings.job_deadline_seconds),
         )
         try:
             request_id = self._fal().submit(
@@ -127,7 +131,9 @@ class SubmitService:
         except FalRequestFailed as failure:
             count(Metric.FAL_ERRORS, error_type=failure.code)
             logger.warning("fal refused the request", extra={"error_code": failure.code})
-            self._fail(job_id, failure.code, failure.message)
+            # fal queued nothing for this call: its URL must not complete the job later (anyone
+            # who saw it could make a request of their own with it).
+            self._fail(job_id, failure.code, failure.message, close_attempt=attempt)
             return SubmitOutcome.FAILED
         except FalUnavailable as exc:
             count(Metric.FAL_ERRORS, error_type=exc.kind)
@@ -245,12 +251,15 @@ class SubmitService:
         count(Metric.JOBS_REJECTED, error_code=rejection.code)
         return SubmitOutcome.REJECTED
 
-    def _fail(self, job_id: str, code: ErrorCode, message: str) -> None:
+    def _fail(
+        self, job_id: str, code: ErrorCode, message: str, *, close_attempt: str | None = None
+    ) -> None:
         try:
             job = self._jobs.transition(
                 job_id,
                 JobStatus.FAILED,
                 attributes={"error_code": code, "error_message": message},
+                close_attempt=close_attempt,
             )
         except JobConflict:
             logger.info("Job already moved on; leaving it as it is")

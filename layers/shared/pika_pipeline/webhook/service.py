@@ -8,6 +8,10 @@ request id: a genuine result for another job is refused either way.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, assert_never
@@ -23,6 +27,9 @@ from pika_pipeline.fal.delivery import FalDelivery, MalformedDelivery
 from pika_pipeline.observability import Metric, count, logger
 from pika_pipeline.webhook.tokens import token_matches
 
+# An epoch second as webhook_url_for writes it: digits only, so no two spellings share a token.
+_EXPIRY = re.compile(r"[0-9]{1,12}")
+
 if TYPE_CHECKING:
     from pika_pipeline.jobs.repository import JobRepository
     from pika_pipeline.results.recorder import ResultRecorder
@@ -33,7 +40,8 @@ if TYPE_CHECKING:
 class WebhookRequest:
     query: Mapping[str, str]
     headers: Mapping[str, str]  # lowercase names
-    body: bytes
+    body: str  # as the Function URL event carries it; decoded by the service, inside its checks
+    is_base64_encoded: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,12 @@ def status_of(reason: RejectionReason) -> int:
             | RejectionReason.BAD_SIGNATURE
             | RejectionReason.REQUEST_ID_MISMATCH
             | RejectionReason.FOREIGN_REQUEST_ID
+            | RejectionReason.TOKEN_EXPIRED
         ):
             return 401
+        case RejectionReason.SIGNING_KEY_NOT_YET_KNOWN:
+            # Perhaps a key fal rotated in that cannot be fetched yet: fal delivers it again.
+            return 503
         case _:
             assert_never(reason)
 
@@ -75,7 +87,9 @@ class WebhookService:
         recorder: ResultRecorder,
         token_key: Callable[[], str],
         max_body_bytes: int,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock
         self._jobs = repository
         self._verifier = verifier
         self._recorder = recorder
@@ -102,20 +116,27 @@ class WebhookService:
             return WebhookResponse(503, {"error": "job_store_busy"})
 
     def _handle(self, request: WebhookRequest) -> WebhookResponse:
-        if len(request.body) > self._max_body_bytes:
+        # Base64 makes 3 bytes 4 characters: a body too long even decoded is refused undecoded.
+        if len(request.body) > (self._max_body_bytes // 3 + 1) * 4:
             raise WebhookRejected(RejectionReason.BODY_TOO_LARGE)
         job_id = request.query.get("job_id", "")
         attempt = request.query.get("attempt", "")
+        expires = request.query.get("expires", "")
         token = request.query.get("token", "")
-        if not (job_id and attempt and token) or not token_matches(
-            job_id, attempt, token, self._token_key()
+        if not (job_id and attempt and token and _EXPIRY.fullmatch(expires)) or not token_matches(
+            job_id, attempt, int(expires), token, self._token_key()
         ):
             raise WebhookRejected(RejectionReason.BAD_TOKEN)
+        if self._clock() > int(expires):
+            raise WebhookRejected(RejectionReason.TOKEN_EXPIRED)
         logger.thread_safe_append_keys(job_id=job_id)
-        signed_request_id = self._verifier.verify(request.headers, request.body)
+        body = _decoded(request)
+        if len(body) > self._max_body_bytes:
+            raise WebhookRejected(RejectionReason.BODY_TOO_LARGE)
+        signed_request_id = self._verifier.verify(request.headers, body)
         try:
-            delivery = FalDelivery.from_json(request.body)
-        except MalformedDelivery:
+            delivery = FalDelivery.from_json(body)
+        except (MalformedDelivery, RecursionError):  # RecursionError: JSON nested too deeply
             raise WebhookRejected(RejectionReason.MALFORMED_BODY) from None
         if delivery.request_id != signed_request_id:
             raise WebhookRejected(RejectionReason.REQUEST_ID_MISMATCH)
@@ -140,3 +161,13 @@ class WebhookService:
             raise WebhookRejected(RejectionReason.FOREIGN_REQUEST_ID)
         outcome = self._recorder.record(job, delivery, unanswered_attempt=unanswered_attempt)
         return WebhookResponse(200, {"outcome": outcome.value})
+
+
+def _decoded(request: WebhookRequest) -> bytes:
+    """The bytes fal sent, which its signature covers."""
+    try:
+        if request.is_base64_encoded:
+            return base64.b64decode(request.body, validate=True)
+        return request.body.encode("utf-8")
+    except (binascii.Error, ValueError):  # not base64, or unpaired surrogates
+        raise WebhookRejected(RejectionReason.MALFORMED_BODY) from None

@@ -1,6 +1,9 @@
 """fal's webhook signature: Ed25519 over request id, user id, timestamp and the body's SHA-256.
 
-Fails closed: any missing header, malformed value or unknown key rejects the request.
+Fails closed: any missing header, malformed value or unknown key rejects the request. A
+signature no cached key verifies, while a fresh key set cannot be fetched yet (rate limit, JWKS
+outage), is answered 503 rather than 401: it may be signed with a newly rotated key, and fal
+delivers a 5xx again later. Only a set fetched for (or just before) that delivery turns it into 401.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
+from enum import Enum
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pika_pipeline.errors import RejectionReason, SigningKeysUnavailable, WebhookRejected
+from pika_pipeline.observability import logger
 
 REQUEST_ID = "x-fal-webhook-request-id"
 USER_ID = "x-fal-webhook-user-id"
@@ -27,10 +32,13 @@ FetchJson = Callable[[str], bytes]
 
 
 def parse_jwks(document: bytes) -> list[Ed25519PublicKey]:
-    """The Ed25519 keys of a JWKS; ``x`` is base64url without padding, so pad it first."""
+    """The Ed25519 keys of a JWKS; ``x`` is base64url without padding, so pad it first.
+
+    Only keys that say they are OKP/Ed25519 count: a key without ``kty``/``crv`` is not guessed at.
+    """
     keys = []
     for jwk in json.loads(document).get("keys", []):
-        if jwk.get("kty", "OKP") != "OKP" or jwk.get("crv", "Ed25519") != "Ed25519":
+        if not isinstance(jwk, dict) or (jwk.get("kty"), jwk.get("crv")) != ("OKP", "Ed25519"):
             continue
         x = str(jwk.get("x", ""))
         try:
@@ -39,6 +47,12 @@ def parse_jwks(document: bytes) -> list[Ed25519PublicKey]:
         except (binascii.Error, ValueError):
             continue
     return keys
+
+
+class KeyCheck(Enum):
+    VERIFIED = "verified"
+    FAILED = "failed"  # even a set fetched just now does not verify it: a forgery
+    UNDECIDED = "undecided"  # the cached set does not, and a fresh one cannot be fetched yet
 
 
 class JwksKeys:
@@ -68,14 +82,30 @@ class JwksKeys:
         self._lock = threading.Lock()
 
     def current(self) -> list[Ed25519PublicKey]:
+        return self._current()[0]
+
+    def _current(self) -> tuple[list[Ed25519PublicKey], bool]:
+        """The cached keys, and whether they were fetched by this very call."""
         with self._lock:
             now = self._clock()
             if self._loaded_at is not None and now - self._loaded_at <= self._max_age:
-                return self._keys
+                return self._keys, False
             if self._recently_attempted(now):
                 raise SigningKeysUnavailable("fal's signing keys could not be fetched recently")
             self._load(now)
-            return self._keys
+            return self._keys, True
+
+    def check(self, verifies: Callable[[list[Ed25519PublicKey]], bool]) -> KeyCheck:
+        """Whether some key verifies; UNDECIDED when none does but a fresher set is held back."""
+        keys, fetched_now = self._current()
+        if verifies(keys):
+            return KeyCheck.VERIFIED
+        if fetched_now:  # the freshest set there is already failed
+            return KeyCheck.FAILED
+        fresh = self.refreshed()
+        if fresh is None:
+            return KeyCheck.UNDECIDED
+        return KeyCheck.VERIFIED if verifies(fresh) else KeyCheck.FAILED
 
     def refreshed(self) -> list[Ed25519PublicKey] | None:
         """Fresh keys after a failed check; None if a fetch was tried too recently or failed."""
@@ -123,8 +153,6 @@ class WebhookVerifier:
         missing = [name for name, value in values.items() if not value]
         if missing or not signature_hex:
             raise WebhookRejected(RejectionReason.MISSING_SIGNATURE_HEADER)
-        if self._expected_user_id and values[USER_ID] != self._expected_user_id:
-            raise WebhookRejected(RejectionReason.WRONG_USER_ID)
         try:
             timestamp = int(values[TIMESTAMP])
         except ValueError:
@@ -145,11 +173,23 @@ class WebhookVerifier:
                 hashlib.sha256(body).hexdigest(),
             )
         ).encode("utf-8")
-        if _any_verifies(self._keys.current(), signature, message):
+        verdict = self._keys.check(lambda keys: _any_verifies(keys, signature, message))
+        if verdict is KeyCheck.VERIFIED:
+            if self._expected_user_id and values[USER_ID] != self._expected_user_id:
+                # Checked after the signature, so the id logged is one fal really signed for:
+                # the operator can tell a wrong FalUserId from another account's request.
+                logger.warning(
+                    "Delivery signed by fal for another user",
+                    extra={
+                        "signed_user_id": values[USER_ID],
+                        "signed_request_id": values[REQUEST_ID],
+                    },
+                )
+                raise WebhookRejected(RejectionReason.WRONG_USER_ID)
             return values[REQUEST_ID]
-        fresh = self._keys.refreshed()
-        if fresh is not None and _any_verifies(fresh, signature, message):
-            return values[REQUEST_ID]
+        if verdict is KeyCheck.UNDECIDED:
+            # Perhaps a rotated key we cannot fetch yet: 503 makes fal deliver it again later.
+            raise WebhookRejected(RejectionReason.SIGNING_KEY_NOT_YET_KNOWN)
         raise WebhookRejected(RejectionReason.BAD_SIGNATURE)
 
 
