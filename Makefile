@@ -8,6 +8,8 @@ SAM_VENV := .venv-sam
 SAM_CLI_VERSION := 1.170.0
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
+AWSCLI_VENV := .venv-awscli
+AWSCLI_VERSION := 1.45.11
 PY := $(VENV)/bin/python
 SAM := $(SAM_VENV)/bin/sam
 # SAM CLI talks to no AWS account in these targets; dummy credentials keep it from looking for any.
@@ -42,6 +44,12 @@ $(VENV)/.installed: pyproject.toml local/find-python.sh
 $(SAM_VENV)/.installed: Makefile local/find-python.sh
 	@python313="$$(sh local/find-python.sh)"; "$$python313" -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_CLI_VERSION)
+	@touch $@
+
+# aws-cli pins its own botocore; the tests drive it as a user would (a thousand-byte key, say).
+$(AWSCLI_VENV)/.installed: Makefile local/find-python.sh
+	@python313="$$(sh local/find-python.sh)"; "$$python313" -m venv $(AWSCLI_VENV)
+	$(AWSCLI_VENV)/bin/pip install --quiet --disable-pip-version-check awscli==$(AWSCLI_VERSION)
 	@touch $@
 
 # checkov pins its own dependency tree too.
@@ -90,8 +98,8 @@ build: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(PY) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 	$(PY) -m local.build_report .aws-sam/build
 
-pytest: $(VENV)/.installed
-	$(PY) -m pytest -q
+pytest: $(VENV)/.installed $(AWSCLI_VENV)/.installed
+	PIKA_AWS_CLI="$(CURDIR)/$(AWSCLI_VENV)/bin/aws" $(PY) -m pytest -q
 
 test: lint typecheck template build pytest
 

@@ -10,6 +10,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from local.aws import REGION
 from local.lambda_runtime import http_front
 from local.lambda_runtime.http_front import Request, Response
 from local.lambda_runtime.pool import WorkerPool
@@ -37,7 +38,7 @@ def function_url_event(
         "requestContext": {
             "accountId": "anonymous",
             "apiId": URL_ID,
-            "domainName": lowered.get("host", f"{URL_ID}.lambda-url.us-east-1.on.aws"),
+            "domainName": lowered.get("host", f"{URL_ID}.lambda-url.{REGION}.on.aws"),
             "domainPrefix": URL_ID,
             "http": {
                 "method": method,
