@@ -221,9 +221,7 @@ class NotifierSettings(CommonSettings):
 
     notify_url: str = _env("NOTIFY_URL", default="")
     callback_hosts: tuple[str, ...] = _env("CALLBACK_HOSTS", _hosts, default=())
-    signing_secret: str = _env(
-        "NOTIFY_SIGNING_SECRET", check=_non_empty, rule="must not be empty"
-    )
+    signing_secret: str = _env("NOTIFY_SIGNING_SECRET", check=_non_empty, rule="must not be empty")
     download_url_seconds: int = _env(
         "NOTIFY_DOWNLOAD_URL_SECONDS", int, check=lambda v: v >= 1, rule="must be >= 1"
     )

@@ -42,5 +42,6 @@ def callback_url_from_metadata(
 
 def _rejected(reason: str) -> UploadRejected:
     return UploadRejected(
-        ErrorCode.CALLBACK_NOT_ALLOWED, f"The callback-url is not accepted: {reason}; nothing was submitted."
+        ErrorCode.CALLBACK_NOT_ALLOWED,
+        f"The callback-url is not accepted: {reason}; nothing was submitted.",
     )
