@@ -1,13 +1,16 @@
-"""The fal key never appears in logs, events, job records or errors."""
+"""The fal key and the webhook signing key never appear in logs, events, job records or errors."""
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import boto3
 
 from local.aws import REGION
 from tests.support.pipeline import Pipeline
+from tests.support.webhook_receiver import webhook_receiver
 
 
 def test_the_fal_key_is_nowhere_but_in_secrets_manager(pipeline: Pipeline) -> None:
@@ -44,3 +47,47 @@ def test_the_fal_key_is_nowhere_but_in_secrets_manager(pipeline: Pipeline) -> No
         assert fal_key not in repr(item)
     for spec in pipeline.info.functions.values():
         assert fal_key not in repr(spec["environment"])
+
+
+def test_the_webhook_signing_key_is_nowhere_but_in_secrets_manager(pipeline: Pipeline) -> None:
+    # given: webhooks delivered for a video and a failure (and the events they came from)
+    queue = pipeline.subscribe()
+    pipeline.fal_faults(outcome=["validation_error"])
+    name = pipeline.info.functions["NotifierFunction"]["environment"]["NOTIFY_SIGNING_SECRET"]
+    key = json.loads(pipeline.secrets.get_secret_value(SecretId=name)["SecretString"])["current"]
+    assert len(key) >= 32
+    with webhook_receiver(f"whsec_{key}", pipeline.info.fal_ca_file) as receiver:
+        jobs = [
+            pipeline.upload({"prompt": "refused", "duration": "1", "callback-url": receiver.url}),
+            pipeline.upload({"prompt": "a video", "duration": "1", "callback-url": receiver.url}),
+        ]
+        for job_id in jobs:
+            pipeline.wait_for_job(job_id)
+        deliveries = receiver.wait_for(2)
+    assert all(d.verified for d in deliveries)
+    events = _events(pipeline, queue, count=2)
+
+    for text in (key, base64.b64decode(key).hex()):
+        logs = Path(pipeline.info.state_dir, "logs")
+        for function in pipeline.info.functions:
+            assert text not in (logs / f"{function}.log").read_text(), function
+        assert text not in json.dumps(events)
+        for delivery in deliveries:
+            assert text not in delivery.body.decode()
+        for item in pipeline.table.scan()["Items"]:
+            assert text not in repr(item)
+        for spec in pipeline.info.functions.values():
+            assert text not in repr(spec["environment"])
+
+
+def _events(pipeline: Pipeline, queue_url: str, *, count: int) -> list[dict[str, object]]:
+    """The first ``count`` completion events the subscribed queue received."""
+    found: list[dict[str, object]] = []
+    for _ in range(30):
+        for message in pipeline.sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", []):
+            found.append(json.loads(message["Body"]))
+        if len(found) >= count:
+            return found
+    raise AssertionError(f"{len(found)} events, not {count}")
