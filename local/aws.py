@@ -176,6 +176,9 @@ def _secret(
 ) -> tuple[str, dict[str, str]]:
     generate = props.get("GenerateSecretString", {})
     value = secrets.token_hex(max(16, int(generate.get("PasswordLength", 32)) // 2))
+    if "GenerateStringKey" in generate:  # as Secrets Manager does: the value under that key
+        document = json.loads(generate.get("SecretStringTemplate") or "{}")
+        value = json.dumps({**document, generate["GenerateStringKey"]: value})
     arn = sm.create_secret(Name=physical_name(logical), SecretString=value)["ARN"]
     return arn, {"Id": arn}
 

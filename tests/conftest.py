@@ -39,6 +39,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         # Many tests leave jobs at fal on purpose, and several run at once: an account with room
         # for all of them (the capacity gate and fal's queue have tests with stacks of their own).
         "FalConcurrency": "40",
+        # Tests receive webhooks on loopback servers of their own, named per upload
+        # (callback-url); failed deliveries are retried after 1 s, 4 attempts in all.
+        "CallbackHosts": "127.0.0.1",
+        "NotifyRetryDelays": "1",
+        "NotifyMaxAttempts": "4",
     }
     with LocalStack(state_dir, parameters=parameters, run_schedules=False) as info:
         yield info

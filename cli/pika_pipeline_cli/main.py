@@ -152,7 +152,9 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     retry.set_defaults(run=_retry)
 
-    redrive = commands.add_parser("redrive", help="move dead-lettered upload events back")
+    redrive = commands.add_parser(
+        "redrive", help="move dead-lettered upload events and undelivered webhooks back"
+    )
     redrive.set_defaults(run=_redrive)
 
     queue = commands.add_parser("queue", help="waiting jobs, requests at fal, time to drain")
@@ -458,13 +460,18 @@ def _retry(pipeline: Pipeline, args: argparse.Namespace) -> int:
 
 
 def _redrive(pipeline: Pipeline, args: argparse.Namespace) -> int:
-    """Dead letters back to the submit queue. Safe to repeat: an upload that already has a job
-    is never submitted twice."""
+    """Dead letters back to their queue: upload events to the submit queue, undelivered webhooks
+    to the notify queue. Safe to repeat: an upload that already has a job is never submitted
+    twice, and a webhook keeps its webhook-id, which receivers deduplicate on."""
     sqs = pipeline.sqs()
-    target = pipeline.output("SubmitQueueUrl")
     moved = 0
-    for name in ("SubmitDeadLetterQueueUrl", "UploadRuleDeadLetterQueueUrl"):
+    for name, target_name in (
+        ("SubmitDeadLetterQueueUrl", "SubmitQueueUrl"),
+        ("UploadRuleDeadLetterQueueUrl", "SubmitQueueUrl"),
+        ("NotifyDeadLetterQueueUrl", "NotifyQueueUrl"),
+    ):
         source = pipeline.outputs.get(name)
+        target = pipeline.outputs.get(target_name, "")
         while source:
             messages = sqs.receive_message(
                 QueueUrl=source, MaxNumberOfMessages=10, WaitTimeSeconds=1

@@ -1,12 +1,14 @@
 """The fal key, the webhook token key and the per-attempt tokens never appear in logs, events, job
 records or errors, even with LogLevel=DEBUG.
 
-The ``whsec_`` signing secret of outbound notifications (a future issue) does not exist yet; when
-it does, it joins the secrets checked here.
+The ``whsec_`` signing key of outbound webhooks never appears in them either, nor in the webhooks
+the notifier delivers.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -17,8 +19,9 @@ import pytest
 from local.aws import REGION
 from local.stack import LocalStack
 from tests.support.pipeline import Pipeline
+from tests.support.webhook_receiver import webhook_receiver
 
-FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcilerFunction")
+FUNCTIONS = ("SubmitFunction", "WebhookFunction", "ReconcilerFunction", "NotifierFunction")
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +109,47 @@ def test_with_debug_logs_no_secret_and_no_webhook_token_reaches_a_log(
     assert "Submitted to fal" in submit_log
 
     _assert_nowhere_but_in_secrets_manager(debug_pipeline, secrets)
+
+
+def test_the_webhook_signing_key_is_nowhere_but_in_secrets_manager(pipeline: Pipeline) -> None:
+    # given: webhooks delivered for a video and a failure (and the events they came from)
+    queue = pipeline.subscribe()
+    pipeline.fal_faults(outcome=["validation_error"])
+    name = pipeline.info.functions["NotifierFunction"]["environment"]["NOTIFY_SIGNING_SECRET"]
+    key = json.loads(pipeline.secrets.get_secret_value(SecretId=name)["SecretString"])["current"]
+    assert len(key) >= 32
+    with webhook_receiver(f"whsec_{key}", pipeline.info.fal_ca_file) as receiver:
+        jobs = [
+            pipeline.upload({"prompt": "refused", "duration": "1", "callback-url": receiver.url}),
+            pipeline.upload({"prompt": "a video", "duration": "1", "callback-url": receiver.url}),
+        ]
+        for job_id in jobs:
+            pipeline.wait_for_job(job_id)
+        deliveries = receiver.wait_for(2)
+    assert all(d.verified for d in deliveries)
+    events = _events(pipeline, queue, count=2)
+
+    for text in (key, base64.b64decode(key).hex()):
+        logs = Path(pipeline.info.state_dir, "logs")
+        for function in pipeline.info.functions:
+            assert text not in (logs / f"{function}.log").read_text(), function
+        assert text not in json.dumps(events)
+        for delivery in deliveries:
+            assert text not in delivery.body.decode()
+        for item in pipeline.table.scan()["Items"]:
+            assert text not in repr(item)
+        for spec in pipeline.info.functions.values():
+            assert text not in repr(spec["environment"])
+
+
+def _events(pipeline: Pipeline, queue_url: str, *, count: int) -> list[dict[str, object]]:
+    """The first ``count`` completion events the subscribed queue received."""
+    found: list[dict[str, object]] = []
+    for _ in range(30):
+        for message in pipeline.sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", []):
+            found.append(json.loads(message["Body"]))
+        if len(found) >= count:
+            return found
+    raise AssertionError(f"{len(found)} events, not {count}")

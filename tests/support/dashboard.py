@@ -9,7 +9,7 @@ from typing import Any
 
 from local.template import Resolver, load_template, parameter_defaults
 
-DEAD_LETTER_QUEUES = ("SubmitDeadLetterQueue", "UploadRuleDeadLetterQueue")
+DEAD_LETTER_QUEUES = ("SubmitDeadLetterQueue", "UploadRuleDeadLetterQueue", "NotifyDeadLetterQueue")
 
 
 @dataclass(frozen=True)

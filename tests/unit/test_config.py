@@ -13,6 +13,7 @@ from pika_pipeline.config import (
     PRESIGN_MARGIN_SECONDS,
     CommonSettings,
     ConfigurationError,
+    NotifierSettings,
     ReconcilerSettings,
     SubmitSettings,
     WebhookSettings,
@@ -410,6 +411,7 @@ def _read(settings: type[CommonSettings]) -> tuple[set[str], set[str]]:
         ("SubmitFunction", SubmitSettings),
         ("WebhookFunction", WebhookSettings),
         ("ReconcilerFunction", ReconcilerSettings),
+        ("NotifierFunction", NotifierSettings),
     ],
 )
 def test_each_function_gets_every_setting_it_requires_and_none_it_does_not_read(

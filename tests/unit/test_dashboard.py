@@ -56,7 +56,7 @@ def test_webhook_rejections_are_charted_by_reason() -> None:
     assert _searching("WebhooksRejected", by="reason")
 
 
-def test_both_dead_letter_queues_depth_is_charted() -> None:
+def test_every_dead_letter_queues_depth_is_charted() -> None:
     for queue in DEAD_LETTER_QUEUES:
         (widget,) = _charting("ApproximateNumberOfMessagesVisible", QueueName=f"{queue}-name")
         (chart,) = [c for c in widget.charts if c.dimensions == {"QueueName": f"{queue}-name"}]

@@ -42,6 +42,7 @@ def test_there_is_a_sample_for_every_function_and_case() -> None:
         "webhook-ok.json",
         "webhook-error.json",
         "reconciler-schedule.json",
+        "notifier-video-completed.json",
     }
 
 
@@ -86,3 +87,16 @@ def test_the_webhook_samples_are_signed_function_url_events(name: str, status: s
 def test_the_reconciler_sample_is_a_scheduled_event() -> None:
     event = _load("reconciler-schedule.json")
     assert (event["source"], event["detail-type"]) == ("aws.events", "Scheduled Event")
+
+
+def test_the_notifier_sample_is_an_sqs_batch_of_one_completion_event() -> None:
+    from pika_pipeline.notify.messages import webhook_message
+
+    (record,) = _load("notifier-video-completed.json")["Records"]
+
+    message = webhook_message(json.loads(record["body"]), presign=lambda b, k: f"https://{b}/{k}")
+
+    assert record["eventSource"] == "aws:sqs"
+    assert message.type == "video.completed"
+    assert message.callback_url == "https://hooks.example.com/pika"
+    assert json.loads(message.body)["data"]["download_url"].endswith(".mp4")

@@ -76,8 +76,8 @@ def _watching(metric: str, **dimensions: Any) -> list[dict[str, Any]]:
     return found
 
 
-def test_either_dead_letter_queue_holding_a_message_alarms() -> None:
-    for queue in ("SubmitDeadLetterQueue", "UploadRuleDeadLetterQueue"):
+def test_any_dead_letter_queue_holding_a_message_alarms() -> None:
+    for queue in ("SubmitDeadLetterQueue", "UploadRuleDeadLetterQueue", "NotifyDeadLetterQueue"):
         name = {"Fn::GetAtt": [queue, "QueueName"]}
         (alarm,) = _watching("ApproximateNumberOfMessagesVisible", QueueName=name)
 

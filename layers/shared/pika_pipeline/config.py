@@ -220,6 +220,8 @@ class SubmitServiceSettings(CommonSettings):
     reconcile_after_seconds: int = _env(
         "RECONCILE_AFTER_SECONDS", int, check=lambda v: v >= 1, rule="must be >= 1"
     )
+    # Hosts an upload's callback-url may name; empty turns per-upload callbacks off.
+    callback_hosts: tuple[str, ...] = _env("CALLBACK_HOSTS", _hosts, default=())
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -340,6 +342,41 @@ class WebhookSettings(RecorderSettings):
         check=lambda v: 1 <= v <= 3600,
         rule="must be between 1 and 3600",
     )
+
+
+def _delays(value: str) -> tuple[int, ...]:
+    return tuple(int(delay) for delay in value.split(",") if delay.strip())
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotifierSettings(CommonSettings):
+    """The notifier: Standard Webhooks deliveries of the completion events."""
+
+    notify_url: str = _env("NOTIFY_URL", default="")
+    callback_hosts: tuple[str, ...] = _env("CALLBACK_HOSTS", _hosts, default=())
+    signing_secret: str = _env("NOTIFY_SIGNING_SECRET", check=_non_empty, rule="must not be empty")
+    download_url_seconds: int = _env(
+        "NOTIFY_DOWNLOAD_URL_SECONDS", int, check=lambda v: v >= 1, rule="must be >= 1"
+    )
+    # The wait after the 1st, 2nd... failed attempt; the last repeats until max_attempts.
+    retry_delays: tuple[int, ...] = _env(
+        "NOTIFY_RETRY_DELAYS",
+        _delays,
+        check=lambda v: bool(v) and all(0 <= d <= 43200 for d in v),
+        rule="must be comma-separated seconds, each from 0 to 43200",
+    )
+    # The queue's maxReceiveCount: the attempt after which the message is dead-lettered.
+    max_attempts: int = _env(
+        "NOTIFY_MAX_ATTEMPTS", int, check=lambda v: v >= 1, rule="must be >= 1"
+    )
+    connect_timeout_seconds: float = _env("NOTIFY_CONNECT_TIMEOUT_SECONDS", float, default=3.0)
+    read_timeout_seconds: float = _env("NOTIFY_READ_TIMEOUT_SECONDS", float, default=10.0)
+
+    def __post_init__(self) -> None:
+        if self.notify_url and not self.notify_url.startswith("https://"):
+            raise ConfigurationError(
+                f"{type(self).__name__} is misconfigured: NOTIFY_URL must be an https URL"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -96,6 +96,15 @@ class SigningKeysUnavailable(PipelineError):
     """fal's JWKS could not be fetched: the delivery is answered 503 so fal tries again."""
 
 
+class UrlNotAllowed(PipelineError):
+    """An outbound URL this pipeline never calls: not https, not an allowlisted host, a private
+    or link-local address, or a URL that could be read two ways (userinfo, backslash, odd port)."""
+
+
+class HostUnresolvable(PipelineError):
+    """DNS gave no address for an outbound URL's host (a later try may succeed)."""
+
+
 class VideoUnavailable(PipelineError):
     """The finished video could not be fetched or stored; fal's retry will try again."""
 

@@ -44,6 +44,9 @@ class Metric(StrEnum):
     JOBS_GIVEN_UP = "JobsGivenUp"
     RECONCILE_ERRORS = "ReconcileErrors"
     OLDEST_OPEN_JOB_SECONDS = "OldestOpenJobSeconds"
+    NOTIFICATION_ATTEMPTS = "NotificationAttempts"
+    NOTIFICATIONS_DELIVERED = "NotificationsDelivered"
+    NOTIFICATIONS_FAILED = "NotificationsFailed"
 
 
 _breakdowns: Counter[tuple[Metric, tuple[tuple[str, str], ...]]] = Counter()

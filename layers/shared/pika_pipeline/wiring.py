@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from pika_pipeline.config import (
         CommonSettings,
+        NotifierSettings,
         ReconcilerSettings,
         RecorderSettings,
         SubmitServiceSettings,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         WebhookSettings,
     )
     from pika_pipeline.fal.gateway import FalGateway
+    from pika_pipeline.notify.notifier import Notifier
     from pika_pipeline.reconcile.reconciler import Reconciler
     from pika_pipeline.results.recorder import ResultRecorder
     from pika_pipeline.submit.batch import SubmitBatch
@@ -88,6 +90,46 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
         events=events,
         reconcile_after_seconds=settings.reconcile_after_seconds,
         job_deadline_seconds=settings.job_deadline_seconds,
+    )
+
+
+def notifier(settings: NotifierSettings) -> Notifier:
+    from datetime import UTC, datetime
+    from urllib.parse import urlsplit
+
+    import urllib3
+
+    from pika_pipeline.aws.clients import sqs_client
+    from pika_pipeline.notify.delivery import WebhookSender
+    from pika_pipeline.notify.notifier import Notifier
+
+    s3 = s3_client()
+    # NotifyUrl's host is the operator's own choice; callbacks may reach CallbackHosts only.
+    notify_host = (urlsplit(settings.notify_url).hostname or "") if settings.notify_url else ""
+    allowed = tuple(filter(None, (*settings.callback_hosts, notify_host.lower())))
+
+    def presign(bucket: str, key: str) -> str:
+        url: str = s3.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": bucket, "Key": key},
+            ExpiresIn=settings.download_url_seconds,
+        )
+        return url
+
+    return Notifier(
+        sqs=sqs_client(),
+        sender=WebhookSender(
+            allowed_hosts=allowed,
+            timeout=urllib3.Timeout(
+                connect=settings.connect_timeout_seconds, read=settings.read_timeout_seconds
+            ),
+        ),
+        secret=lambda: read_secret(settings.signing_secret),
+        presign=presign,
+        notify_url=settings.notify_url,
+        retry_delays=settings.retry_delays,
+        max_attempts=settings.max_attempts,
+        now=lambda: datetime.now(UTC),
     )
 
 

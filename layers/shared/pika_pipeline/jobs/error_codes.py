@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_IMAGE_TYPE = "unsupported_image_type"
     OBJECT_NOT_FOUND = "object_not_found"
     OUTSIDE_INPUT_PREFIX = "outside_input_prefix"
+    CALLBACK_NOT_ALLOWED = "callback_not_allowed"
     FAL_VALIDATION = "fal_validation"
     FAL_AUTH = "fal_auth"
     FAL_UNAVAILABLE = "fal_unavailable"

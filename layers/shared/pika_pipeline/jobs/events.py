@@ -49,6 +49,9 @@ def event_detail(item: dict[str, Any]) -> dict[str, Any]:
             "prompt": item.get("prompt"),
             "error": error,
             "finished_at": item.get("updated_at"),
+            # Where the notifier also delivers this job's webhook (fed only from these events).
+            # Not a secret: callbacks carry no query string or userinfo (notify/callbacks.py).
+            "callback_url": item.get("callback_url"),
         }
     )
     return detail

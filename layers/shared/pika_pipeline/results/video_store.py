@@ -4,34 +4,41 @@ Memory stays bounded by the transfer manager's part size whatever the video's si
 read in chunks straight from the HTTP response into a (multipart) upload, never into memory or
 /tmp. Any failure aborts the upload, so no partial object is ever visible.
 
-The URL is parsed once, here, and the connection is made with exactly the parts that were
-checked: to the address that was checked (DNS is asked once), with TLS verified for the checked
-host name. No second parser (urllib3's) ever reads the URL, so a URL that two parsers read two
-ways (``https://127.0.0.1:8443\\@fal.media/``) cannot reach a host the check did not see.
+The URL is parsed and checked once, and the connection pinned to the checked address, by
+``net.pinned_https`` (which the notifier shares).
 """
 
 from __future__ import annotations
 
 import io
-import ipaddress
-import re
-import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
-from urllib.parse import urlsplit
 
 import urllib3
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from pika_pipeline.errors import (
+    HostUnresolvable,
+    UrlNotAllowed,
     VideoHostNotAllowed,
     VideoNotMp4,
     VideoRejected,
     VideoTooLarge,
     VideoUnavailable,
 )
+from pika_pipeline.net.pinned_https import (
+    IPAddress as IPAddress,  # re-exported: the tests type their resolvers with it
+)
+from pika_pipeline.net.pinned_https import (
+    PinnedTarget,
+    Resolver,
+    check_url,
+    pin,
+    resolve_host,
+)
+from pika_pipeline.net.pinned_https import pinned_pool as shared_pinned_pool
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -48,11 +55,6 @@ TRANSFER = TransferConfig(
 TRANSFER.max_in_memory_upload_chunks = 3
 TIMEOUT = urllib3.Timeout(connect=5.0, read=30.0)
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Resolver = Callable[[str, int], Sequence[IPAddress]]
-# A host name as DNS spells it: letters, digits, hyphens, dots. Anything else (an escape, a
-# backslash, an "@") is a URL some parser reads differently: refused, never normalised.
-_HOST_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*")
 # S3 answers these with a 4xx although a later try can succeed (or an operator can fix them:
 # a bucket policy, credentials): the video stays "unavailable", fal's retry or the reconciler
 # tries again until the deadline. Every other 4xx refuses this video for good.
@@ -79,35 +81,14 @@ class StoredVideo:
     size: int
 
 
-@dataclass(frozen=True)
-class VideoSource:
-    """The checked parts of a video URL: the only parts the download uses."""
-
-    host: str  # a lowercase host name, or an IP literal (IPv6 without brackets)
-    port: int
-    target: str  # path and query, as sent in the request line
-    address: str  # the checked address the connection is made to
-
-    @property
-    def host_header(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == 443 else f"{host}:{self.port}"
+# The checked parts of a video URL (the only parts the download uses), and the checked address.
+VideoSource = PinnedTarget
 
 
 def pinned_pool(source: VideoSource, *, ca_certs: str | None = None) -> urllib3.HTTPSConnectionPool:
     """A connection pool bound to the checked address; TLS is verified for the host name
     (against the system's CAs, or SSL_CERT_FILE's, unless ``ca_certs`` names others)."""
-    return urllib3.HTTPSConnectionPool(
-        source.address,
-        source.port,
-        timeout=TIMEOUT,
-        retries=False,
-        maxsize=1,
-        cert_reqs="CERT_REQUIRED",
-        ca_certs=ca_certs,
-        server_hostname=source.host,
-        assert_hostname=source.host,
-    )
+    return shared_pinned_pool(source, timeout=TIMEOUT, ca_certs=ca_certs)
 
 
 class VideoStore:
@@ -125,7 +106,7 @@ class VideoStore:
         self._bucket = bucket
         self._allowed_hosts = tuple(host.lower() for host in allowed_hosts)
         self._max_bytes = max_bytes
-        self._resolve = resolve or _resolve
+        self._resolve = resolve or resolve_host
         self._open_pool = open_pool
         # Warm invocations reuse the TLS connection to an address they already checked.
         self._pools: dict[VideoSource, Any] = {}
@@ -194,43 +175,15 @@ class VideoStore:
         loopback, with its own port); a host name only on port 443, and only when every address
         DNS gives for it is global. The connection then goes to the address checked here.
         """
-        if not url.isascii() or any(c == "\\" or c <= " " or c == "\x7f" for c in url):
-            raise VideoHostNotAllowed("the video URL has a backslash, a space or a control byte")
-        parts = urlsplit(url)
-        if parts.scheme != "https":
-            raise VideoHostNotAllowed("the video URL is not https")
-        if "@" in parts.netloc:
-            raise VideoHostNotAllowed("the video URL carries userinfo")
-        host = (parts.hostname or "").lower()
         try:
-            explicit_port = parts.port
-        except ValueError:
-            raise VideoHostNotAllowed("the video URL's port is not a port") from None
-        port = explicit_port or 443
-        bracketed = f"[{host}]" if ":" in host else host
-        if parts.netloc.lower() != (f"{bracketed}:{explicit_port}" if explicit_port else bracketed):
-            raise VideoHostNotAllowed("the video URL's host is not plainly spelled")
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if not target.startswith("/"):
-            raise VideoHostNotAllowed("the video URL's path is not absolute")
-        literal = _ip_literal(host)
-        if literal is not None:
-            if host not in self._allowed_hosts and f"{bracketed}:{port}" not in self._allowed_hosts:
-                raise VideoHostNotAllowed(f"the address {host} is not in MediaHosts")
-            return VideoSource(host=host, port=port, target=target, address=str(literal))
-        if not _HOST_NAME.fullmatch(host) or not any(
-            host == allowed or host.endswith("." + allowed) for allowed in self._allowed_hosts
-        ):
-            raise VideoHostNotAllowed(f"the host {host!r} is not in MediaHosts")
-        if port != 443:
-            raise VideoHostNotAllowed(f"the video URL names port {port}; only 443 is fetched")
-        addresses = list(self._resolve(host, port))
-        if not addresses:
-            raise VideoUnavailable(f"the media host {host} has no address")
-        for address in addresses:
-            if not address.is_global:
-                raise VideoHostNotAllowed(f"the media host {host} resolves to {address}")
-        return VideoSource(host=host, port=port, target=target, address=str(addresses[0]))
+            return pin(
+                check_url(url, self._allowed_hosts, what="video URL", setting="MediaHosts"),
+                self._resolve,
+            )
+        except UrlNotAllowed as exc:
+            raise VideoHostNotAllowed(str(exc)) from None
+        except HostUnresolvable as exc:
+            raise VideoUnavailable(f"the media host: {exc}") from None
 
     def _pool(self, source: VideoSource) -> Any:
         key = VideoSource(host=source.host, port=source.port, target="", address=source.address)
@@ -310,13 +263,6 @@ def _content_length(headers: Any) -> int | None:
         return None
 
 
-def _ip_literal(host: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
-
-
 def _refused_for_good(exc: BaseException) -> bool:
     """Whether S3 answered the upload with a 4xx that no later try can change."""
     seen: BaseException | None = exc
@@ -327,11 +273,3 @@ def _refused_for_good(exc: BaseException) -> bool:
             return 400 <= int(status) < 500 and code not in _S3_CODES_WORTH_RETRYING
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def _resolve(host: str, port: int) -> list[IPAddress]:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise VideoUnavailable(f"cannot resolve the media host: {exc}") from None
-    return [ipaddress.ip_address(info[4][0]) for info in infos]

@@ -97,7 +97,7 @@ class SubmitService:
         if upload.s3_version_id:
             source["source_version_id"] = upload.s3_version_id
         try:
-            request = self._read_request(upload)
+            request, callback = self._read_request(upload)
         except UploadRejected as rejection:
             return self._reject(source, rejection)
 
@@ -105,7 +105,12 @@ class SubmitService:
         attempt = new_attempt()
         try:
             self._jobs.claim(
-                {**source, **_request_attributes(request), **self._endpoint_and_price(request)},
+                {
+                    **source,
+                    **_request_attributes(request),
+                    **self._endpoint_and_price(request),
+                    **callback,
+                },
                 attempt=attempt,
                 now_epoch=int(started),
                 claim_seconds=self._settings.submit_claim_seconds,
@@ -186,9 +191,11 @@ class SubmitService:
             self._settings.input_prefix
         )
 
-    def _read_request(self, upload: Upload) -> VideoRequest:
+    def _read_request(self, upload: Upload) -> tuple[VideoRequest, dict[str, str]]:
+        """What to ask fal for, and the job's callback (``{"callback_url": ...}`` or ``{}``)."""
         # pydantic loads with the first upload read, not at init: a cold start whose events are
         # all ignored or malformed never needs it, nor does an idle reconciler run.
+        from pika_pipeline.notify.callbacks import callback_url_from_metadata
         from pika_pipeline.submit.video_request import video_request_from_metadata
 
         inspected = self._images.inspect(upload)
@@ -211,7 +218,10 @@ class SubmitService:
                 ErrorCode.UNSUPPORTED_IMAGE_TYPE,
                 "The object is not a PNG, JPEG or WebP image (checked by its first bytes).",
             )
-        return request
+        callback = callback_url_from_metadata(
+            inspected.metadata, allowed_hosts=self._settings.callback_hosts
+        )
+        return request, ({"callback_url": callback} if callback else {})
 
     def _endpoint_and_price(self, request: VideoRequest) -> dict[str, Any]:
         """Where the job is sent and what it costs there: the reconciler asks fal about the job at

@@ -1,0 +1,92 @@
+"""The Standard Webhooks message for a completion event: its id, type and JSON body.
+
+The envelope is the spec's: ``type``, ``timestamp`` (when the event happened), ``data`` (the
+event's detail, so correlation id and batch come along whenever the detail carries them, plus a
+presigned download URL for a completed video). The body stays under 20 KB.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pika_pipeline.jobs.events import COMPLETED, FAILED, SOURCE
+
+# EventBridge detail type -> webhook event type. "Batch Completed" -> "batch.completed" joins
+# here (and in NotifyRule's pattern) when batches publish their event.
+EVENT_TYPES = {COMPLETED: "video.completed", FAILED: "video.failed"}
+MAX_BODY_BYTES = 20 * 1024
+_TRUNCATED_MESSAGE_CHARS = 1000
+
+
+class NotAnEvent(ValueError):
+    """A queue message that is not a pipeline completion event (it is dropped, and logged)."""
+
+
+@dataclass(frozen=True)
+class WebhookMessage:
+    msg_id: str  # the EventBridge event's id: the same for every attempt and destination
+    type: str
+    body: bytes
+    callback_url: str | None
+
+
+def webhook_message(
+    event: Mapping[str, Any], *, presign: Callable[[str, str], str]
+) -> WebhookMessage:
+    """``presign(bucket, key)`` gives the video's download URL."""
+    if event.get("source") != SOURCE or event.get("detail-type") not in EVENT_TYPES:
+        raise NotAnEvent(f"not a completion event: {event.get('detail-type')!r}")
+    detail = event.get("detail")
+    if not isinstance(detail, dict) or not event.get("id"):
+        raise NotAnEvent("the event has no id or detail")
+    event_type = EVENT_TYPES[str(event["detail-type"])]
+    data = {key: value for key, value in detail.items() if key != "callback_url"}
+    video = detail.get("video")
+    if event_type == "video.completed" and isinstance(video, dict) and video.get("key"):
+        data["download_url"] = presign(str(video["bucket"]), str(video["key"]))
+    envelope = {"type": event_type, "timestamp": event.get("time"), "data": data}
+    callback = detail.get("callback_url")
+    return WebhookMessage(
+        msg_id=f"msg_{event['id']}",
+        type=event_type,
+        body=_fitted(envelope),
+        callback_url=str(callback) if callback else None,
+    )
+
+
+def _fitted(envelope: dict[str, Any]) -> bytes:
+    """The body, under MAX_BODY_BYTES: the free-text fields give way first (prompt, then the
+    error message), and ``data.truncated`` says so."""
+    body = _encode(envelope)
+    if len(body) <= MAX_BODY_BYTES:
+        return body
+    data = dict(envelope["data"])
+    data.pop("prompt", None)
+    data.pop("negative_prompt", None)
+    error = data.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        data["error"] = {**error, "message": error["message"][:_TRUNCATED_MESSAGE_CHARS]}
+    data["truncated"] = True
+    body = _encode({**envelope, "data": data})
+    if len(body) > MAX_BODY_BYTES:
+        # Nothing the pipeline writes grows this large; keep the identifying fields only.
+        keep = (
+            "job_id",
+            "status",
+            "source",
+            "video",
+            "error",
+            "download_url",
+            "correlation_id",
+            "batch",
+        )
+        slim = {key: data[key] for key in keep if key in data} | {"truncated": True}
+        body = _encode({**envelope, "data": slim})
+    return body
+
+
+def _encode(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
