@@ -87,8 +87,12 @@ def functions(template: dict[str, Any] | None = None) -> dict[str, FunctionInfo]
     return found
 
 
+# What an operator must give for the parameters that have no default (as `sam deploy` asks).
+REQUIRED_PARAMETERS = {"FalUserId": "bench-fal-user"}
+
+
 def _resolver(template: dict[str, Any]) -> Resolver:
-    resolver = Resolver(template, parameter_defaults(template))
+    resolver = Resolver(template, {**parameter_defaults(template), **REQUIRED_PARAMETERS})
     resolver.refs = _Physical(template)
     resolver.attributes = _Attributes()
     return resolver
