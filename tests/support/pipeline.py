@@ -397,6 +397,10 @@ class Pipeline:
             time.sleep(0.1)
         raise AssertionError(f"fal made no delivery for job {job_id}")
 
+    def fal_reset(self) -> None:
+        """Forgets the emulator's requests and faults, and restarts its peak from now."""
+        self._emulator("POST", "/_emulator/reset")
+
     def fal_faults(self, **faults: Any) -> None:
         self._emulator("POST", "/_emulator/faults", faults)
 
