@@ -25,6 +25,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         "ReconcileAfterSeconds": "1",
         "JobDeadlineSeconds": "8",
         "ReconcileBatchSize": "3",
+        # fal capacity is not what these tests are about, and many leave jobs open on purpose:
+        # a gate as wide as the largest fal account keeps them from waiting on each other (the
+        # gate itself is tested on a stack of its own, tests/e2e/test_dispatch.py).
+        "FalConcurrency": "40",
     }
     with LocalStack(state_dir, parameters=parameters, run_schedules=False) as info:
         yield info

@@ -91,7 +91,9 @@ def _wait_all_final(pipeline: Pipeline, job_ids: list[str], timeout: float) -> l
         if all(job["status"] in TERMINAL_STATUSES for job in jobs):
             return jobs
         time.sleep(0.5)
-    open_ = [(job["job_id"], job["status"]) for job in jobs if job["status"] not in TERMINAL_STATUSES]
+    open_ = [
+        (job["job_id"], job["status"]) for job in jobs if job["status"] not in TERMINAL_STATUSES
+    ]
     raise AssertionError(f"{len(open_)} jobs still open after {timeout} s: {open_[:5]}")
 
 
@@ -108,7 +110,7 @@ def test_a_drop_many_times_the_fal_capacity_all_completes_without_overrunning_fa
 ) -> None:
     # given: a new fal account (2 at a time) that takes about half a second per video
     pipeline.fal_reset()
-    pipeline.fal_faults(concurrency=FAL_CONCURRENCY, processing_seconds=0.5)
+    pipeline.fal_faults(concurrency=FAL_CONCURRENCY, processing_seconds=0.5, fast=True)
     keys = [f"uploads/catalog/item-{n:03}.jpg" for n in range(60)]
 
     # when: a product team drops 60 images at once

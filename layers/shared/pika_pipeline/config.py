@@ -148,6 +148,14 @@ class SubmitServiceSettings(CommonSettings):
     reconcile_after_seconds: int = _env(
         "RECONCILE_AFTER_SECONDS", int, check=lambda v: v >= 1, rule="must be >= 1"
     )
+    # The dispatch gate: slots, pause switch and fair-share counters live in this table.
+    control_table: str = _env("CONTROL_TABLE", check=_non_empty, rule="must not be empty")
+    # The fal account's concurrency limit, and how many more may wait in fal's own queue so a
+    # freed slot never sits idle: at most their sum is ever outstanding at fal.
+    fal_concurrency: int = _env("FAL_CONCURRENCY", int, check=lambda v: v >= 1, rule="must be >= 1")
+    fal_queue_headroom: int = _env(
+        "FAL_QUEUE_HEADROOM", int, check=lambda v: v >= 0, rule="must be >= 0"
+    )
 
     def __post_init__(self) -> None:
         # An upload without a duration gets the default: one outside the bounds would reject it.
@@ -157,6 +165,10 @@ class SubmitServiceSettings(CommonSettings):
                 f"({self.default_duration}) must lie within MIN_DURATION ({self.min_duration}) "
                 f"and MAX_DURATION ({self.max_duration})"
             )
+
+    @property
+    def dispatch_slots(self) -> int:
+        return self.fal_concurrency + self.fal_queue_headroom
 
     @property
     def fal_start_timeout_seconds(self) -> int:

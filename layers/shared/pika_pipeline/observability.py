@@ -43,6 +43,12 @@ class Metric(StrEnum):
     JOBS_EXPIRED = "JobsExpired"
     RECONCILE_ERRORS = "ReconcileErrors"
     OLDEST_OPEN_JOB_SECONDS = "OldestOpenJobSeconds"
+    JOBS_QUEUED = "JobsQueued"
+    FAL_IN_FLIGHT = "FalInFlight"
+    OLDEST_QUEUED_SECONDS = "OldestQueuedSeconds"
+    DISPATCH_PAUSED_SECONDS = "DispatchPausedSeconds"
+    QUEUE_WAIT_SECONDS = "QueueWaitSeconds"
+    DISPATCH_LATENCY = "DispatchLatency"
 
 
 _breakdowns: Counter[tuple[Metric, tuple[tuple[str, str], ...]]] = Counter()

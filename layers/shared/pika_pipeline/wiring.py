@@ -28,6 +28,8 @@ if TYPE_CHECKING:
         SubmitSettings,
         WebhookSettings,
     )
+    from pika_pipeline.dispatch.dispatcher import Dispatcher
+    from pika_pipeline.dispatch.slots import Slots
     from pika_pipeline.fal.gateway import FalGateway
     from pika_pipeline.reconcile.reconciler import Reconciler
     from pika_pipeline.results.recorder import ResultRecorder
@@ -41,11 +43,13 @@ def submit_batch(settings: SubmitSettings) -> SubmitBatch:
     from pika_pipeline.fal.on_demand import fal_gateway_on_demand
     from pika_pipeline.submit.batch import SubmitBatch
 
+    repository = _repository(settings)
     service = _submit_service(
-        settings, _repository(settings), _events(settings), fal_gateway_on_demand(settings)
+        settings, repository, _events(settings), fal_gateway_on_demand(settings)
     )
     return SubmitBatch(
         service=service,
+        dispatcher=_dispatcher(settings, repository, service),
         sqs=sqs_client(),
         max_attempts=settings.max_attempts,
         retry_base_seconds=settings.retry_base_seconds,
@@ -72,6 +76,9 @@ def webhook_service(settings: WebhookSettings) -> WebhookService:
 
 
 def reconciler(settings: ReconcilerSettings) -> Reconciler:
+    from pika_pipeline.dispatch.control import PauseSwitch
+    from pika_pipeline.dispatch.order import FairShare, WaitingJobs
+    from pika_pipeline.dispatch.queue_report import QueueReport
     from pika_pipeline.fal.on_demand import fal_gateway_on_demand
     from pika_pipeline.jobs.open_jobs import OpenJobs
     from pika_pipeline.reconcile.reconciler import Reconciler
@@ -79,15 +86,61 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
     repository = _repository(settings)
     events = _events(settings)
     fal = fal_gateway_on_demand(settings)
+    submit = _submit_service(settings, repository, events, fal)
+    control = _control(settings)
     return Reconciler(
         open_jobs=OpenJobs(_table(settings)),
         repository=repository,
         fal=fal,
         recorder=_recorder(settings, repository, events),
-        submit=_submit_service(settings, repository, events, fal),
+        submit=submit,
         events=events,
         reconcile_after_seconds=settings.reconcile_after_seconds,
         deadline_seconds=settings.deadline_seconds,
+        dispatcher=_dispatcher(settings, repository, submit),
+        queue_report=QueueReport(
+            waiting=WaitingJobs(_table(settings)),
+            slots=_slots(settings),
+            pause=PauseSwitch(control),
+            fair_share=FairShare(control),
+            repository=repository,
+            control=control,
+        ),
+    )
+
+
+def _control(settings: SubmitServiceSettings) -> Callable[[], Table]:
+    return lambda: jobs_table(settings.control_table)
+
+
+def _slots(settings: SubmitServiceSettings) -> Slots:
+    from pika_pipeline.dispatch.slots import Slots
+
+    return Slots(
+        control=_control(settings),
+        jobs=_table(settings),
+        count=settings.dispatch_slots,
+        retention_days=settings.job_retention_days,
+    )
+
+
+def _dispatcher(
+    settings: SubmitServiceSettings, repository: JobRepository, submit: SubmitService
+) -> Dispatcher:
+    from pika_pipeline.dispatch.control import PauseSwitch
+    from pika_pipeline.dispatch.dispatcher import Dispatcher
+    from pika_pipeline.dispatch.order import FairShare, WaitingJobs
+
+    control = _control(settings)
+    return Dispatcher(
+        slots=_slots(settings),
+        waiting=WaitingJobs(_table(settings)),
+        fair_share=FairShare(control),
+        pause=PauseSwitch(control),
+        repository=repository,
+        submit=submit,
+        claim_seconds=settings.claim_seconds,
+        reconcile_after_seconds=settings.reconcile_after_seconds,
     )
 
 
@@ -97,10 +150,12 @@ def _submit_service(
     events: JobEvents,
     fal: Callable[[], FalGateway],
 ) -> SubmitService:
+    from pika_pipeline.dispatch.order import FairShare
     from pika_pipeline.submit.input_objects import InputObjects
     from pika_pipeline.submit.service import SubmitService
 
     return SubmitService(
+        fair_share=FairShare(_control(settings)),
         settings=settings,
         repository=repository,
         images=InputObjects(s3_client(), presign_expires_seconds=settings.presign_expires_seconds),

@@ -11,6 +11,7 @@ class ErrorCode(StrEnum):
     INVALID_RESOLUTION = "invalid_resolution"
     INVALID_DURATION = "invalid_duration"
     INVALID_SEED = "invalid_seed"
+    INVALID_PRIORITY = "invalid_priority"
     EMPTY_OBJECT = "empty_object"
     IMAGE_TOO_LARGE = "image_too_large"
     UNSUPPORTED_IMAGE_TYPE = "unsupported_image_type"
@@ -22,3 +23,4 @@ class ErrorCode(StrEnum):
     FAL_ERROR = "fal_error"
     FAL_PAYLOAD_ERROR = "fal_payload_error"
     FAL_DEADLINE = "fal_deadline"
+    CANCELLED = "cancelled"
