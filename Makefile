@@ -20,11 +20,12 @@ SEED ?=
 RESOLUTION ?=
 DURATION ?=
 
-.PHONY: help demo stack chaos bench test lint typecheck template build pytest clean
+.PHONY: help demo stack chaos bench test check lint typecheck template build pytest clean
 
 help:
 	@echo "make demo   - run the whole pipeline locally on IMAGE= with PROMPT= (sample image by default)"
 	@echo "make test   - lint, type-check, validate and build the template, and run the test suite"
+	@echo "make check  - the fast loop: lint, type-check and the tests that need no local stack"
 	@echo "make stack  - start the local stack and keep it running (prints endpoints and env)"
 	@echo "make chaos  - a fault-injected load run of 1,000 uploads (UPLOADS=n), with a report"
 	@echo "make bench  - every performance figure next to its baseline; writes docs/PERFORMANCE.md"
@@ -93,6 +94,11 @@ pytest: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 test: lint typecheck template build pytest
+
+# The fast loop while working: no template validation, no build, no local stack (the tests that
+# need one are marked `stack`, see tests/conftest.py). `make test` stays the full gate.
+check: lint typecheck
+	$(PY) -m pytest -q -m "not stack"
 
 clean:
 	rm -rf .aws-sam .local-stack .mypy_cache .ruff_cache .pytest_cache

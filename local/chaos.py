@@ -3,11 +3,17 @@ then proof that every upload ended exactly once. ``make chaos`` (1,000 uploads) 
 ``python -m local.chaos --uploads 100``.
 
 Faults: fal answers 429 or 500 to 10% of submits and takes 1.5 s to answer 30% of them; 10% of
-webhooks come twice (concurrently), 5% never, 5% late; 2% of results are errors; 2% of S3 and
+webhooks come twice (concurrently), 5% never, 5% late; 2% of results are errors; 4% of videos can
+never be stored (2% not an MP4, 2% on a host missing from MediaHosts), and their jobs must end
+FAILED with that code within the deadline, never stay open; 2% of S3 and
 DynamoDB calls fail (before reaching moto); the submit function is killed (SIGKILL) a few times
 mid-run, each time when a call to fal is in flight if one comes within 20 s (after the claim,
 before fal's answer is recorded); 2% of uploads have no prompt. The reconciler runs every few
 seconds, as its schedule would, compressed.
+
+Then a second phase, a drop larger than fal's capacity: the emulator runs 2 requests at once like a
+new fal account, the faults are on again (no kills), and the report shows the peak of requests
+outstanding at fal against the cap the pipeline must keep (FalConcurrency + FalQueueHeadroom).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +53,13 @@ PARAMETERS = {
     "ReconcileAfterSeconds": "5",
     "JobDeadlineSeconds": "600",
     "ReconcileBatchSize": "500",
+    # fal's capacity as a new account has it (the template's defaults, stated so the over-capacity
+    # phase's cap is this file's fact, whatever the defaults become).
+    "FalConcurrency": "2",
+    "FalQueueHeadroom": "1",
 }
+FAL_CAP = int(PARAMETERS["FalConcurrency"]) + int(PARAMETERS["FalQueueHeadroom"])
+EMULATOR_CONCURRENCY = 2  # the emulator's account limit in the over-capacity phase
 FAL_FAULTS = {
     "fast": True,
     "late_seconds": 3,
@@ -56,8 +69,12 @@ FAL_FAULTS = {
         "submit_delay": {"1.5": 0.3},
         "delivery": {"duplicate": 0.10, "drop": 0.05, "late": 0.05},
         "outcome": {"error": 0.02},
+        # Permanent failures: fetching these videos again can never help.
+        "media": {"not_mp4": 0.02, "foreign_host": 0.02},
     },
 }
+# The code a job ends with when every fal request of it served its video this way.
+PERMANENT_MEDIA = {"not_mp4": "video_not_mp4", "foreign_host": "video_host_not_allowed"}
 AWS_FAULTS = [
     {"service": "s3", "operation": "*", "rate": 0.02, "status": 500},
     {"service": "dynamodb", "operation": "*", "rate": 0.02, "status": 500},
@@ -117,9 +134,9 @@ class _Run:
         with urllib.request.urlopen(request, context=context, timeout=30) as response:  # noqa: S310
             return json.loads(response.read() or b"null")
 
-    def upload(self, index: int) -> str:
+    def upload(self, index: int, folder: str = "chaos") -> str:
         bucket = self.info.outputs["InputBucketName"]
-        key = f"uploads/chaos/{index:05d}.jpg"
+        key = f"uploads/{folder}/{index:05d}.jpg"
         missing_prompt = random.random() < NO_PROMPT_SHARE
         metadata = {} if missing_prompt else {"prompt": f"chaos {index}", "duration": "1"}
         version = self.s3.put_object(Bucket=bucket, Key=key, Body=SAMPLE, Metadata=metadata)[
@@ -176,16 +193,73 @@ class _Run:
         return sum(int(value) for value in attributes.values())
 
 
-def run(*, uploads: int, kills: int, seed: int, timeout: float) -> ChaosReport:
+def run(
+    *, uploads: int, kills: int, seed: int, timeout: float, over_capacity: int = 0
+) -> ChaosReport:
     random.seed(seed)
     stack = LocalStack(
         Path(tempfile.mkdtemp(prefix="pika-chaos-")), parameters=PARAMETERS, run_schedules=False
     )
     info = stack.start()
     try:
-        return _drive(_Run(stack, info), uploads=uploads, kills=kills, timeout=timeout)
+        chaos = _Run(stack, info)
+        report = _drive(chaos, uploads=uploads, kills=kills, timeout=timeout)
+        if over_capacity:
+            phase = _over_capacity(chaos, uploads=over_capacity, timeout=timeout)
+            report.rows.update({f"over capacity: {k}": v for k, v in phase.rows.items()})
+            report.problems.extend(f"over capacity: {problem}" for problem in phase.problems)
+        return report
     finally:
         stack.stop()
+
+
+def _over_capacity(run: _Run, *, uploads: int, timeout: float) -> ChaosReport:
+    """A drop many times fal's capacity, with the faults on: every job still ends exactly once,
+    and fal never holds more than the cap (the dispatch gate's promise)."""
+    info = run.info
+    # A clean account: the first phase's requests are checked already, and the peak counts anew.
+    run.http(f"{info.fal_url}/_emulator/reset", {}, run.tls)
+    run.http(
+        f"{info.fal_url}/_emulator/faults",
+        {**FAL_FAULTS, "concurrency": EMULATOR_CONCURRENCY},
+        run.tls,
+    )
+    for rule in AWS_FAULTS:
+        run.http(f"{info.aws_fault_proxy}/_faults", rule)
+    run.calls_in_flight_at_kills = 0  # no kills in this phase
+    stop = threading.Event()
+    reconciler = threading.Thread(target=run.reconcile_on_schedule, args=(stop,), daemon=True)
+    started = time.monotonic()
+    reconciler.start()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        job_ids = list(pool.map(lambda index: run.upload(index, "chaos-drop"), range(uploads)))
+    report = ChaosReport()
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        jobs = run.jobs()
+        if all(jobs.get(j, {}).get("status") in TERMINAL_STATUSES for j in job_ids):
+            break
+        time.sleep(1)
+    wall = time.monotonic() - started
+    stop.set()
+    reconciler.join()
+    peak = int(run.http(f"{info.fal_url}/_emulator/requests", None, run.tls)["peak_outstanding"])
+    run.http(f"{info.aws_fault_proxy}/_faults/reset", {})
+    run.http(f"{info.fal_url}/_emulator/faults", {"rates": {}}, run.tls)
+    if not _settle(run, deadline=time.monotonic() + SETTLE_SECONDS):
+        report.problems.append(f"not settled {SETTLE_SECONDS} s after the faults stopped")
+    jobs = run.jobs()
+    _check(run, report, job_ids, {j: jobs[j] for j in job_ids if j in jobs})
+    report.rows.update(
+        {
+            "peak requests outstanding at fal": f"{peak} (cap {FAL_CAP})",
+            "fal account concurrency (emulator)": EMULATOR_CONCURRENCY,
+            "wall time (s)": f"{wall:.1f}",
+        }
+    )
+    if peak > FAL_CAP:
+        report.problems.append(f"{peak} requests outstanding at fal at once; the cap is {FAL_CAP}")
+    return report
 
 
 def _drive(run: _Run, *, uploads: int, kills: int, timeout: float) -> ChaosReport:
@@ -294,6 +368,7 @@ def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, A
         f"{[d['status'] for d in r['deliveries']]}) is not recorded on its job"
         for r in lost
     )
+    _check_permanent_failures(report, jobs, requests)
     multipart = run.s3.list_multipart_uploads(Bucket=info.outputs["OutputBucketName"]).get(
         "Uploads", []
     )
@@ -352,6 +427,46 @@ def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, A
             f"{extra} extra fal requests, more than the {run.calls_in_flight_at_kills} calls "
             f"in flight at kills and {submit_timeouts} unanswered submit calls explain"
         )
+
+
+def _check_permanent_failures(
+    report: ChaosReport, jobs: dict[str, Any], requests: list[dict[str, Any]]
+) -> None:
+    """A job whose every fal result is a video that can never be stored ends FAILED with that
+    video's code, within the deadline (no retry loop keeps it open)."""
+    by_job: dict[str, list[dict[str, Any]]] = {}
+    for request in requests:
+        by_job.setdefault(_job_of(request["webhook_url"]), []).append(request)
+    deadline = int(PARAMETERS["JobDeadlineSeconds"])
+    ended: Counter[str] = Counter()
+    for job_id, made in by_job.items():
+        # Only jobs whose every request made a video, all unstorable the same way: a usable
+        # video, or fal's own error, ends a job otherwise (checked elsewhere).
+        codes = {PERMANENT_MEDIA.get(r["media"], "") if r["outcome"] == "ok" else "" for r in made}
+        job = jobs.get(job_id)
+        if job is None or len(codes) != 1 or "" in codes:
+            continue
+        (code,) = codes
+        if (job["status"], job.get("error_code")) != ("FAILED", code):
+            report.problems.append(
+                f"job {job_id} got only videos that cannot be stored ({code}) but is "
+                f"{job['status']} {job.get('error_code')}"
+            )
+            continue
+        # From when its deadline started: a job whose call's answer was lost (a kill) is
+        # finished straight from PENDING, never having a submitted_at.
+        started = job.get("submitted_at") or job.get("created_at")
+        took = _seconds_between(started, job.get("updated_at"))
+        if took is None or took > deadline:
+            report.problems.append(f"job {job_id} took {took} s to fail ({code}), past {deadline}")
+        ended[code] += 1
+    report.rows["jobs failed for good by unstorable videos (by code)"] = dict(ended) or 0
+
+
+def _seconds_between(start: Any, end: Any) -> float | None:
+    if not start or not end:
+        return None
+    return (datetime.fromisoformat(str(end)) - datetime.fromisoformat(str(start))).total_seconds()
 
 
 def _job_of(webhook_url: str | None) -> str:
@@ -414,8 +529,20 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--over-capacity",
+        type=int,
+        default=60,
+        help="uploads of the second phase, a drop larger than fal's capacity (0: skip it)",
+    )
     args = parser.parse_args()
-    report = run(uploads=args.uploads, kills=args.kills, seed=args.seed, timeout=args.timeout)
+    report = run(
+        uploads=args.uploads,
+        kills=args.kills,
+        seed=args.seed,
+        timeout=args.timeout,
+        over_capacity=args.over_capacity,
+    )
     print(report.table())
     return 1 if report.problems else 0
 

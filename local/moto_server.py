@@ -1,6 +1,8 @@
-"""moto's server with one fidelity fix and two savings of CPU.
+"""moto's server with two fidelity fixes and two savings of CPU.
 
-The fix: DynamoDB writes are atomic per item, as they are on AWS.
+The fixes: DynamoDB writes are atomic per item, as they are on AWS; and S3 refuses user metadata
+over 2 KB with ``400 MetadataTooLarge``, as S3 does (moto stores any size, so a pipeline that
+wrote too much metadata would pass every local test and fail every copy in AWS).
 
 moto evaluates a ConditionExpression and then writes, with no lock in between, while its server
 handles requests on many threads: two concurrent conditional writes could both succeed, which
@@ -110,6 +112,39 @@ class AtomicDynamoDB:
             return None  # moto answers the malformed request; it runs alone meanwhile
 
 
+# S3's limit: the UTF-8 bytes of every user metadata name (without x-amz-meta-) and value.
+METADATA_LIMIT_BYTES = 2048
+_META_PREFIX = "HTTP_X_AMZ_META_"
+
+
+class S3MetadataLimit:
+    """Refuses a PutObject, CreateMultipartUpload or CopyObject whose metadata S3 would refuse."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("REQUEST_METHOD") in ("PUT", "POST"):
+            size = sum(
+                len(name[len(_META_PREFIX) :].encode()) + len(str(value).encode("latin-1"))
+                for name, value in environ.items()
+                if name.startswith(_META_PREFIX)
+            )
+            if size > METADATA_LIMIT_BYTES:
+                body = (
+                    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>MetadataTooLarge</Code>'
+                    "<Message>Your metadata headers exceed the maximum allowed metadata size."
+                    f"</Message><Size>{size}</Size>"
+                    f"<MaxSizeAllowed>{METADATA_LIMIT_BYTES}</MaxSizeAllowed></Error>"
+                ).encode()
+                start_response(
+                    "400 Bad Request",
+                    [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))],
+                )
+                return [body]
+        return self._app(environ, start_response)
+
+
 class HostMemo(DomainDispatcherApplication):
     """moto's dispatcher, remembering which backend serves each host (its answer never changes)."""
 
@@ -136,7 +171,13 @@ def main() -> None:
     host, port = sys.argv[1], int(sys.argv[2])
     os.environ.setdefault("MOTO_PORT", str(port))
     app = HostMemo(create_backend_app)
-    run_simple(host, port, AtomicDynamoDB(app), threaded=True, request_handler=QuietRequestHandler)
+    run_simple(
+        host,
+        port,
+        S3MetadataLimit(AtomicDynamoDB(app)),
+        threaded=True,
+        request_handler=QuietRequestHandler,
+    )
 
 
 if __name__ == "__main__":

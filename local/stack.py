@@ -1,7 +1,8 @@
 """Starts the whole pipeline on this machine: ``python -m local.stack`` (or ``make stack``).
 
-moto server (AWS), the fal emulator (HTTPS) and one Lambda runtime process per function, all on
-loopback ports, with every resource and setting taken from template.yaml.
+moto server (AWS), the fal emulator (HTTPS) and a Lambda runtime per function (its event source
+and a pool of worker processes, one per concurrent invocation), all on loopback ports, with every
+resource and setting taken from template.yaml.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 import secrets
 import shlex
+import signal
 import ssl
 import subprocess
 import sys
@@ -31,9 +33,12 @@ from local.aws import (
     process_environment,
     provision,
 )
-from local.template import REPO_ROOT, Resolver, load_template, parameter_defaults
+from local.template import NO_VALUE, REPO_ROOT, Resolver, load_template, parameter_defaults
 
 FAL_KEY_PREFIX = "local-emulator-key"
+# Execution environments of a function the template sets no concurrency for (Lambda's limit is
+# then the account's): workers start only when invocations overlap, so this is only a ceiling.
+UNRESERVED_CONCURRENCY = 4
 SCHEDULED_EVENT = REPO_ROOT / "events" / "reconciler-schedule.json"
 
 
@@ -152,10 +157,10 @@ class LocalStack:
         return self.info
 
     def kill_and_restart(self, name: str) -> None:
-        """A function process dies mid-invocation (SIGKILL), and Lambda starts a new one."""
+        """A function's processes die mid-invocation (SIGKILL), and Lambda starts new ones."""
         assert self.info
         process = self._processes[name]
-        process.kill()
+        _signal_group(process, signal.SIGKILL)
         process.wait()
         (self.state_dir / f"{name}.ready").unlink(missing_ok=True)
         self._start_function(self.state_dir / "stack.json", name, self.info.functions[name])
@@ -163,13 +168,12 @@ class LocalStack:
 
     def stop(self) -> None:
         for process in self._processes.values():
-            if process.poll() is None:
-                process.terminate()
+            _signal_group(process, signal.SIGTERM)
         for process in self._processes.values():
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                _signal_group(process, signal.SIGKILL)
         self._processes.clear()
         if self._moto:
             self._moto.stop()
@@ -190,6 +194,11 @@ class LocalStack:
                 str(emulator_dir),
                 "--fal-key",
                 fal_key,
+                # The emulated account runs what the operator says theirs does (FalConcurrency).
+                "--concurrency",
+                self._parameter_overrides.get("FalConcurrency")
+                or parameter_defaults(load_template()).get("FalConcurrency")
+                or "2",
             ],
             cwd=REPO_ROOT,
             env=process_environment({"PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}),
@@ -281,7 +290,22 @@ class LocalStack:
             env=env,
             stdout=(self.logs_dir / f"{name}.log").open("ab"),
             stderr=subprocess.STDOUT,
+            # The function's worker processes join its group, so they are killed with it.
+            process_group=0,
         )
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    """Signals a function's processes (its event source and its workers), or any other one."""
+    if process.poll() is not None:
+        return
+    try:
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, signum)
+        else:
+            process.send_signal(signum)
+    except ProcessLookupError:
+        pass  # it has just exited
 
 
 def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -325,6 +349,12 @@ def _function_spec(
         },
         "function_url_port": url_port,
     }
+    # Lambda's limits on concurrent invocations: reserved concurrency, and for an SQS event
+    # source its MaximumConcurrency; each is a worker process in the local runtime.
+    limits = []
+    reserved = resolver.resolve(properties.get("ReservedConcurrentExecutions", NO_VALUE))
+    if reserved is not NO_VALUE:
+        limits.append(int(reserved))
     for event in properties.get("Events", {}).values():
         if event["Type"] == "Schedule":
             spec["schedule"] = {
@@ -348,6 +378,10 @@ def _function_spec(
                 "report_batch_item_failures": "ReportBatchItemFailures"
                 in event["Properties"].get("FunctionResponseTypes", []),
             }
+            scaling = resolver.resolve(event["Properties"].get("ScalingConfig", {}))
+            if "MaximumConcurrency" in scaling:
+                limits.append(int(scaling["MaximumConcurrency"]))
+    spec["concurrency"] = min(limits, default=UNRESERVED_CONCURRENCY)
     return spec
 
 

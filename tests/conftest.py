@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import ssl
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +12,14 @@ import pytest
 
 from local.stack import LocalStack, StackInfo
 from tests.support.pipeline import Pipeline
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the stack is marked ``stack``, so ``pytest -m "not stack"`` is the
+    fast loop that starts none (tests that start a stack of their own carry the mark by hand)."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +48,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
 @pytest.fixture(scope="session")
 def pipeline(stack: StackInfo) -> Pipeline:
     return Pipeline(stack)
+
+
+@pytest.fixture(autouse=True)
+def _no_faults_left_over(request: pytest.FixtureRequest) -> None:
+    """Fault knobs are queues the next submission of any test consumes: each test that uses the
+    stack starts with none armed, in fal's emulator or in front of AWS. Tests without the stack
+    do not start it for this."""
+    if "stack" not in request.fixturenames:
+        return
+    info: StackInfo = request.getfixturevalue("stack")
+    tls = ssl.create_default_context(cafile=info.fal_ca_file)
+    _post(f"{info.fal_url}/_emulator/faults/reset", tls)
+    _post(f"{info.aws_fault_proxy}/_faults/reset", None)
+
+
+def _post(url: str, context: ssl.SSLContext | None) -> None:
+    request = urllib.request.Request(url, data=b"{}", method="POST")  # noqa: S310 - local only
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:  # noqa: S310
+        json.loads(response.read())

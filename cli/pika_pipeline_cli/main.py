@@ -1,4 +1,5 @@
-"""The ``pika-pipeline`` command: upload images, follow jobs, fetch videos, retry, re-drive."""
+"""The ``pika-pipeline`` command: upload images, follow jobs, fetch videos, retry, re-drive, and
+steer the dispatch queue (queue, pause, resume, cancel)."""
 
 from __future__ import annotations
 
@@ -6,30 +7,49 @@ import argparse
 import json
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     EndpointConnectionError,
     NoCredentialsError,
 )
+from rich.console import Console
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from s3transfer.subscribers import BaseSubscriber
 
 from pika_pipeline.aws.errors import error_code
 from pika_pipeline.fal import pika
 from pika_pipeline.fal.prices import usd_per_video
 from pika_pipeline.jobs.identity import job_id_for
 from pika_pipeline.jobs.job import plain
-from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus
+from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.submit.video_request import encode_metadata_value
+from pika_pipeline_cli import queue_control
+from pika_pipeline_cli.queue_control import AT_FAL, CANCELLED, FINAL_STATUSES, LANES, QUEUED
 from pika_pipeline_cli.resources import CliError, Pipeline, find_pipeline
+from pika_pipeline_cli.views import job_view, queue_view, wait_view
 
 if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
     from mypy_boto3_s3.type_defs import CopySourceTypeDef
+    from s3transfer.futures import TransferFuture
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
 METADATA_LIMIT_BYTES = 2048  # S3's limit on user metadata, keys and values together
@@ -39,7 +59,10 @@ OTHER_BUCKET_PREFIX = "uploads/"  # --bucket without --prefix
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 # fal could not make the video, or never finished it: another upload may well succeed. The others
 # are final for a reason (a video exists, the upload is unusable) or still on their way.
-RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.EXPIRED})
+RETRYABLE_STATUSES = frozenset({JobStatus.FAILED, JobStatus.EXPIRED, CANCELLED})
+# Uploads at once: enough to hide S3's per-request latency for hundreds of small images.
+UPLOAD_CONCURRENCY = 16
+WATCH_RATE_EVERY_SECONDS = 30  # queue --watch measures the drain rate (a table scan) this often
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,10 +108,17 @@ def _parser() -> argparse.ArgumentParser:
         "--prefix",
         help=f"the key prefix (the stack's input prefix; {OTHER_BUCKET_PREFIX} with --bucket)",
     )
+    upload.add_argument(
+        "--batch",
+        help="the batch the images share fal with, round-robin against other batches "
+        "(default: the first folder of the key under the input prefix)",
+    )
+    upload.add_argument("--priority", choices=LANES, help="dispatch order (default normal)")
     upload.set_defaults(run=_upload)
 
-    status = commands.add_parser("status", help="a job's record")
+    status = commands.add_parser("status", help="a job, readable")
     status.add_argument("job", metavar="KEY|JOB_ID")
+    status.add_argument("--json", action="store_true", help="the raw record, for scripts")
     status.set_defaults(run=_status)
 
     wait = commands.add_parser("wait", help="follow a job until it finishes")
@@ -116,6 +146,26 @@ def _parser() -> argparse.ArgumentParser:
 
     redrive = commands.add_parser("redrive", help="move dead-lettered upload events back")
     redrive.set_defaults(run=_redrive)
+
+    queue = commands.add_parser("queue", help="waiting jobs, requests at fal, time to drain")
+    queue.add_argument("--watch", action="store_true", help="a live view, until Ctrl-C")
+    queue.add_argument("--json", action="store_true", help="the numbers, for scripts")
+    queue.set_defaults(run=_queue)
+
+    pause = commands.add_parser("pause", help="stop dispatching to fal (uploads keep waiting)")
+    pause.set_defaults(run=_pause)
+    resume = commands.add_parser("resume", help="dispatch again")
+    resume.set_defaults(run=_resume)
+
+    cancel = commands.add_parser(
+        "cancel", help="cancel waiting jobs (nothing is paid), or a job's request at fal"
+    )
+    which = cancel.add_mutually_exclusive_group(required=True)
+    which.add_argument("job", nargs="?", metavar="KEY|JOB_ID")
+    which.add_argument("--batch", help="every waiting job of this batch")
+    which.add_argument("--all-queued", action="store_true", help="every waiting job")
+    cancel.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    cancel.set_defaults(run=_cancel)
     return parser
 
 
@@ -124,22 +174,96 @@ def _parser() -> argparse.ArgumentParser:
 
 def _upload(pipeline: Pipeline, args: argparse.Namespace) -> int:
     images = list(_images(args.images))
+    sizes = {image: image.stat().st_size for image in images}  # unreadable: one line, before any
     metadata = upload_metadata(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
         seed=args.seed,
         resolution=args.resolution,
         duration=args.duration,
+        batch=args.batch,
+        priority=args.priority,
     )
     bucket, prefix = _upload_target(pipeline, bucket=args.bucket, prefix=args.prefix)
-    s3 = pipeline.s3()
-    for index, image in enumerate(images, start=1):
-        key = f"{prefix}{image.name}"
-        response = s3.put_object(Bucket=bucket, Key=key, Body=image.read_bytes(), Metadata=metadata)
-        job = job_id_for(bucket=bucket, key=key, version=response.get("VersionId", ""))
-        bar = "#" * (20 * index // len(images))
-        print(f"[{bar:<20}] {index}/{len(images)}  s3://{bucket}/{key}  job {job}", flush=True)
+    s3 = pipeline.s3(connections=UPLOAD_CONCURRENCY)
+    versions = _VersionIds(s3)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn(f"{{task.fields[images]}}/{len(images)} images"),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    failed: list[tuple[Path, BaseException]] = []
+    config = TransferConfig(max_concurrency=UPLOAD_CONCURRENCY)
+    with (
+        Progress(*columns, console=Console()) as progress,
+        create_transfer_manager(s3, config) as manager,
+    ):
+        task = progress.add_task("Uploading", total=sum(sizes.values()), images=0)
+        sent = _BytesSent(progress, task)
+        futures = {
+            image: manager.upload(
+                str(image),
+                bucket,
+                f"{prefix}{image.name}",
+                extra_args={"Metadata": metadata},
+                subscribers=[sent],
+            )
+            for image in images
+        }
+        done = 0
+        for image, future in futures.items():
+            key = f"{prefix}{image.name}"
+            try:
+                future.result()
+            except Exception as exc:  # one image's failure must not hide the others' jobs
+                failed.append((image, exc))
+                continue
+            done += 1
+            progress.update(task, images=done)
+            job = job_id_for(bucket=bucket, key=key, version=versions.of(key))
+            progress.console.print(f"s3://{bucket}/{key}  job {job}", soft_wrap=True)
+    if failed:
+        first, reason = failed[0]
+        raise CliError(f"{len(failed)} of {len(images)} image(s) not uploaded; {first}: {reason}")
     return 0
+
+
+class _VersionIds:
+    """The version id S3 gave each upload (with the key, a job's identity), which the transfer
+    manager does not return: taken from the PutObject / CompleteMultipartUpload answers."""
+
+    def __init__(self, s3: S3Client) -> None:
+        self._versions: dict[str, str] = {}
+        self._lock = threading.Lock()
+        for operation in ("PutObject", "CompleteMultipartUpload"):
+            s3.meta.events.register(f"before-parameter-build.s3.{operation}", self._remember_key)
+            s3.meta.events.register(f"after-call.s3.{operation}", self._record)
+
+    def of(self, key: str) -> str:
+        with self._lock:
+            return self._versions.get(key, "")
+
+    def _remember_key(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["upload_key"] = params["Key"]  # the request's context reaches its after-call
+
+    def _record(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        if "upload_key" in context:
+            with self._lock:
+                self._versions[context["upload_key"]] = str(parsed.get("VersionId", ""))
+
+
+class _BytesSent(BaseSubscriber):
+    """Moves the bar as bytes leave, from the transfer manager's threads (rich locks)."""
+
+    def __init__(self, progress: Progress, task: TaskID) -> None:
+        self._progress = progress
+        self._task = task
+
+    def on_progress(self, future: TransferFuture, bytes_transferred: int, **_: Any) -> None:
+        self._progress.update(self._task, advance=bytes_transferred)
 
 
 def _upload_target(
@@ -166,6 +290,8 @@ def upload_metadata(
     seed: int | None = None,
     resolution: str | None = None,
     duration: int | None = None,
+    batch: str | None = None,
+    priority: str | None = None,
 ) -> dict[str, str]:
     """The user metadata the pipeline reads, encoded as S3 requires (ASCII, 2 KB at most)."""
     values = {
@@ -174,6 +300,8 @@ def upload_metadata(
         "seed": None if seed is None else str(seed),
         "resolution": resolution,
         "duration": None if duration is None else str(duration),
+        "batch": batch,
+        "priority": priority,
     }
     metadata = {k: encode_metadata_value(v) for k, v in values.items() if v}
     size = sum(len(k.encode()) + len(v.encode()) for k, v in metadata.items())
@@ -202,26 +330,32 @@ def _images(paths: list[Path]) -> Iterator[Path]:
 
 
 def _status(pipeline: Pipeline, args: argparse.Namespace) -> int:
-    print(json.dumps(plain(_find_job(pipeline, args.job)), indent=2, sort_keys=True))
+    job = _find_job(pipeline, args.job)
+    if args.json:
+        print(json.dumps(plain(job), indent=2, sort_keys=True))
+    else:
+        Console(soft_wrap=True).print(job_view(plain(job)))
     return 0
 
 
 def _wait(pipeline: Pipeline, args: argparse.Namespace) -> int:
-    job = _find_job(pipeline, args.job)
+    job = plain(_find_job(pipeline, args.job))
     job_id = job["job_id"]
     deadline = time.monotonic() + args.timeout
-    seen = None
-    while True:
-        if job["status"] != seen:
-            seen = job["status"]
-            print(f"{datetime.now(UTC):%H:%M:%S}  {job_id}  {seen}", flush=True)
-        if seen in TERMINAL_STATUSES:
-            break
-        if time.monotonic() > deadline:
-            raise CliError(f"job {job_id} is still {seen} after {args.timeout:.0f} s")
-        time.sleep(1)
-        job = _get_job(pipeline, job_id)
-    if seen != JobStatus.COMPLETED:
+    history: list[tuple[datetime, str]] = [(datetime.now(UTC), job["status"])]
+    with Live(wait_view(job_id, history, job), console=Console(), auto_refresh=False) as live:
+        while job["status"] not in FINAL_STATUSES:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
+            job = plain(_get_job(pipeline, job_id))
+            if job["status"] != history[-1][1]:
+                history.append((datetime.now(UTC), job["status"]))
+            live.update(wait_view(job_id, history, job), refresh=True)
+    status = job["status"]
+    if status not in FINAL_STATUSES:
+        raise CliError(f"job {job_id} is still {status} after {args.timeout:.0f} s")
+    if status != JobStatus.COMPLETED:
         print(f"{job.get('error_code')}: {job.get('error_message')}", file=sys.stderr)
         return 1
     print(f"video: s3://{job['output_bucket']}/{job['output_key']}")
@@ -321,6 +455,89 @@ def _redrive(pipeline: Pipeline, args: argparse.Namespace) -> int:
                 moved += 1
     print(f"re-drove {moved} message(s)")
     return 0
+
+
+# --- the dispatch queue ------------------------------------------------------------------------
+
+
+def _queue(pipeline: Pipeline, args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps(queue_control.snapshot(pipeline).as_json(), indent=2))
+        return 0
+    console = Console()
+    if not args.watch:
+        console.print(queue_view(queue_control.snapshot(pipeline)))
+        return 0
+    rate = queue_control.measured_rate(pipeline)
+    measured = time.monotonic()
+    with Live(
+        queue_view(queue_control.snapshot(pipeline, rate_per_second=rate)), console=console
+    ) as live:
+        while True:  # until Ctrl-C (main answers it with 130)
+            time.sleep(2)
+            if time.monotonic() - measured > WATCH_RATE_EVERY_SECONDS:
+                rate, measured = queue_control.measured_rate(pipeline), time.monotonic()
+            live.update(queue_view(queue_control.snapshot(pipeline, rate_per_second=rate)))
+
+
+def _pause(pipeline: Pipeline, args: argparse.Namespace) -> int:
+    state = queue_control.pause(pipeline, by=queue_control.operator_name(pipeline))
+    since = state.since.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if state.since else "now"
+    print(
+        f"dispatch paused (since {since}, by {state.by}); jobs already at fal finish, "
+        "uploads wait. `pika-pipeline resume` starts dispatching again."
+    )
+    return 0
+
+
+def _resume(pipeline: Pipeline, args: argparse.Namespace) -> int:
+    queue_control.resume(pipeline, by=queue_control.operator_name(pipeline))
+    print("dispatch resumed")
+    return 0
+
+
+def _cancel(pipeline: Pipeline, args: argparse.Namespace) -> int:
+    by = queue_control.operator_name(pipeline)
+    if args.job:
+        return _cancel_one(pipeline, plain(_find_job(pipeline, args.job)), by=by)
+    waiting = [job.job_id for job in queue_control.waiting_jobs(pipeline, batch=args.batch)]
+    which = "waiting job(s)" if args.all_queued else f"waiting job(s) of batch {args.batch!r}"
+    if not waiting:
+        print(f"no {which}")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError(f"this cancels {len(waiting)} {which}; confirm with --yes")
+        answer = input(f"Cancel {len(waiting)} {which}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("Nothing cancelled.")
+            return 1
+    cancelled = sum(
+        1 for job_id in waiting if queue_control.cancel_waiting(pipeline, job_id, by=by)
+    )
+    print(f"cancelled {cancelled} {which}; nothing was paid for them")
+    if cancelled < len(waiting):
+        print(f"{len(waiting) - cancelled} had left the queue meanwhile (dispatched or cancelled)")
+    return 0
+
+
+def _cancel_one(pipeline: Pipeline, job: dict[str, Any], *, by: str) -> int:
+    job_id = job["job_id"]
+    if job["status"] == QUEUED:
+        if queue_control.cancel_waiting(pipeline, job_id, by=by):
+            print(f"cancelled job {job_id}; it never reached fal, nothing was paid")
+            return 0
+        job = plain(_get_job(pipeline, job_id))  # dispatched meanwhile: now it is at fal
+    if job["status"] in AT_FAL:
+        if not queue_control.request_fal_cancel(pipeline, job_id, by=by):
+            now = _get_job(pipeline, job_id)["status"]
+            raise CliError(f"job {job_id} finished meanwhile: {now}")
+        if queue_control.run_reconciler_now(pipeline):
+            print(f"job {job_id} is at fal; the reconciler is cancelling its request now")
+        else:
+            print(f"job {job_id} is at fal; the reconciler cancels its request at its next run")
+        return 0
+    raise CliError(f"job {job_id} is {job['status']}; there is nothing to cancel")
 
 
 # --- lookups ------------------------------------------------------------------------------------

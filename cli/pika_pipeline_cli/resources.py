@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
+    from mypy_boto3_events.client import EventBridgeClient
+    from mypy_boto3_lambda.client import LambdaClient
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_sqs.client import SQSClient
 from pika_pipeline.aws.errors import error_code
@@ -29,13 +32,44 @@ class CliError(Exception):
 
 
 @dataclass(frozen=True)
+class FunctionEndpoint:
+    """Where a function's Invoke API is: Lambda itself (``url`` None) or the local runtime."""
+
+    name: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
 class Pipeline:
     outputs: dict[str, str]
     session: boto3.session.Session
     endpoint_url: str | None = None
+    # The local runtime serves each scheduled function's Invoke API on a port of its own.
+    local_functions: dict[str, FunctionEndpoint] | None = None
 
-    def s3(self) -> S3Client:
-        return self.session.client("s3", endpoint_url=self.endpoint_url)
+    def s3(self, *, connections: int = 10) -> S3Client:
+        # As many pooled connections as concurrent transfers, or urllib3 discards the extras.
+        config = Config(max_pool_connections=connections)
+        return self.session.client("s3", endpoint_url=self.endpoint_url, config=config)
+
+    def events(self) -> EventBridgeClient:
+        return self.session.client("events", endpoint_url=self.endpoint_url)
+
+    def control_table(self) -> Table:
+        resource = self.session.resource("dynamodb", endpoint_url=self.endpoint_url)
+        return resource.Table(self.output("ControlTableName"))
+
+    def reconciler(self) -> tuple[LambdaClient, str] | None:
+        """The reconciler's Invoke API and function name, if this pipeline says where it is."""
+        if self.local_functions is not None:
+            local = self.local_functions.get("ReconcilerFunction")
+            if local is None:
+                return None
+            client = self.session.client("lambda", endpoint_url=local.url)
+            return client, local.name
+        if "ReconcilerFunctionName" not in self.outputs:
+            return None
+        return self.session.client("lambda"), self.outputs["ReconcilerFunctionName"]
 
     def sqs(self) -> SQSClient:
         return self.session.client("sqs", endpoint_url=self.endpoint_url)
@@ -92,7 +126,17 @@ def _local(path: Path) -> Pipeline:
             aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
             region_name=environment["AWS_DEFAULT_REGION"],
         )
-        return Pipeline(outputs=info["outputs"], session=session, endpoint_url=info["aws_endpoint"])
+        functions = {
+            name: FunctionEndpoint(name=spec["function_name"], url=spec["invoke_url"])
+            for name, spec in info.get("functions", {}).items()
+            if spec.get("invoke_url")
+        }
+        return Pipeline(
+            outputs=info["outputs"],
+            session=session,
+            endpoint_url=info["aws_endpoint"],
+            local_functions=functions,
+        )
     except ValueError as exc:  # not JSON, or not even UTF-8 text
         problem = f"not JSON: {exc}"
     except KeyError as exc:

@@ -34,7 +34,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         headers={name.lower(): value for name, value in (event.get("headers") or {}).items()},
         body=body,
     )
-    logger.thread_safe_clear_keys()  # the local runtime serves requests on threads
     response = service().handle(request)
     return {
         "statusCode": response.status_code,

@@ -17,11 +17,16 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--user-id", default="local-fal-user")
     parser.add_argument("--fal-key", required=True, help="the only API key the emulator accepts")
+    parser.add_argument("--concurrency", type=int, default=2, help="requests run at once")
     args = parser.parse_args()
     args.state_dir.mkdir(parents=True, exist_ok=True)
     context, ca_path = server_context(args.state_dir)
     emulator = Emulator(
-        host="127.0.0.1", port=args.port, signer=WebhookSigner(args.user_id), fal_key=args.fal_key
+        host="127.0.0.1",
+        port=args.port,
+        signer=WebhookSigner(args.user_id),
+        fal_key=args.fal_key,
+        concurrency=args.concurrency,
     )
     server = serve(emulator, args.port, context)
     ready = {"url": emulator.base_url, "ca_file": str(ca_path)}

@@ -8,13 +8,16 @@ Routes (as fal serves them; status/result/cancel drop the endpoint's subpath):
   GET  /files/{id}.mp4                                the rendered video
   GET  /.well-known/jwks.json                         the webhook signing keys
 Like a fal account, it runs at most ``concurrency`` requests at once (2, a new account's limit;
-a knob of /_emulator/faults); the rest wait IN_QUEUE, in order, with their queue position in
-status answers, and a request not started within its X-Fal-Request-Timeout ends with fal's
-timeout error (504, X-Fal-Request-Timeout-Type: user) and nothing rendered.
+the local stack sets it from FalConcurrency, tests through /_emulator/account); the rest wait
+IN_QUEUE, in order, with their queue position in status answers, and a request not started
+within its X-Fal-Request-Timeout ends with fal's timeout error (504, X-Fal-Request-Timeout-Type:
+user) and nothing rendered.
 Control (for tests and the demo, not part of fal's API):
   GET  /_emulator/requests     every submission seen, with its outcome and deliveries, and how
                                many accepted submits are still waiting for their (delayed) answer
   POST /_emulator/faults       queue up faults (see Faults)
+  POST /_emulator/account       the account's settings: {"concurrency": N}
+  POST /_emulator/faults/reset  forget every fault, queued or by chance (between tests)
   POST /_emulator/reset        forget requests and faults
   POST /_emulator/sign?request_id=ID   the signature headers fal would send with this body
   GET  /redirected/{id}.mp4    where a "redirect_private" video's 302 points (counted)
@@ -82,13 +85,12 @@ class Faults:
     delivery: deque[str] = field(default_factory=deque)
     media: deque[str] = field(default_factory=deque)
     # Faults by chance, for load runs: {"submit": {"429": 0.05}, "delivery": {"drop": 0.05},
-    # "outcome": {"error": 0.02}} (each a probability per submission; FIFO faults come first).
+    # "outcome": {"error": 0.02}, "media": {"not_mp4": 0.02}} (each a probability per
+    # submission; FIFO faults come first).
     rates: dict[str, dict[str, float]] = field(default_factory=dict)
     processing_seconds: float = 0.0
     late_seconds: float = 5.0
     fast: bool = False
-    # The account's concurrency limit: requests that run at once; the rest wait IN_QUEUE.
-    concurrency: int = 2
 
 
 @dataclass
@@ -116,7 +118,9 @@ class FalRequest:
 
 
 class Emulator:
-    def __init__(self, *, host: str, port: int, signer: WebhookSigner, fal_key: str) -> None:
+    def __init__(
+        self, *, host: str, port: int, signer: WebhookSigner, fal_key: str, concurrency: int = 2
+    ) -> None:
         self.base_url = f"https://{host}:{port}"
         self.signer = signer
         self.fal_key = fal_key
@@ -129,6 +133,8 @@ class Emulator:
         # The account's queue: requests wait here, in order, until a runner is free.
         self.waiting: deque[FalRequest] = deque()
         self.running = 0
+        # The account's concurrency limit: requests that run at once; the rest wait IN_QUEUE.
+        self.concurrency = concurrency
         self.peak_outstanding = 0  # the most requests queued or running at once
         self.scheduled = threading.Condition(self.lock)
         threading.Thread(target=self._schedule, name="fal-queue", daemon=True).start()
@@ -166,7 +172,9 @@ class Emulator:
                 if self.faults.delivery
                 else self._by_chance("delivery")
             ) or "normal"
-            request.media = self.faults.media.popleft() if self.faults.media else "normal"
+            request.media = (
+                self.faults.media.popleft() if self.faults.media else self._by_chance("media")
+            ) or "normal"
             self.requests[request_id] = request
             position = len(self.waiting)
             self.waiting.append(request)
@@ -257,7 +265,7 @@ class Emulator:
                     self.waiting.remove(request)
                     threading.Thread(target=self._time_out, args=(request,), daemon=True).start()
                 started = []
-                while self.waiting and self.running < self.faults.concurrency:
+                while self.waiting and self.running < self.concurrency:
                     started.append(self.waiting.popleft())
                     self.running += 1
             for request in started:
@@ -448,6 +456,7 @@ class Emulator:
                         "timed_out": r.timed_out,
                         "outcome": r.outcome,
                         "delivery": r.delivery,
+                        "media": r.media,
                         "cancelled": r.cancelled,
                         "downloads": r.downloads,
                         "redirects_followed": r.redirects_followed,
@@ -457,7 +466,7 @@ class Emulator:
                 ],
                 "rejected_submits": list(self.rejected_submits),
                 "answers_held": self.answers_held,
-                "concurrency": self.faults.concurrency,
+                "concurrency": self.concurrency,
                 "queued": len(self.waiting),
                 "running": self.running,
                 "peak_outstanding": self.peak_outstanding,
@@ -467,10 +476,19 @@ class Emulator:
         with self.lock:
             for name in ("submit", "submit_delay", "outcome", "delivery", "media"):
                 getattr(self.faults, name).extend(spec.get(name, []))
-            for name in ("processing_seconds", "late_seconds", "fast", "rates", "concurrency"):
+            for name in ("processing_seconds", "late_seconds", "fast", "rates"):
                 if name in spec:
                     setattr(self.faults, name, spec[name])
+
+    def set_account(self, spec: dict[str, Any]) -> None:
+        """The account's settings, which outlive a faults reset: its concurrency limit."""
+        with self.lock:
+            self.concurrency = int(spec.get("concurrency", self.concurrency))
             self.scheduled.notify()
+
+    def reset_faults(self) -> None:
+        with self.lock:
+            self.faults = Faults()
 
     def reset(self) -> None:
         with self.lock:
@@ -539,6 +557,12 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if path == "/_emulator/faults":
                 emulator.set_faults(json.loads(body or b"{}"))
+                return self._json(200, {"ok": True})
+            if path == "/_emulator/account":
+                emulator.set_account(json.loads(body or b"{}"))
+                return self._json(200, {"ok": True})
+            if path == "/_emulator/faults/reset":
+                emulator.reset_faults()
                 return self._json(200, {"ok": True})
             if path == "/_emulator/sign":
                 # Signs any body as fal signs its deliveries, so tests can send bodies fal never

@@ -1,49 +1,47 @@
 """Runs one function of the local stack: ``python -m local.lambda_runtime STACK_FILE FUNCTION``.
 
-The process environment is already the function's (set by the stack); this imports the
-handler as Lambda would and feeds it events from its SQS queue or its Function URL.
+The process environment is already the function's (set by the stack). This process is the
+function's event source (its Function URL, Invoke API, schedule or SQS poller); the handler runs
+in a pool of worker processes (``pool.py``), one invocation at a time each, as on Lambda.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import signal
 import sys
 import threading
-import traceback
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from local.lambda_runtime import function_url, invoke_api, sqs_poller
-from local.lambda_runtime.call_meter import CallMeter
-from local.lambda_runtime.context import LocalLambdaContext
+from local.lambda_runtime.pool import WorkerPool
 
 
 def main() -> None:
     stack_file, function = Path(sys.argv[1]), sys.argv[2]
     spec = json.loads(stack_file.read_text())["functions"][function]
-    if spec.get("call_meter"):  # the benchmark's count of network calls; before any client exists
+    pool = WorkerPool(stack_file, function, spec["concurrency"])
+    first = pool.start()  # its cold start runs while this process imports the event source
+
+    from local.lambda_runtime import function_url, invoke_api, sqs_poller
+    from local.lambda_runtime.call_meter import CallMeter
+
+    if spec.get("call_meter") and spec.get("sqs"):
+        # The poller's own SQS calls, which the benchmark reports apart from the function's.
         CallMeter(Path(spec["call_meter"])).install()
-    module_name, handler_name = spec["handler"].rsplit(".", 1)
-    handler = getattr(importlib.import_module(module_name), handler_name)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
+        pool.close()
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, on_signal)
+    first.wait_until_ready()  # a handler that fails to import fails the stack's start-up
     ready = stack_file.parent / f"{function}.ready"
-    common = {
-        "handler": handler,
-        "function_name": spec["function_name"],
-        "memory": spec["memory"],
-        "timeout": spec["timeout"],
-    }
     if spec.get("function_url_port"):
-        server = function_url.serve(port=spec["function_url_port"], **common)
+        server = function_url.serve(pool=pool, port=spec["function_url_port"])
         ready.write_text("ready")
         server.serve_forever()
     elif spec.get("schedule"):
@@ -51,32 +49,30 @@ def main() -> None:
         if schedule["enabled"]:
             threading.Thread(
                 target=_every,
-                args=(schedule["every_seconds"], schedule["event"], stop, common),
+                args=(schedule["every_seconds"], schedule["event"], stop, pool),
                 daemon=True,
             ).start()
-        server = invoke_api.serve(port=spec["invoke_port"], **common)
+        server = invoke_api.serve(pool=pool, port=spec["invoke_port"])
         ready.write_text("ready")
         server.serve_forever()
     elif spec.get("sqs"):
         ready.write_text("ready")
         sqs_poller.poll_forever(
+            pool=pool,
             queue_url=spec["sqs"]["queue_url"],
             batch_size=spec["sqs"]["batch_size"],
             report_failures=spec["sqs"]["report_batch_item_failures"],
             stop=stop,
-            **common,
         )
     else:
         raise SystemExit(f"{function} has no event source the local runtime knows")
 
 
-def _every(seconds: int, event: dict[str, Any], stop: threading.Event, f: dict[str, Any]) -> None:
-    """EventBridge's schedule: the handler runs every ``seconds`` with a Scheduled Event."""
+def _every(seconds: int, event: dict[str, Any], stop: threading.Event, pool: WorkerPool) -> None:
+    """EventBridge's schedule: the handler runs every ``seconds`` with a Scheduled Event (a
+    failed run is in the function's log; the next one comes anyway)."""
     while not stop.wait(seconds):
-        try:
-            f["handler"](event, LocalLambdaContext(f["function_name"], f["memory"], f["timeout"]))
-        except Exception:
-            traceback.print_exc()
+        pool.invoke(event)
 
 
 if __name__ == "__main__":

@@ -5,15 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import time
-import traceback
 import uuid
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from local.lambda_runtime.context import LocalLambdaContext
-from local.lambda_runtime.http_reply import reply
+from local.lambda_runtime import http_front
+from local.lambda_runtime.http_front import Request, Response
+from local.lambda_runtime.pool import WorkerPool
 
 # Function URLs pass these bodies as text; anything else arrives base64-encoded.
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
@@ -65,49 +64,23 @@ def function_url_event(
     return event
 
 
-def serve(
-    *,
-    handler: Callable[[dict[str, Any], Any], Any],
-    function_name: str,
-    memory: int,
-    timeout: int,
-    port: int,
-) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # no delayed-ACK stall: see local/fault_proxy.py
+def serve(*, pool: WorkerPool, port: int) -> ThreadingHTTPServer:
+    def respond(request: Request) -> Response:
+        if len(request.body) > MAX_PAYLOAD_BYTES:
+            return Response(413, {}, json.dumps({"Message": "Request Too Long"}).encode())
+        event = function_url_event(
+            method=request.method,
+            target=request.target,
+            headers=request.headers,
+            body=request.body,
+            source_ip=request.source_ip,
+        )
+        invocation = pool.invoke(event)
+        if invocation.error is not None:
+            return Response(502, {}, b'{"Message":"Internal Server Error"}')
+        return Response(*_response(invocation.result))
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass  # the function's own structured logs say what happened
-
-        def _invoke(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length)
-            if length > MAX_PAYLOAD_BYTES:
-                return self._reply(413, {}, json.dumps({"Message": "Request Too Long"}).encode())
-            event = function_url_event(
-                method=self.command,
-                target=self.path,
-                headers=dict(self.headers.items()),
-                body=body,
-                source_ip=self.client_address[0],
-            )
-            try:
-                result = handler(event, LocalLambdaContext(function_name, memory, timeout))
-            except Exception:
-                traceback.print_exc()
-                return self._reply(502, {}, b'{"Message":"Internal Server Error"}')
-            status, headers, payload = _response(result)
-            self._reply(status, headers, payload)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _invoke
-
-        def _reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
-            reply(self, status, headers, payload)
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    return server
+    return http_front.serve(port=port, respond=respond)
 
 
 def _response(result: Any) -> tuple[int, dict[str, str], bytes]:

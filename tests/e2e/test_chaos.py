@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from local.chaos import run
 
 
+@pytest.mark.stack  # local.chaos starts a stack of its own
 def test_a_burst_of_uploads_under_faults_ends_with_every_job_final_and_nothing_lost() -> None:
     report = run(uploads=60, kills=2, seed=11, timeout=240)
 

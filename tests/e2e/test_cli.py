@@ -70,10 +70,8 @@ def test_upload_a_folder_and_a_file_wait_and_download(pipeline: Pipeline, tmp_pa
     assert len(jobs) == 2
     assert "uploads/harbour-1.jpg" in uploaded.stdout
     assert "uploads/quay.jpg" in uploaded.stdout
-    # A progress bar: one line per image, filling up to the last.
-    progress = [line.split("]")[0] + "]" for line in uploaded.stdout.splitlines()]
-    assert progress == [f"[{'#' * 10:<20}]", f"[{'#' * 20}]"]
-    assert [" 1/2 " in uploaded.stdout, " 2/2 " in uploaded.stdout] == [True, True]
+    # The progress bar's last state: every image sent.
+    assert "2/2 images" in uploaded.stdout
 
     waited = run(pipeline, "wait", jobs[0])
     assert waited.returncode == 0, waited.stderr
@@ -102,8 +100,8 @@ def test_status_by_key_and_the_jobs_table(pipeline: Pipeline) -> None:
     pipeline.wait_for_job(job_id)
     after = datetime.now(UTC) + timedelta(minutes=1)
 
-    status = run(pipeline, "status", f"uploads/{SAMPLE_IMAGE.name}")
-    by_id = run(pipeline, "status", job_id)
+    status = run(pipeline, "status", f"uploads/{SAMPLE_IMAGE.name}", "--json")
+    by_id = run(pipeline, "status", job_id, "--json")
     listed = run(pipeline, "jobs", "--status", "COMPLETED", "--since", "1h")
     # The same moments written as a user in Paris in summer, or in New York, would write them.
     since_before = before.astimezone(timezone(timedelta(hours=2))).isoformat(timespec="seconds")

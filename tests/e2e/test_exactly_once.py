@@ -14,9 +14,10 @@ def test_a_redelivered_upload_event_does_not_submit_again(pipeline: Pipeline) ->
 
     # S3 and EventBridge deliver at least once: the same object version arrives again.
     body = eventbridge_body(first["source_bucket"], first["source_key"], first["source_version"])
+    mark = pipeline.log_mark("SubmitFunction")
     pipeline.send_raw_message(body)
     pipeline.send_raw_message(body)
-    time.sleep(3)
+    pipeline.wait_for_duplicates(job_id, since=mark, count=2)
 
     assert len(pipeline.fal_requests_for(job_id)) == 1
     after = pipeline.job(job_id)
@@ -52,8 +53,9 @@ def test_a_submitted_job_whose_claim_ran_out_is_never_submitted_again(pipeline: 
     body = eventbridge_body(
         submitted["source_bucket"], submitted["source_key"], submitted["source_version"]
     )
+    mark = pipeline.log_mark("SubmitFunction")
     pipeline.send_raw_message(body)
-    time.sleep(3)
+    pipeline.wait_for_duplicates(job_id, since=mark)
 
     assert len(pipeline.fal_requests_for(job_id)) == 1
     after = pipeline.job(job_id)

@@ -199,8 +199,9 @@ def test_a_redelivered_event_after_reconciliation_changes_nothing(pipeline: Pipe
     _fal_finished(pipeline, job_id)
     settled = pipeline.reconcile_until_final(job_id)
 
+    mark = pipeline.log_mark("SubmitFunction")
     pipeline.send_raw_message(eventbridge_body(bucket, key, version))
-    time.sleep(2)
+    pipeline.wait_for_duplicates(job_id, since=mark)
 
     assert pipeline.job(job_id) == settled
     assert len(pipeline.fal_requests_for(job_id)) == 1
@@ -301,26 +302,51 @@ def test_a_stranded_claim_fal_refuses_past_the_deadline_ends_failed_unavailable(
     assert pipeline.fal_requests_for(job_id) == []
 
 
-def test_a_job_the_reconciler_cannot_end_shows_as_open_past_the_deadline(
+def test_a_video_on_a_host_not_allowed_ends_the_job_failed_through_the_reconciler_too(
     pipeline: Pipeline,
 ) -> None:
-    # fal finished, but serves the video from a host MediaHosts does not allow: every run fails
-    # to record it, so the job stays open; the stuck-jobs alarm watches exactly this figure.
+    # fal finished, its webhook was lost, and it serves the video from a host MediaHosts does
+    # not allow: fetching it again can never help, so the reconciler ends the job at once.
     pipeline.fal_faults(delivery=["drop"], media=["foreign_host"])
     job_id = pipeline.upload({"prompt": "a video nobody may fetch", "duration": "1"})
     pipeline.wait_for_status(job_id, "SUBMITTED")
     _fal_finished(pipeline, job_id)
-    time.sleep(9)  # past the test stack's 8 s deadline
-    try:
-        for _ in range(5):
-            report = pipeline.reconcile()
-            if report.get("errors"):
-                break
 
+    job = pipeline.reconcile_until_final(job_id)
+
+    assert (job["status"], job["error_code"]) == ("FAILED", "video_host_not_allowed")
+    assert "open_shard" not in job
+
+
+def test_a_video_that_cannot_be_stored_in_time_ends_the_job_failed_at_the_deadline(
+    pipeline: Pipeline,
+) -> None:
+    # fal finished and its webhook was lost; S3 keeps failing (5xx) whenever the video is
+    # stored. Each run tries again, until the deadline: then the job ends, it never stays open.
+    pipeline.fal_faults(delivery=["drop"])
+    job_id = pipeline.upload({"prompt": "S3 is down", "duration": "1"})
+    submitted = pipeline.wait_for_status(job_id, "SUBMITTED")
+    _fal_finished(pipeline, job_id)
+    pipeline.aws_faults(service="s3", operation="PutObject", rate=1.0, status=500)
+    try:
+        pipeline.reconcile()
         assert pipeline.job(job_id)["status"] == "SUBMITTED"  # type: ignore[index]
-        assert _last_oldest_open_job_seconds(pipeline) >= 8
+        started = datetime.fromisoformat(submitted["submitted_at"]).timestamp()
+        time.sleep(max(0.0, started + 8 - time.time()))  # the test stack's 8 s deadline
+
+        job = pipeline.reconcile_until_final(job_id)
     finally:
-        # Out of the index, so the job does not take later runs' places in their batches.
-        pipeline.table.update_item(
-            Key={"job_id": job_id}, UpdateExpression="REMOVE open_shard, next_check_at"
-        )
+        _reset_aws_faults(pipeline)
+
+    assert (job["status"], job["error_code"]) == ("FAILED", "video_unavailable")
+    assert "open_shard" not in job
+    stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
+    assert stored.get("KeyCount", 0) == 0
+
+
+def _reset_aws_faults(pipeline: Pipeline) -> None:
+    request = urllib.request.Request(  # noqa: S310 - the local fault proxy
+        f"{pipeline.info.aws_fault_proxy}/_faults/reset", data=b"", method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+        pass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -52,8 +51,9 @@ def test_a_live_claim_is_not_taken_over_by_a_duplicate(pipeline: Pipeline) -> No
     )
     job_id = upload.job_id
 
+    mark = pipeline.log_mark("SubmitFunction")
     pipeline.send_raw_message(eventbridge_body(upload.bucket, upload.key, upload.version))
-    time.sleep(3)
+    pipeline.wait_for_duplicates(job_id, since=mark)
 
     assert pipeline.fal_requests_for(job_id) == []
     job = pipeline.job(job_id)

@@ -66,25 +66,49 @@ def test_a_download_that_breaks_off_stores_nothing_until_fal_delivers_again(
 
 
 @pytest.mark.parametrize(
-    ("media", "status"),
+    "media",
     [
-        ("wrong_size", 502),  # fal announced one size, another arrived
-        ("not_mp4", 502),  # an error page is not a video
-        ("redirect_private", 502),  # redirects are never followed (here: to a loopback URL)
-        ("foreign_host", 400),  # not one of fal's media hosts
+        "wrong_size",  # fal announced one size, another arrived
+        "redirect_private",  # redirects are never followed (here: to a loopback URL)
     ],
 )
-def test_a_video_that_fails_the_checks_is_not_stored(
-    pipeline: Pipeline, media: str, status: int
-) -> None:
+def test_a_video_that_fails_the_checks_is_not_stored(pipeline: Pipeline, media: str) -> None:
     pipeline.fal_faults(media=[media])
 
     job_id = pipeline.upload({"prompt": media, "duration": "1"})
     job = pipeline.wait_for_status(job_id, "SUBMITTED")
 
-    assert _first_deliveries(pipeline, job_id, 1) == [status]
+    # 502: the video is not stored now, and fal delivers again (a later try may succeed).
+    assert _first_deliveries(pipeline, job_id, 1) == [502]
     assert pipeline.job(job_id) == job
     stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
     assert stored.get("KeyCount", 0) == 0
     # The redirect's target would have served the real video: it was never asked for.
     assert [r["redirects_followed"] for r in pipeline.fal_requests_for(job_id)] == [0]
+
+
+@pytest.mark.parametrize(
+    ("media", "code"),
+    [
+        ("not_mp4", "video_not_mp4"),  # an error page is not a video, however often fetched
+        ("foreign_host", "video_host_not_allowed"),  # not one of fal's media hosts
+    ],
+)
+def test_a_video_that_can_never_be_stored_ends_the_job_failed_at_once(
+    pipeline: Pipeline, media: str, code: str
+) -> None:
+    queue = pipeline.subscribe()
+    pipeline.fal_faults(media=[media])
+
+    job = pipeline.wait_for_job(pipeline.upload({"prompt": media, "duration": "1"}))
+
+    assert (job["status"], job["error_code"]) == ("FAILED", code)
+    assert "open_shard" not in job  # nothing left for the reconciler
+    # 2xx: the authentic delivery was accepted and recorded, so fal stops delivering it.
+    assert _first_deliveries(pipeline, job["job_id"], 1) == [200]
+    (event,) = pipeline.events_for(queue, job["job_id"])
+    assert (event["detail-type"], event["detail"]["error"]["code"]) == ("Video Failed", code)
+    stored = pipeline.s3.list_objects_v2(
+        Bucket=pipeline.output_bucket, Prefix=f"videos/{job['job_id']}"
+    )
+    assert stored.get("KeyCount", 0) == 0

@@ -78,13 +78,16 @@ def _image_url(pipeline: Pipeline) -> str:
 def test_requests_past_the_accounts_concurrency_wait_in_line_and_time_out_unstarted(
     pipeline: Pipeline,
 ) -> None:
-    pipeline.fal_faults(concurrency=1, processing_seconds=4)
+    concurrency = pipeline.fal_emulator_state()["concurrency"]
+    pipeline.fal_account(concurrency=1)
+    pipeline.fal_faults(processing_seconds=4)
     try:
         first, second, third = _run_client(
             pipeline, image_url=_image_url(pipeline), start_timeouts=[60, 60, 2], wait=2.5
         )
     finally:
-        pipeline.fal_faults(concurrency=2, processing_seconds=0)
+        pipeline.fal_account(concurrency=concurrency)
+        pipeline.fal_faults(processing_seconds=0)
 
     assert first["state"] == "InProgress"
     # The second waits its turn; the third could not start within 2 s and was dropped.

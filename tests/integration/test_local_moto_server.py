@@ -1,7 +1,8 @@
 """The local moto server's savings change nothing a client sees (local/moto_server.py).
 
 HostMemo must route every host exactly as moto's own dispatcher does, and the quiet log must
-still show every server error.
+still show every server error. Where moto is laxer than S3 in a way the pipeline depends on (the
+2 KB of user metadata), the local server refuses as S3 does.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from local.aws import REGION, MotoServer, free_port
 from local.moto_server import HostMemo
+from tests.support.pipeline import Pipeline
 
 HOSTS = [
     None,
@@ -78,6 +82,7 @@ def _post_dynamodb(endpoint: str, operation: str, body: bytes) -> int:
         return error.code
 
 
+@pytest.mark.stack  # starts a moto server of its own
 def test_the_log_keeps_server_errors_and_drops_successes(tmp_path: Path) -> None:
     log = tmp_path / "moto.log"
     server = MotoServer(free_port(), log)
@@ -97,3 +102,35 @@ def test_the_log_keeps_server_errors_and_drops_successes(tmp_path: Path) -> None
     request_lines = [line for line in text.splitlines() if "HTTP/1.1" in line]
     assert len(request_lines) == 1, request_lines
     assert '" 500 ' in request_lines[0]
+
+
+@pytest.mark.stack
+def test_metadata_over_two_kilobytes_is_refused_as_s3_refuses_it(pipeline: Pipeline) -> None:
+    # S3 counts the UTF-8 bytes of each metadata name and value: 2 KB in all.
+    bucket = pipeline.own_bucket()
+    fits = {"source-key": "a" * (2048 - len("source-key"))}
+    too_large = {"source-key": "a" * (2049 - len("source-key"))}
+    pipeline.s3.put_object(Bucket=bucket, Key="fits", Body=b"x", Metadata=fits)
+
+    calls: dict[str, Callable[[], object]] = {
+        "PutObject": lambda: pipeline.s3.put_object(
+            Bucket=bucket, Key="big", Body=b"x", Metadata=too_large
+        ),
+        "CreateMultipartUpload": lambda: pipeline.s3.create_multipart_upload(
+            Bucket=bucket, Key="big", Metadata=too_large
+        ),
+        "CopyObject": lambda: pipeline.s3.copy_object(
+            Bucket=bucket,
+            Key="big",
+            CopySource={"Bucket": bucket, "Key": "fits"},
+            Metadata=too_large,
+            MetadataDirective="REPLACE",
+        ),
+    }
+    for operation, call in calls.items():
+        with pytest.raises(ClientError) as refused:
+            call()
+        error = refused.value.response
+        assert error["Error"]["Code"] == "MetadataTooLarge", operation
+        assert error["ResponseMetadata"]["HTTPStatusCode"] == 400, operation
+    assert pipeline.s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1

@@ -13,14 +13,12 @@ import uuid
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-import urllib3
-
 from pika_pipeline.fal.delivery import FalDelivery
 from pika_pipeline.jobs.events import JobEvents
 from pika_pipeline.jobs.job import Job
 from pika_pipeline.jobs.repository import JobRepository
 from pika_pipeline.results.recorder import RecordOutcome, ResultRecorder
-from pika_pipeline.results.video_store import VideoStore
+from pika_pipeline.results.video_store import VideoStore, pinned_pool
 from tests.support.pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -35,7 +33,7 @@ def _recorder(pipeline: Pipeline, video_url: str) -> ResultRecorder:
             bucket=pipeline.output_bucket,
             allowed_hosts=(urlsplit(video_url).netloc,),
             max_bytes=50 * 1024 * 1024,
-            http=urllib3.PoolManager(ca_certs=pipeline.info.fal_ca_file, retries=False),
+            open_pool=lambda source: pinned_pool(source, ca_certs=pipeline.info.fal_ca_file),
         ),
         # The fake has the one call JobEvents makes, put_events, and fails the test if made.
         events=JobEvents(cast("EventBridgeClient", _NoEvents()), "default"),

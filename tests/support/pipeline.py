@@ -177,6 +177,25 @@ class Pipeline:
             Entries=[{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)],
         )
 
+    def wait_for_queue_drained(self, timeout: float = 30) -> None:
+        """Returns once the submit queue holds no message at all, visible, in flight or delayed:
+        every message sent so far was processed and deleted, so none can come back."""
+        url = self.info.outputs["SubmitQueueUrl"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            counts = self.sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )
+            if not any(int(n) for n in counts["Attributes"].values()):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"the submit queue still held messages after {timeout} s")
+
     def own_bucket(self, *, versioned: bool = True) -> str:
         """A bucket no rule watches (versioned unless asked otherwise): only the messages a test
         sends start jobs."""
@@ -270,6 +289,30 @@ class Pipeline:
         """The function's structured log lines (Powertools Logger), oldest first."""
         return [entry for entry in self._log_records(function, since) if "level" in entry]
 
+    def wait_for_log(
+        self, function: str, message: str, *, since: int, count: int = 1, **keys: str
+    ) -> list[dict[str, Any]]:
+        """The function's log entries with ``message`` (and these keys) written after ``since``,
+        once there are ``count`` of them: proof the function has processed that many events."""
+        deadline = time.monotonic() + 30
+        found: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            found = [
+                entry
+                for entry in self.log_entries(function, since=since)
+                if entry["message"] == message and all(entry.get(k) == v for k, v in keys.items())
+            ]
+            if len(found) >= count:
+                return found
+            time.sleep(0.2)
+        raise AssertionError(f"{function} logged {message!r} {len(found)} times, not {count}")
+
+    def wait_for_duplicates(self, job_id: str, *, since: int, count: int = 1) -> None:
+        """Returns once the submit function has turned away ``count`` events for a job that
+        already had one (after the log mark ``since``): they were processed, not just late."""
+        message = "Upload already has a job; not submitting again"
+        self.wait_for_log("SubmitFunction", message, since=since, count=count, job_id=job_id)
+
     def metric_entries(self, function: str, *, since: int = 0) -> list[dict[str, Any]]:
         """The function's EMF lines (Powertools Metrics), oldest first."""
         return [entry for entry in self._log_records(function, since) if "_aws" in entry]
@@ -359,6 +402,10 @@ class Pipeline:
 
     # --- the fal emulator's view --------------------------------------------------------------
 
+    def fal_account(self, *, concurrency: int) -> None:
+        """Sets the emulated fal account's concurrency limit (it outlives a faults reset)."""
+        self._emulator("POST", "/_emulator/account", {"concurrency": concurrency})
+
     def fal_emulator_state(self) -> dict[str, Any]:
         """The emulator's account: concurrency, queued and running requests, and the peak."""
         return self._emulator("GET", "/_emulator/requests")
@@ -400,6 +447,18 @@ class Pipeline:
     def fal_reset(self) -> None:
         """Forgets the emulator's requests and faults, and restarts its peak from now."""
         self._emulator("POST", "/_emulator/reset")
+
+    def answered_deliveries(self, job_id: str, count: int) -> list[dict[str, Any]]:
+        """fal's webhook deliveries for the job's one request, once ``count`` were answered."""
+        deliveries: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            (request,) = self.fal_requests_for(job_id)
+            deliveries = request["deliveries"]  # each recorded once the webhook has answered
+            if len(deliveries) >= count:
+                return deliveries
+            time.sleep(0.2)
+        raise AssertionError(f"{len(deliveries)} deliveries answered for {job_id}, not {count}")
 
     def fal_faults(self, **faults: Any) -> None:
         self._emulator("POST", "/_emulator/faults", faults)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from pika_pipeline.errors import JobConflict, RejectionReason, VideoUnavailable, WebhookRejected
+from pika_pipeline.errors import JobConflict, VideoHostNotAllowed, VideoUnavailable
 from pika_pipeline.jobs.job import Job
 from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus, can_transition
 from pika_pipeline.observability import Metric, metrics
@@ -135,13 +135,16 @@ class FakeVideoStore:
     objects: dict[str, str] = field(default_factory=dict)
     unavailable: set[str] = field(default_factory=set)  # URLs whose copy fails for now
     refused: set[str] = field(default_factory=set)  # URLs on a host missing from MediaHosts
+    broken: set[str] = field(default_factory=set)  # URLs whose copy fails unexpectedly (a bug)
     size: int = 1234
 
     def copy(
         self, url: str, *, key: str, expected_size: int | None, metadata: dict[str, str]
     ) -> StoredVideo:
         if url in self.refused:
-            raise WebhookRejected(RejectionReason.VIDEO_HOST_NOT_ALLOWED)
+            raise VideoHostNotAllowed(f"{url} is on a host missing from MediaHosts")
+        if url in self.broken:
+            raise RuntimeError("an unexpected failure")
         if url in self.unavailable:
             raise VideoUnavailable("the media host answered HTTP 503")
         self.objects[key] = url

@@ -1,15 +1,24 @@
-"""The reconciler's pure decisions: when a job's deadline started, and what counts as recovered."""
+"""The reconciler's decisions: when a job's deadline started, what counts as recovered, and that
+no job stays open past its deadline."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+import pytest
+
+from pika_pipeline.errors import VideoUnavailable
+from pika_pipeline.jobs.job import Job
+from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.reconcile.reconciler import (
     ReconcileOutcome,
+    Reconciler,
     deadline_started,
     is_recovery,
     leaves_open,
 )
+from pika_pipeline.results.recorder import RecordOutcome
 
 SUBMITTED = "2026-12-02T06:00:10.000+00:00"
 CREATED = "2026-12-02T06:00:00.000+00:00"
@@ -63,3 +72,93 @@ def test_every_outcome_either_settles_the_job_or_leaves_it_counted_as_open() -> 
     assert not any(is_recovery(outcome) for outcome in left_open)
     # An expiry has its own alarm; it is not a stuck job.
     assert not leaves_open(ReconcileOutcome.EXPIRED)
+
+
+class FakeJobs:
+    """The job table as the reconciler uses it: read a job, move it on."""
+
+    def __init__(self, item: dict[str, Any]) -> None:
+        self.item = item
+        self.checked_again_at: list[int] = []
+        self.cancelled: list[str] = []
+        self.published: list[dict[str, Any]] = []
+
+    def get(self, job_id: str) -> Job | None:
+        return Job(dict(self.item))
+
+    def transition(self, job_id: str, target: JobStatus, **kwargs: Any) -> Job:
+        self.item = {**self.item, "status": target, **kwargs.get("attributes", {})}
+        return Job(dict(self.item))
+
+    def due(self, *, now_epoch: int, limit: int) -> list[Job]:
+        return [Job(dict(self.item))]
+
+    def check_again_at(self, job_id: str, when: int) -> None:
+        self.checked_again_at.append(when)
+
+    def cancel(self, request_id: str) -> None:
+        self.cancelled.append(request_id)
+
+    def outcome(self, request_id: str) -> object:
+        return object()  # fal finished: the reconciler records the result
+
+    def finished(self, job: Job) -> None:
+        self.published.append(job.item)
+
+
+class FailingRecorder:
+    def __init__(self, error: Exception) -> None:
+        self._error = error
+
+    def record(self, job: Job, delivery: object) -> RecordOutcome:
+        raise self._error
+
+
+def _reconciler(jobs: FakeJobs, error: Exception, *, now: float) -> Reconciler:
+    return Reconciler(
+        open_jobs=jobs,  # type: ignore[arg-type]
+        repository=jobs,  # type: ignore[arg-type]
+        fal=lambda: jobs,  # type: ignore[arg-type,return-value]
+        recorder=FailingRecorder(error),  # type: ignore[arg-type]
+        submit=None,  # type: ignore[arg-type]
+        events=jobs,  # type: ignore[arg-type]
+        reconcile_after_seconds=60,
+        deadline_seconds=3600,
+        clock=lambda: now,
+    )
+
+
+SUBMITTED_JOB = {
+    "job_id": "job-1",
+    "status": "SUBMITTED",
+    "request_id": "req-1",
+    "request_ids": ["req-1"],
+    "submitted_at": SUBMITTED,
+}
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome", "code"),
+    [
+        (VideoUnavailable("S3 answered 500"), "retry_later", "video_unavailable"),
+        (RuntimeError("a bug"), "errors", "reconcile_failed"),
+    ],
+)
+def test_a_job_that_cannot_be_settled_is_tried_again_until_its_deadline_then_fails(
+    error: Exception, outcome: str, code: str
+) -> None:
+    before = FakeJobs(SUBMITTED_JOB)
+    report = _reconciler(before, error, now=_epoch(SUBMITTED) + 3599).run(max_jobs=1)
+
+    assert report == {outcome: 1}
+    assert before.item["status"] == "SUBMITTED"
+    assert before.checked_again_at == [int(_epoch(SUBMITTED) + 3599) + 60]
+
+    past = FakeJobs(SUBMITTED_JOB)
+    report = _reconciler(past, error, now=_epoch(SUBMITTED) + 3600).run(max_jobs=1)
+
+    assert report == {"gave_up_at_deadline": 1}
+    assert (past.item["status"], past.item["error_code"]) == ("FAILED", code)
+    assert past.cancelled == ["req-1"]
+    assert [event["status"] for event in past.published] == ["FAILED"]
+    assert past.checked_again_at == []

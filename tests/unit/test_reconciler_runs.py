@@ -234,24 +234,42 @@ def test_a_result_whose_webhook_was_lost_is_recorded_by_the_reconciler(
 
 
 def test_one_job_that_cannot_be_settled_does_not_stop_the_run(emitted: EmittedMetrics) -> None:
-    # A video host missing from MediaHosts: the recorder refuses it; the next job still settles.
-    refused = FalDelivery(
+    # An unexpected failure settling one job: it is counted and looked at again; the next job
+    # still settles.
+    broken = FalDelivery(
         request_id="req-1",
         status="OK",
-        payload={"video": {"url": "https://elsewhere.example/out.mp4"}},
+        payload={"video": {"url": "https://v3.fal.media/files/broken.mp4"}},
     )
     world = World(
         submitted(JOB_A, seconds_ago=100),
         submitted(JOB_B, seconds_ago=DEADLINE + 1, request_id="req-2"),
-        fal=FakeFal({"req-1": refused, "req-2": None}),
+        fal=FakeFal({"req-1": broken, "req-2": None}),
     )
-    world.store.refused.add("https://elsewhere.example/out.mp4")
+    world.store.broken.add("https://v3.fal.media/files/broken.mp4")
 
     report = world.run()
 
     assert report == {"errors": 1, "expired": 1}
     assert world.job(JOB_A)["next_check_at"] == int(NOW) + AFTER
     assert emitted.values(Metric.RECONCILE_ERRORS) == [1.0]
+
+
+def test_a_video_on_a_host_not_allowed_ends_the_job_failed_at_once() -> None:
+    refused = FalDelivery(
+        request_id="req-1",
+        status="OK",
+        payload={"video": {"url": "https://elsewhere.example/out.mp4"}},
+    )
+    world = World(submitted(JOB_A, seconds_ago=100), fal=FakeFal({"req-1": refused}))
+    world.store.refused.add("https://elsewhere.example/out.mp4")
+
+    report = world.run()
+
+    assert report == {"recovered_failed": 1}
+    job = world.job(JOB_A)
+    assert (job["status"], job["error_code"]) == ("FAILED", "video_host_not_allowed")
+    assert world.events.statuses == ["FAILED"]
 
 
 def test_jobs_not_reached_before_the_function_runs_out_of_time_stay_due(

@@ -93,9 +93,6 @@ def test_every_rejection_reason_has_its_http_answer() -> None:
     assert answers == {
         "body_too_large": 413,
         "malformed_body": 400,
-        "video_url_not_https": 400,
-        "video_host_not_allowed": 400,
-        "video_host_private_address": 400,
         "bad_token": 401,
         "missing_signature_header": 401,
         "wrong_user_id": 401,

@@ -77,9 +77,6 @@ class RejectionReason(StrEnum):
     MALFORMED_BODY = "malformed_body"
     REQUEST_ID_MISMATCH = "request_id_mismatch"
     FOREIGN_REQUEST_ID = "foreign_request_id"
-    VIDEO_URL_NOT_HTTPS = "video_url_not_https"
-    VIDEO_HOST_NOT_ALLOWED = "video_host_not_allowed"
-    VIDEO_HOST_PRIVATE_ADDRESS = "video_host_private_address"
 
 
 class WebhookRejected(PipelineError):
@@ -96,3 +93,33 @@ class SigningKeysUnavailable(PipelineError):
 
 class VideoUnavailable(PipelineError):
     """The finished video could not be fetched or stored; fal's retry will try again."""
+
+
+class VideoRejected(PipelineError):
+    """The finished video can never be stored, however often it is fetched again (S3 refused
+    it with a 4xx): the job ends FAILED with ``code``, so that nobody retries it forever."""
+
+    code = ErrorCode.VIDEO_REJECTED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class VideoTooLarge(VideoRejected):
+    """The video is larger than MaxVideoBytes."""
+
+    code = ErrorCode.VIDEO_TOO_LARGE
+
+
+class VideoNotMp4(VideoRejected):
+    """What the media host serves is not an MP4 (or is served with a Content-Encoding)."""
+
+    code = ErrorCode.VIDEO_NOT_MP4
+
+
+class VideoHostNotAllowed(VideoRejected):
+    """fal's video URL is one the webhook never fetches: not https, not a host of MediaHosts,
+    a private address, or a URL that could be read two ways (userinfo, backslash, odd port)."""
+
+    code = ErrorCode.VIDEO_HOST_NOT_ALLOWED

@@ -41,6 +41,7 @@ class Metric(StrEnum):
     EVENTS_NOT_PUBLISHED = "EventsNotPublished"
     JOBS_RECOVERED = "JobsRecovered"
     JOBS_EXPIRED = "JobsExpired"
+    JOBS_GIVEN_UP = "JobsGivenUp"
     RECONCILE_ERRORS = "ReconcileErrors"
     OLDEST_OPEN_JOB_SECONDS = "OldestOpenJobSeconds"
     JOBS_QUEUED = "JobsQueued"

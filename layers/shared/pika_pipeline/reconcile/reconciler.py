@@ -8,7 +8,10 @@ number per run, and for each:
   copy, same transitions and events);
 - a request still queued or running is checked again later, until the deadline: then it is
   cancelled and the job EXPIRED; a claim fal stays unavailable for past the deadline ends FAILED
-  ``fal_unavailable``, as after a message's last attempt.
+  ``fal_unavailable``, as after a message's last attempt;
+- a job that cannot be settled this time (its video cannot be stored yet, or an error) is checked
+  again later, until the deadline: then it ends FAILED (``video_unavailable`` or
+  ``reconcile_failed``), so no job stays open past the deadline for any reason.
 Each run reports the age of the oldest job it had to leave open (``OldestOpenJobSeconds``):
 above the deadline, something keeps a job from ending, and an alarm says so.
 Everything is a conditional transition, so running beside the webhook, or twice at once, is safe:
@@ -57,6 +60,7 @@ class ReconcileOutcome(StrEnum):
     RESUBMITTED_REJECTED = "resubmitted_rejected"
     RESUBMITTED_DUPLICATE = "resubmitted_duplicate"  # another submit got there first
     GAVE_UP_FAL_UNAVAILABLE = "gave_up_fal_unavailable"  # the submit path recorded FAILED
+    GAVE_UP_AT_DEADLINE = "gave_up_at_deadline"  # could not be settled before the deadline
     EXPIRED = "expired"
     ALREADY_FINAL = "already_final"
     STILL_RUNNING = "still_running"
@@ -82,6 +86,7 @@ def is_recovery(outcome: ReconcileOutcome) -> bool:
             ReconcileOutcome.RECOVERED_DUPLICATE
             | ReconcileOutcome.RESUBMITTED_DUPLICATE
             | ReconcileOutcome.GAVE_UP_FAL_UNAVAILABLE
+            | ReconcileOutcome.GAVE_UP_AT_DEADLINE
             | ReconcileOutcome.EXPIRED
             | ReconcileOutcome.ALREADY_FINAL
             | ReconcileOutcome.STILL_RUNNING
@@ -119,6 +124,7 @@ def leaves_open(outcome: ReconcileOutcome) -> bool:
             | ReconcileOutcome.RESUBMITTED_REJECTED
             | ReconcileOutcome.RESUBMITTED_DUPLICATE
             | ReconcileOutcome.GAVE_UP_FAL_UNAVAILABLE
+            | ReconcileOutcome.GAVE_UP_AT_DEADLINE
             | ReconcileOutcome.EXPIRED
             | ReconcileOutcome.ALREADY_FINAL
         ):
@@ -219,15 +225,67 @@ class Reconciler:
             return self._reconcile(job)
         except (FalUnavailable, VideoUnavailable, JobStoreBusy) as exc:
             logger.warning("Could not settle the job this time", extra={"reason": str(exc)})
-            self._check_later(job)
-            return ReconcileOutcome.RETRY_LATER
-        except Exception:
-            # One bad job (say, a video on a host missing from MediaHosts) must not stop
-            # the run: it is logged, counted, and looked at again later.
+            code = (
+                ErrorCode.VIDEO_UNAVAILABLE
+                if isinstance(exc, VideoUnavailable)
+                else ErrorCode.FAL_UNAVAILABLE
+                if isinstance(exc, FalUnavailable)
+                else ErrorCode.RECONCILE_FAILED  # the jobs table stayed busy
+            )
+            return self._later_or_give_up(job, code, str(exc), ReconcileOutcome.RETRY_LATER)
+        except Exception as exc:
+            # One bad job must not stop the run: it is logged, counted, and looked at again
+            # later, until its deadline.
             logger.exception("Reconciling the job failed")
+            count(Metric.RECONCILE_ERRORS)
+            return self._later_or_give_up(
+                job,
+                ErrorCode.RECONCILE_FAILED,
+                f"the reconciler could not settle the job: {type(exc).__name__}",
+                ReconcileOutcome.ERRORS,
+            )
+
+    def _later_or_give_up(
+        self, job: Job, code: ErrorCode, message: str, later: ReconcileOutcome
+    ) -> ReconcileOutcome:
+        """Checks the job again later, unless its deadline has passed: then it ends FAILED."""
+        if not self._past_deadline(job):
+            self._check_later(job)
+            return later
+        try:
+            return self._give_up(job, code, message)
+        except Exception:
+            logger.exception("Could not end the job at its deadline")
             count(Metric.RECONCILE_ERRORS)
             self._check_later(job)
             return ReconcileOutcome.ERRORS
+
+    def _give_up(self, job: Job, code: ErrorCode, message: str) -> ReconcileOutcome:
+        fresh = self._jobs.get(job.job_id)
+        if fresh is None or fresh.status not in (JobStatus.PENDING, JobStatus.SUBMITTED):
+            return ReconcileOutcome.ALREADY_FINAL
+        request_id = fresh.item.get("request_id")
+        if request_id:
+            try:
+                # Nothing more is wanted from fal: a request still running costs money.
+                self._fal().cancel(str(request_id))
+            except Exception as exc:
+                logger.warning("Could not cancel the request", extra={"reason": str(exc)})
+        try:
+            failed = self._jobs.transition(
+                fresh.job_id,
+                JobStatus.FAILED,
+                attributes={
+                    "error_code": code,
+                    "error_message": f"not settled within {self._deadline_seconds} s: {message}",
+                },
+            )
+        except JobConflict:
+            return ReconcileOutcome.ALREADY_FINAL
+        self._events.finished(failed)
+        logger.warning("The job ended at its deadline", extra={"error_code": code})
+        count(Metric.JOBS_GIVEN_UP, error_code=code)
+        return ReconcileOutcome.GAVE_UP_AT_DEADLINE
 
     def _age(self, job: Job) -> float:
         started = deadline_started(job.item)

@@ -17,7 +17,8 @@ from urllib.parse import quote
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pika_pipeline.errors import JobConflict
+from pika_pipeline.errors import JobConflict, VideoRejected
+from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.job import Job, now_iso
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, count, logger, metrics
@@ -27,6 +28,44 @@ if TYPE_CHECKING:
     from pika_pipeline.fal.delivery import FalDelivery
     from pika_pipeline.jobs.events import JobEvents
     from pika_pipeline.jobs.repository import JobRepository
+
+
+# S3 refuses user metadata over 2 KB (names and values, UTF-8), and every copy of the video would
+# then fail. The source key is the only part whose size the user chooses: it is cut to fit (the
+# job id, in the metadata and in the object's key, links the video to its whole source key).
+METADATA_LIMIT_BYTES = 2048
+SOURCE_KEY_METADATA_BYTES = 1024
+
+
+def video_metadata(*, job_id: str, request_id: str, source_key: str) -> dict[str, str]:
+    """The video object's user metadata, always within S3's 2 KB."""
+    metadata = {
+        "job-id": job_id[:128],
+        "fal-request-id": quote(request_id, safe="")[:256],
+    }
+    quoted, truncated = _quote_within(source_key, SOURCE_KEY_METADATA_BYTES)
+    metadata["source-key"] = quoted
+    if truncated:
+        metadata["source-key-truncated"] = "true"
+    assert sum(len(k) + len(v) for k, v in metadata.items()) <= METADATA_LIMIT_BYTES
+    return metadata
+
+
+def _quote_within(text: str, limit: int) -> tuple[str, bool]:
+    """``text`` percent-quoted, cut at a whole character so the result has at most ``limit``
+    bytes; and whether it was cut."""
+    quoted = quote(text)
+    if len(quoted) <= limit:
+        return quoted, False
+    kept: list[str] = []
+    size = 0
+    for character in text:
+        piece = quote(character)
+        if size + len(piece) > limit:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return "".join(kept), True
 
 
 class RecordOutcome(StrEnum):
@@ -56,6 +95,10 @@ class ResultRecorder:
     ) -> RecordOutcome:
         """Raises VideoUnavailable (nothing stored) when the video cannot be copied yet.
 
+        A video that can never be stored (VideoRejected: too large, not an MP4, a host not in
+        MediaHosts, refused by S3) ends the job FAILED with that error's code, so that neither
+        fal's retries nor the reconciler fetch it again and again.
+
         ``unanswered_attempt``: the delivery is for a request of that submit attempt whose id
         the job never learned; recording the result also books the id and closes the attempt.
         """
@@ -64,19 +107,25 @@ class ResultRecorder:
             return self._duplicate(job, delivery, unanswered_attempt)
         video = delivery.video()
         if video is None:
-            return self._record_failure(job, delivery, unanswered_attempt)
+            return self._record_failure(job, delivery, unanswered_attempt, delivery.failure())
         # One key per fal request: two results racing for one job (a lost call's and the
         # recorded one's) never overwrite each other; the transition below picks the one kept.
-        stored = self._store.copy(
-            video.url,
-            key=f"{self._output_prefix}{job.job_id}/{delivery.request_id}.mp4",
-            expected_size=video.file_size,
-            metadata={
-                "job-id": job.job_id,
-                "fal-request-id": delivery.request_id,
-                "source-key": quote(str(job.item.get("source_key", ""))),
-            },
-        )
+        try:
+            stored = self._store.copy(
+                video.url,
+                key=f"{self._output_prefix}{job.job_id}/{delivery.request_id}.mp4",
+                expected_size=video.file_size,
+                metadata=video_metadata(
+                    job_id=job.job_id,
+                    request_id=delivery.request_id,
+                    source_key=str(job.item.get("source_key", "")),
+                ),
+            )
+        except VideoRejected as rejected:
+            logger.warning("The video can never be stored", extra={"reason": rejected.message})
+            return self._record_failure(
+                job, delivery, unanswered_attempt, (rejected.code, rejected.message)
+            )
         generation_seconds = self._generation_seconds(job)
         attributes: dict[str, Any] = {
             "output_bucket": stored.bucket,
@@ -115,9 +164,13 @@ class ResultRecorder:
         return RecordOutcome.COMPLETED
 
     def _record_failure(
-        self, job: Job, delivery: FalDelivery, unanswered_attempt: str | None
+        self,
+        job: Job,
+        delivery: FalDelivery,
+        unanswered_attempt: str | None,
+        failure: tuple[ErrorCode, str],
     ) -> RecordOutcome:
-        code, message = delivery.failure()
+        code, message = failure
         try:
             failed = self._jobs.transition(
                 job.job_id,
@@ -131,7 +184,7 @@ class ResultRecorder:
         except JobConflict:
             return self._duplicate(job, delivery, unanswered_attempt)
         self._events.finished(failed)
-        logger.warning("fal could not make the video", extra={"error_code": code})
+        logger.warning("The job failed", extra={"error_code": code})
         count(Metric.VIDEOS_FAILED, error_code=code)
         return RecordOutcome.FAILED
 

@@ -48,12 +48,7 @@ def status_of(reason: RejectionReason) -> int:
     match reason:
         case RejectionReason.BODY_TOO_LARGE:
             return 413
-        case (
-            RejectionReason.MALFORMED_BODY
-            | RejectionReason.VIDEO_URL_NOT_HTTPS
-            | RejectionReason.VIDEO_HOST_NOT_ALLOWED
-            | RejectionReason.VIDEO_HOST_PRIVATE_ADDRESS
-        ):
+        case RejectionReason.MALFORMED_BODY:
             return 400
         case (
             RejectionReason.BAD_TOKEN

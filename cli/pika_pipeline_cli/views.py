@@ -1,0 +1,161 @@
+"""What the commands show a person: the queue, a job, a job being followed (rich renderables)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from pika_pipeline.submit.video_request import decode_metadata_value
+from pika_pipeline_cli.queue_control import QUEUED, QueueSnapshot, parse_time
+
+# Record fields a person reads as times, in the order `status` shows them.
+TIMES = (
+    ("created_at", "Created"),
+    ("queued_at", "Queued"),
+    ("estimated_start_at", "Estimated start"),
+    ("dispatched_at", "Dispatched"),
+    ("updated_at", "Updated"),
+    ("next_check_at", "Next check"),
+    ("expires_at", "Record deleted"),
+)
+
+
+def local_time(moment: datetime | None) -> str:
+    """A moment in the reader's time zone, as a date and time, never epoch seconds."""
+    if moment is None:
+        return "-"
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    return f"{hours // 24} d {hours % 24} h"
+
+
+def queue_view(queue: QueueSnapshot) -> RenderableType:
+    now = queue.taken_at
+    lines = Text()
+    if queue.pause.paused:
+        since = queue.pause.since
+        ago = f" ({duration((now - since).total_seconds())} ago)" if since else ""
+        lines.append("Dispatch: PAUSED", style="bold red")
+        lines.append(f" since {local_time(since)}{ago} by {queue.pause.by or 'unknown'}\n")
+    else:
+        lines.append("Dispatch: running\n", style="green")
+    lines.append(
+        f"At fal:   {queue.in_flight} of {queue.capacity} requests "
+        f"(FalConcurrency {queue.concurrency} + FalQueueHeadroom {queue.headroom})\n"
+    )
+    oldest = queue.oldest()
+    lines.append(f"Waiting:  {len(queue.waiting)} job(s)")
+    if oldest and oldest.queued_at:
+        waited = duration((now - oldest.queued_at).total_seconds())
+        lines.append(f", oldest {oldest.job_id} queued {local_time(oldest.queued_at)} ({waited})")
+    lines.append("\n")
+    rate = queue.rate_per_second
+    measured = f"{rate * 60:.1f} jobs/min measured over 15 min" if rate else "no rate measured yet"
+    if queue.pause.paused and queue.waiting:
+        drain = "not while paused"
+    else:
+        drain = duration(queue.drain_seconds())
+    lines.append(f"Drain:    {drain} ({measured})")
+    if not queue.waiting:
+        return lines
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("PRIORITY")
+    table.add_column("BATCH")
+    table.add_column("WAITING", justify="right")
+    table.add_column("OLDEST QUEUED")
+    for row in queue.rows():
+        table.add_row(row.lane, row.batch or "(none)", str(row.waiting), local_time(row.oldest))
+    return Group(lines, Text(), table)
+
+
+def job_view(item: dict[str, Any]) -> RenderableType:
+    """A job record for a person: the prompt as written, local times, where it stands."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+
+    def row(label: str, value: Any) -> None:
+        if value is not None and value != "":
+            table.add_row(label, Text(str(value)))
+
+    row("Job", item.get("job_id"))
+    row("Status", item.get("status"))
+    if item.get("status") == QUEUED:
+        position = item.get("queue_position")
+        if position is not None:
+            row("Position", "next" if position == 0 else f"{position} job(s) ahead of it")
+    row("Image", _s3_url(item.get("source_bucket"), item.get("source_key")))
+    for field, label in (("prompt", "Prompt"), ("negative_prompt", "Negative prompt")):
+        if item.get(field):
+            row(label, decode_metadata_value(str(item[field])))
+    row("Resolution", item.get("resolution"))
+    row("Duration", f"{item['duration']} s" if item.get("duration") else None)
+    row("Seed", item.get("seed"))
+    row("Priority", item.get("priority"))
+    if "batch" in item:
+        row("Batch", item["batch"] or "(none)")
+    for field, label in TIMES:
+        if field in item and (field != "next_check_at" or item.get("status") != QUEUED):
+            row(label, local_time(parse_time(item[field])))
+    row("fal request", item.get("request_id"))
+    row("Video", _s3_url(item.get("output_bucket"), item.get("output_key")))
+    if item.get("error_code"):
+        row("Error", f"{item['error_code']}: {item.get('error_message', '')}")
+    return table
+
+
+def wait_view(job_id: str, history: list[tuple[datetime, str]], item: dict[str, Any]) -> Table:
+    """The statuses a followed job went through, the current one with its time so far."""
+    table = Table(title=f"job {job_id}", title_justify="left", box=None, header_style="bold")
+    table.add_column("SINCE")
+    table.add_column("STATUS")
+    table.add_column("FOR", justify="right")
+    table.add_column("DETAIL", overflow="fold")
+    now = datetime.now(UTC)
+    for index, (since, status) in enumerate(history):
+        until = history[index + 1][0] if index + 1 < len(history) else now
+        detail = ""
+        if index == len(history) - 1:
+            detail = _detail(item)
+        table.add_row(
+            since.astimezone().strftime("%H:%M:%S"),
+            status,
+            duration((until - since).total_seconds()),
+            detail,
+        )
+    return table
+
+
+def _detail(item: dict[str, Any]) -> str:
+    if item.get("status") == QUEUED:
+        parts = []
+        if item.get("queue_position") is not None:
+            parts.append(f"position {item['queue_position']}")
+        start = parse_time(item.get("estimated_start_at"))
+        if start:
+            parts.append(f"starts about {local_time(start)}")
+        return ", ".join(parts)
+    if item.get("error_code"):
+        return str(item["error_code"])
+    return str(item.get("request_id") or "")
+
+
+def _s3_url(bucket: Any, key: Any) -> str | None:
+    return f"s3://{bucket}/{key}" if bucket and key else None
