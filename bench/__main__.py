@@ -18,7 +18,16 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import cold_start, cost, network_calls, package_size, report, submit_batch, video_copy
+from bench import (
+    call_meter,
+    cold_start,
+    cost,
+    network_calls,
+    package_size,
+    report,
+    submit_batch,
+    video_copy,
+)
 from bench.common import cpu_times, median
 from bench.report import Results, RunConfig
 from local.stack import LocalStack
@@ -95,8 +104,14 @@ def _stack_figures(results: Results, selected: set[str]) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="bench-stack-") as state:
         try:
-            # Schedules off: the reconciler runs only when the benchmark invokes it.
-            stack = LocalStack(Path(state), run_schedules=False, meter_calls=True)
+            # Schedules off: the reconciler runs only when the benchmark invokes it. Each
+            # function process counts its network calls (bench/call_meter.py).
+            stack = LocalStack(
+                Path(state),
+                run_schedules=False,
+                function_python_path=[call_meter.SITE_DIR],
+                function_environment=call_meter.function_environment(Path(state)),
+            )
             info = stack.start()
         except Exception as exc:
             why = f"the local stack did not start: {type(exc).__name__}: {exc}"
@@ -109,11 +124,7 @@ def _stack_figures(results: Results, selected: set[str]) -> None:
                 results.network = _attempt(
                     results,
                     "network",
-                    lambda: network_calls.measure(
-                        info,
-                        jobs=config.network_jobs,
-                        processing_seconds=1.0 if config.quick else 2.0,
-                    ),
+                    lambda: network_calls.measure(info, jobs=config.network_jobs),
                 )
             if "batch" in selected:
                 results.batch = _attempt(

@@ -87,12 +87,8 @@ def measure(*, uploads: int, video_seconds: float) -> DrainResult:
 
 def _drain(info: StackInfo, *, uploads: int, video_seconds: float) -> DrainResult:
     tls = ssl.create_default_context(cafile=info.fal_ca_file)
-    _emulator(
-        info,
-        tls,
-        "/_emulator/faults",
-        {"concurrency": FAL_CONCURRENCY, "processing_seconds": video_seconds},
-    )
+    _emulator(info, tls, "/_emulator/account", {"concurrency": FAL_CONCURRENCY})
+    _emulator(info, tls, "/_emulator/faults", {"processing_seconds": video_seconds})
     env = info.environment
     session = boto3.session.Session(
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],

@@ -2,15 +2,16 @@
 
 Images are uploaded exactly as a user would (S3 -> EventBridge -> SQS -> submit -> fal ->
 webhook). Each function counts the HTTP requests it sends from inside its own process, with its
-clients' hooks (``local/lambda_runtime/call_meter.py``: botocore's ``before-send`` event for AWS,
+clients' hooks (``bench/call_meter.py``: botocore's ``before-send`` event for AWS,
 an httpx request hook for fal_client, a wrapper of urllib3's pool for the webhook's downloads):
 those counts are the figures. The same calls are counted again at the wire, as a cross-check:
 every AWS call goes through ``local/fault_proxy.py``, which counts them per
 ``service.Operation``, and every call to fal is a line in the fal emulator's log. The wire counts
-are split between the two functions by time: the emulator is told to wait before it starts
-rendering, the counter is read once every job is SUBMITTED (and no request has left the
-emulator's queue, checked before and after the read), then again once every job is COMPLETED
-and its webhook delivery answered.
+are split between the two functions by time: the emulated fal account's concurrency is set to
+0, so every request waits in fal's queue; the counter is read once every job is SUBMITTED (and
+no request has left the queue, checked before and after the read); the account's concurrency is
+restored, and the counter is read again once every job is COMPLETED and its webhook delivery
+answered.
 
 Not counted, and reported separately: SQS calls (the Lambda poller's ReceiveMessage and
 DeleteMessageBatch, not the function's), Secrets Manager (cached for 300 s, so once per secret
@@ -69,7 +70,6 @@ class NetworkCallsResult:
     webhook: Counter[str]
     excluded: Counter[str]
     warmup: Counter[str]  # every call of the first (cold) job, nothing excluded
-    processing_seconds: float
     # The same, counted at the wire (fault proxy + fal emulator), to cross-check the hooks.
     wire_submit: Counter[str] = field(default_factory=Counter)
     wire_webhook: Counter[str] = field(default_factory=Counter)
@@ -104,10 +104,9 @@ def _split(calls: Counter[str]) -> tuple[Counter[str], Counter[str]]:
 
 
 class _Measurement:
-    def __init__(self, info: StackInfo, jobs: int, processing_seconds: float) -> None:
+    def __init__(self, info: StackInfo, jobs: int) -> None:
         self.info = info
         self.jobs = jobs
-        self.processing_seconds = processing_seconds
         self.stack = StackClient(info)
         self.pipeline = Pipeline(info)
         self.logs = Path(info.state_dir) / "logs"
@@ -137,7 +136,7 @@ class _Measurement:
         ]
 
     def _finish(self, job_ids: list[str]) -> None:
-        timeout = 60 + 5 * len(job_ids) + self.processing_seconds * len(job_ids)
+        timeout = 60 + 5 * len(job_ids)
         wait_until(
             lambda: all(s in TERMINAL_STATUSES for s in self._statuses(job_ids)),
             timeout=timeout,
@@ -164,21 +163,28 @@ class _Measurement:
         submit, webhook = self.hooked_calls(started, time.time())
         return submit + webhook
 
-    def measure(self) -> tuple[Counter[str], Counter[str], list[str], bool]:
+    def measure(self) -> tuple[Counter[str], Counter[str], list[str]]:
         self.window = (time.time(), 0.0)
         self.stack.reset_aws_calls()
         log_offset = self.stack.emulator_log_offset()
         function_logs = {p.stem: p.stat().st_size for p in self.logs.glob("*Function.log")}
-        job_ids = self._upload(self.jobs)
-        wait_until(
-            lambda: all(s not in ("", "PENDING") for s in self._statuses(job_ids)),
-            timeout=30 + 5 * self.jobs,
-            what="every job to be SUBMITTED",
-        )
-        queued_before = self._queued(job_ids)
-        submit_calls = self.stack.aws_calls()
-        queued_after = self._queued(job_ids)
-        split_offset = self.stack.emulator_log_offset()
+        concurrency = self.stack.fal_concurrency()
+        self.stack.set_fal_concurrency(0)  # fal starts nothing: the webhooks wait for the read
+        try:
+            job_ids = self._upload(self.jobs)
+            wait_until(
+                lambda: all(s not in ("", "PENDING") for s in self._statuses(job_ids)),
+                timeout=30 + 5 * self.jobs,
+                what="every job to be SUBMITTED",
+            )
+            queued_before = self._queued(job_ids)
+            submit_calls = self.stack.aws_calls()
+            queued_after = self._queued(job_ids)
+            split_offset = self.stack.emulator_log_offset()
+        finally:
+            self.stack.set_fal_concurrency(concurrency)
+        if not (queued_before and queued_after):
+            raise BenchError("a request left fal's queue before the submit calls were counted")
         submit_calls += self.stack.emulator_calls(log_offset, split_offset)
         self._finish(job_ids)
         self.window = (self.window[0], time.time())
@@ -193,7 +199,7 @@ class _Measurement:
             name: (self.logs / f"{name}.log").stat().st_size - size
             for name, size in function_logs.items()
         }
-        return submit_calls, webhook_calls, job_ids, queued_before and queued_after
+        return submit_calls, webhook_calls, job_ids
 
     def idle_runs(self, function: str, *, runs: int) -> tuple[Counter[str], list[float]]:
         """Invokes a scheduled function (after one warm-up run); its calls per run and times."""
@@ -246,19 +252,11 @@ class _Measurement:
         return durations
 
 
-def measure(info: StackInfo, *, jobs: int, processing_seconds: float = 2.0) -> NetworkCallsResult:
-    run = _Measurement(info, jobs, processing_seconds)
-    run.stack.fal_faults(fast=True, processing_seconds=processing_seconds)
+def measure(info: StackInfo, *, jobs: int) -> NetworkCallsResult:
+    run = _Measurement(info, jobs)
+    run.stack.fal_faults(fast=True)
     warmup = run.warm_up()
-    for _attempt in range(3):
-        submit_calls, webhook_calls, job_ids, clean = run.measure()
-        if clean:
-            break
-        # A render started before the counter was read: give the submits more room.
-        run.processing_seconds *= 2
-        run.stack.fal_faults(processing_seconds=run.processing_seconds)
-    else:
-        raise BenchError("could not separate the submit calls from the webhook calls")
+    submit_calls, webhook_calls, job_ids = run.measure()
     wire_submit, wire_submit_excluded = _split(submit_calls)
     wire_webhook, wire_webhook_excluded = _split(webhook_calls)
     wire_excluded = wire_submit_excluded + wire_webhook_excluded
@@ -272,7 +270,6 @@ def measure(info: StackInfo, *, jobs: int, processing_seconds: float = 2.0) -> N
         webhook=+webhook_counted,
         excluded=+(submit_excluded + webhook_excluded),
         warmup=+warmup,
-        processing_seconds=run.processing_seconds,
         wire_submit=+wire_submit,
         wire_webhook=+wire_webhook,
         wire_excluded=+wire_excluded,

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.call_meter import calls_dir, calls_file, fal_call_name, read_calls
 from bench.common import BenchError
-from local.lambda_runtime.call_meter import fal_call_name, read_calls
 from local.stack import StackInfo
 
 
@@ -47,18 +47,27 @@ class StackClient:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return json.loads(response.read())
 
-    # --- what each function counted from inside its process (local/lambda_runtime/call_meter) --
+    # --- what each function counted from inside its process (bench/call_meter.py) -------------
 
     def function_calls(self, function: str, *, since: float, until: float) -> Counter[str]:
-        meter = self.info.functions[function].get("call_meter")
-        if not meter:
-            raise BenchError("the local stack was started without meter_calls=True")
-        return Counter(read_calls(Path(meter), since=since, until=until))
+        directory = calls_dir(Path(self.info.state_dir))
+        if not directory.is_dir():
+            raise BenchError("the local stack was started without the call meter")
+        meter = calls_file(directory, self.info.functions[function]["function_name"])
+        return Counter(read_calls(meter, since=since, until=until))
 
     # --- the fal emulator ------------------------------------------------------------------------
 
     def fal_faults(self, **faults: Any) -> None:
         self._emulator("POST", "/_emulator/faults", faults)
+
+    def fal_concurrency(self) -> int:
+        """The emulated fal account's concurrency limit (the stack's FalConcurrency)."""
+        return int(self._emulator("GET", "/_emulator/requests")["concurrency"])
+
+    def set_fal_concurrency(self, concurrency: int) -> None:
+        """At most ``concurrency`` requests run at once; 0 holds every request IN_QUEUE."""
+        self._emulator("POST", "/_emulator/account", {"concurrency": concurrency})
 
     def fal_requests(self) -> list[dict[str, Any]]:
         requests: list[dict[str, Any]] = self._emulator("GET", "/_emulator/requests")["requests"]

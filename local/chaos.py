@@ -219,11 +219,8 @@ def _over_capacity(run: _Run, *, uploads: int, timeout: float) -> ChaosReport:
     info = run.info
     # A clean account: the first phase's requests are checked already, and the peak counts anew.
     run.http(f"{info.fal_url}/_emulator/reset", {}, run.tls)
-    run.http(
-        f"{info.fal_url}/_emulator/faults",
-        {**FAL_FAULTS, "concurrency": EMULATOR_CONCURRENCY},
-        run.tls,
-    )
+    run.http(f"{info.fal_url}/_emulator/account", {"concurrency": EMULATOR_CONCURRENCY}, run.tls)
+    run.http(f"{info.fal_url}/_emulator/faults", FAL_FAULTS, run.tls)
     for rule in AWS_FAULTS:
         run.http(f"{info.aws_fault_proxy}/_faults", rule)
     run.calls_in_flight_at_kills = 0  # no kills in this phase
@@ -368,7 +365,8 @@ def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, A
         f"{[d['status'] for d in r['deliveries']]}) is not recorded on its job"
         for r in lost
     )
-    _check_permanent_failures(report, jobs, requests)
+    refused = run.http(f"{info.fal_url}/_emulator/requests", None, run.tls)["rejected_submits"]
+    _check_permanent_failures(report, jobs, requests, refused)
     multipart = run.s3.list_multipart_uploads(Bucket=info.outputs["OutputBucketName"]).get(
         "Uploads", []
     )
@@ -430,7 +428,10 @@ def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, A
 
 
 def _check_permanent_failures(
-    report: ChaosReport, jobs: dict[str, Any], requests: list[dict[str, Any]]
+    report: ChaosReport,
+    jobs: dict[str, Any],
+    requests: list[dict[str, Any]],
+    refused: list[dict[str, Any]],
 ) -> None:
     """A job whose every fal result is a video that can never be stored ends FAILED with that
     video's code, within the deadline (no retry loop keeps it open)."""
@@ -439,9 +440,13 @@ def _check_permanent_failures(
         by_job.setdefault(_job_of(request["webhook_url"]), []).append(request)
     deadline = int(PARAMETERS["JobDeadlineSeconds"])
     ended: Counter[str] = Counter()
+    # A submit fal refused (an injected 422, say) ends its job with fal's code first.
+    refused_jobs = {_job_of(r["webhook_url"]) for r in refused}
     for job_id, made in by_job.items():
         # Only jobs whose every request made a video, all unstorable the same way: a usable
         # video, or fal's own error, ends a job otherwise (checked elsewhere).
+        if job_id in refused_jobs:
+            continue
         codes = {PERMANENT_MEDIA.get(r["media"], "") if r["outcome"] == "ok" else "" for r in made}
         job = jobs.get(job_id)
         if job is None or len(codes) != 1 or "" in codes:

@@ -8,10 +8,10 @@ DynamoDB write) loses nothing.
   POST /_faults        {"service": "s3", "operation": "UploadPart", "times": 5, "status": 500}
                        ("rate": 0.1 instead of "times" fails a fraction of matching calls;
                        "delay_seconds": 0.01 with "rate": 1 forwards every matching call after
-                       that long instead of failing it: network latency, for benchmarks)
+                       that long instead of failing it: network latency)
   POST /_faults/reset  forget every rule, and zero the call counts
   GET  /_faults        the rules and how often each fired
-  GET  /_faults/calls  how many calls of each service.operation went through (benchmarks)
+  GET  /_faults/calls  how many calls of each service.operation went through
 """
 
 from __future__ import annotations

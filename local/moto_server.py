@@ -12,12 +12,12 @@ global lock made a batch of ten claims queue behind each other). Everything else
 DynamoDB (PutItem, whose key moto alone knows, queries, scans, transactions, table calls) runs
 alone. Every other service keeps moto's concurrency.
 
-The savings matter because the local services share a laptop's few cores with the functions
-they serve, and every millisecond they spend is one the functions wait for (the submit batch
-benchmark measures that contention). moto's dispatcher lists its package directory and tries
-some 180 URL patterns on every request, under a lock all requests share: ``HostMemo`` remembers
-the answer per host. werkzeug writes a line per request: only server errors are written now,
-with their tracebacks.
+The savings make every AWS call of the local stack cheaper, for the tests, the demo and chaos
+runs alike: moto shares the machine's few cores with the functions it serves, so each
+millisecond it spends is one a function waits for. moto's dispatcher lists its package directory
+and tries some 180 URL patterns on every request, under a lock all requests share: ``HostMemo``
+remembers the answer per host. werkzeug writes a line per request, which fills moto's log with
+noise: only server errors are written now, with their tracebacks.
 
 Run as ``python -m local.moto_server HOST PORT``.
 """

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,15 +70,18 @@ class LocalStack:
         parameters: dict[str, str] | None = None,
         *,
         run_schedules: bool = True,
-        meter_calls: bool = False,
+        function_python_path: Sequence[Path] = (),
+        function_environment: Mapping[str, str] | None = None,
     ):
         """``run_schedules=False`` leaves scheduled functions to be invoked on demand only
         (through their Invoke API), as tests do to decide when the reconciler runs.
-        ``meter_calls=True`` has each function count its network calls from inside its process
-        into ``calls/<function>.tsv`` (local/lambda_runtime/call_meter.py), for the benchmark."""
+        ``function_python_path`` (after the function's code and layer) and
+        ``function_environment`` are added to every function process, e.g. a directory with a
+        ``sitecustomize.py`` that instruments the functions, as the benchmark does."""
         self.state_dir = state_dir or Path(tempfile.mkdtemp(prefix="pika-local-"))
         self._run_schedules = run_schedules
-        self._meter_calls = meter_calls
+        self._function_python_path = [str(path) for path in function_python_path]
+        self._function_environment = dict(function_environment or {})
         self.logs_dir = self.state_dir / "logs"
         self._parameter_overrides = parameters or {}
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -125,10 +129,6 @@ class LocalStack:
             name: _function_spec(name, properties, resolver, ports.get(name), self._run_schedules)
             for name, properties in functions.items()
         }
-        if self._meter_calls:
-            (self.state_dir / "calls").mkdir(exist_ok=True)
-            for name, spec in specs.items():
-                spec["call_meter"] = str(self.state_dir / "calls" / f"{name}.tsv")
         outputs = {
             name: str(resolver.resolve(output["Value"]))
             for name, output in template.get("Outputs", {}).items()
@@ -271,6 +271,7 @@ class LocalStack:
             {
                 **aws_environment(self.info.aws_fault_proxy),
                 **spec["environment"],
+                **self._function_environment,
                 "AWS_LAMBDA_FUNCTION_NAME": spec["function_name"],
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec["memory"]),
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -280,7 +281,9 @@ class LocalStack:
                 "FAL_QUEUE_RUN_HOST": self.info.fal_url.removeprefix("https://"),
                 "SSL_CERT_FILE": self.info.fal_ca_file,
                 # Lambda's order: function code (/var/task) first, then the layer (/opt/python).
-                "PYTHONPATH": os.pathsep.join([code_dir, layer_dir, str(REPO_ROOT)]),
+                "PYTHONPATH": os.pathsep.join(
+                    [code_dir, layer_dir, str(REPO_ROOT), *self._function_python_path]
+                ),
                 "PYTHONUNBUFFERED": "1",
             }
         )

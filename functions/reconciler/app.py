@@ -34,6 +34,6 @@ def reconciler() -> Reconciler:
 @flush_breakdowns
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     return reconciler().run(
-        max_jobs=settings().max_jobs,
+        reconcile_batch_size=settings().reconcile_batch_size,
         out_of_time=lambda: context.get_remaining_time_in_millis() < SAFETY_MARGIN_MS,
     )

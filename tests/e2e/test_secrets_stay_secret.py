@@ -32,7 +32,7 @@ def test_the_fal_key_is_nowhere_but_in_secrets_manager(pipeline: Pipeline) -> No
         aws_access_key_id="local",
         aws_secret_access_key="local",
     )
-    name = pipeline.info.functions["SubmitFunction"]["environment"]["FAL_KEY_SECRET"]
+    name = pipeline.info.functions["SubmitFunction"]["environment"]["FAL_KEY_SECRET_NAME"]
     fal_key = secrets.get_secret_value(SecretId=name)["SecretString"]
     assert len(fal_key) > 16
 

@@ -46,7 +46,7 @@ CLIENT = textwrap.dedent(
 
 
 def _run_client(pipeline: Pipeline, **spec: Any) -> list[dict[str, Any]]:
-    key_secret = pipeline.info.functions["SubmitFunction"]["environment"]["FAL_KEY_SECRET"]
+    key_secret = pipeline.info.functions["SubmitFunction"]["environment"]["FAL_KEY_SECRET_NAME"]
     key = pipeline.secrets.get_secret_value(SecretId=key_secret)["SecretString"].strip()
     env = {
         **os.environ,

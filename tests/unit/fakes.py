@@ -160,14 +160,18 @@ class FakeFal:
 
     answers: dict[str, FalDelivery | Exception | None] = field(default_factory=dict)
     cancelled: list[str] = field(default_factory=list)
+    # (request id, endpoint) of every question and cancellation, in order.
+    asked_at: list[tuple[str, str]] = field(default_factory=list)
 
-    def outcome(self, request_id: str) -> FalDelivery | None:
+    def outcome(self, request_id: str, *, endpoint: str) -> FalDelivery | None:
+        self.asked_at.append((request_id, endpoint))
         answer = self.answers[request_id]
         if isinstance(answer, Exception):
             raise answer
         return answer
 
-    def cancel(self, request_id: str) -> None:
+    def cancel(self, request_id: str, *, endpoint: str) -> None:
+        self.asked_at.append((request_id, endpoint))
         self.cancelled.append(request_id)
 
 
@@ -217,7 +221,7 @@ def reconciler_with(
     events: RecordedEvents,
     clock: Callable[[], float],
     reconcile_after_seconds: int,
-    deadline_seconds: int,
+    job_deadline_seconds: int,
 ) -> Reconciler:
     return Reconciler(
         open_jobs=cast("OpenJobs", FakeOpenJobs(jobs)),
@@ -227,6 +231,6 @@ def reconciler_with(
         submit=cast("SubmitService", submit),
         events=cast("JobEvents", events),
         reconcile_after_seconds=reconcile_after_seconds,
-        deadline_seconds=deadline_seconds,
+        job_deadline_seconds=job_deadline_seconds,
         clock=clock,
     )

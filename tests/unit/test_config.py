@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import MISSING, FrozenInstanceError, fields
+from decimal import Decimal
 
 import pytest
 
@@ -26,7 +28,7 @@ COMMON = {
 SUBMIT = {
     **COMMON,
     "INPUT_PREFIX": "uploads/",
-    "FAL_KEY_SECRET": "pika-pipeline/fal-key",
+    "FAL_KEY_SECRET_NAME": "pika-pipeline/fal-key",
     "WEBHOOK_URL": "https://abc123.lambda-url.us-east-1.on.aws/",
     "DEFAULT_RESOLUTION": "720p",
     "DEFAULT_DURATION": "5",
@@ -35,6 +37,9 @@ SUBMIT = {
     "SUBMIT_RETRY_BASE_SECONDS": "30",
     "RECONCILE_AFTER_SECONDS": "900",
     "JOB_DEADLINE_SECONDS": "10800",
+    "CONTROL_TABLE": "pika-control",
+    "FAL_CONCURRENCY": "2",
+    "FAL_QUEUE_HEADROOM": "1",
 }
 WEBHOOK = {
     **COMMON,
@@ -60,32 +65,42 @@ def test_submit_settings_are_read_from_the_environment() -> None:
     assert settings.jobs_table == "pika-jobs"
     assert settings.output_bucket == "pika-output"
     assert settings.input_prefix == "uploads/"
-    assert settings.fal_key_secret == "pika-pipeline/fal-key"
+    assert settings.fal_key_secret_name == "pika-pipeline/fal-key"
     assert settings.webhook_url == "https://abc123.lambda-url.us-east-1.on.aws/"
     assert settings.default_resolution == "720p"
     assert settings.default_duration == 5
     assert settings.presign_expires_seconds == 3600
-    assert (settings.max_attempts, settings.retry_base_seconds) == (5, 30)
+    assert (settings.submit_max_attempts, settings.submit_retry_base_seconds) == (5, 30)
 
 
 def test_submit_settings_have_documented_defaults_for_optional_knobs() -> None:
     settings = SubmitSettings.from_environment(SUBMIT)
 
-    assert (settings.min_duration, settings.max_duration) == (1, 10)
+    assert (settings.min_duration_seconds, settings.max_duration_seconds) == (1, 10)
     assert settings.max_image_bytes == 20 * 1024 * 1024
     assert settings.fal_endpoint == "fal-ai/pika/v2.1/image-to-video"
     assert settings.fal_timeout_seconds == 10.0
-    assert settings.claim_seconds == 300
+    assert settings.submit_claim_seconds == 300
+    assert settings.fal_price_override_usd == 0
+    assert settings.fal_media_lifetime_seconds == 86400
 
 
 def test_optional_submit_knobs_can_be_overridden() -> None:
-    env = SUBMIT | {"MAX_DURATION": "8", "FAL_ENDPOINT": "fal-ai/other", "CLAIM_SECONDS": "60"}
+    env = SUBMIT | {
+        "MAX_DURATION_SECONDS": "8",
+        "FAL_ENDPOINT": "fal-ai/pika/v2/turbo/image-to-video",
+        "SUBMIT_CLAIM_SECONDS": "60",
+    }
 
     settings = SubmitSettings.from_environment(env)
 
-    assert (settings.max_duration, settings.fal_endpoint, settings.claim_seconds) == (
+    assert (
+        settings.max_duration_seconds,
+        settings.fal_endpoint,
+        settings.submit_claim_seconds,
+    ) == (
         8,
-        "fal-ai/other",
+        "fal-ai/pika/v2/turbo/image-to-video",
         60,
     )
 
@@ -98,7 +113,7 @@ def test_optional_submit_knobs_can_be_overridden() -> None:
         "WEBHOOK_TOKEN_SECRET",
         "EVENT_BUS_NAME",
         "INPUT_PREFIX",
-        "FAL_KEY_SECRET",
+        "FAL_KEY_SECRET_NAME",
         "WEBHOOK_URL",
         "DEFAULT_RESOLUTION",
         "DEFAULT_DURATION",
@@ -122,6 +137,11 @@ def test_a_missing_submit_variable_is_named_in_the_error(name: str) -> None:
         ("DEFAULT_RESOLUTION", "4k"),
         ("DEFAULT_DURATION", "five"),
         ("DEFAULT_DURATION", "0"),
+        ("FAL_ENDPOINT", "fal-ai/pika/v2.2/pikaframes"),
+        ("FAL_PRICE_OVERRIDE_USD", "cheap"),
+        ("FAL_PRICE_OVERRIDE_USD", "-0.10"),
+        ("FAL_PRICE_OVERRIDE_USD", "NaN"),
+        ("FAL_MEDIA_LIFETIME_SECONDS", "-1"),
         ("PRESIGN_EXPIRES_SECONDS", "30"),
         ("PRESIGN_EXPIRES_SECONDS", "299"),
         ("MAX_IMAGE_BYTES", "0"),
@@ -140,19 +160,88 @@ def test_a_malformed_submit_variable_is_named_in_the_error(name: str, value: str
 def test_a_default_duration_outside_the_bounds_stops_the_function_at_cold_start(
     low: str, default: str, high: str
 ) -> None:
-    env = {**SUBMIT, "MIN_DURATION": low, "DEFAULT_DURATION": default, "MAX_DURATION": high}
+    env = {
+        **SUBMIT,
+        "MIN_DURATION_SECONDS": low,
+        "DEFAULT_DURATION": default,
+        "MAX_DURATION_SECONDS": high,
+    }
 
     message = validation_error_text(SubmitSettings, env)
 
-    assert f"DEFAULT_DURATION ({default}) must lie within MIN_DURATION ({low})" in message
+    assert f"DEFAULT_DURATION ({default}) must lie within MIN_DURATION_SECONDS ({low})" in message
 
 
 def test_the_duration_bounds_come_from_the_template() -> None:
     settings = SubmitSettings.from_environment(
-        {**SUBMIT, "MIN_DURATION": "2", "DEFAULT_DURATION": "5", "MAX_DURATION": "6"}
+        {
+            **SUBMIT,
+            "MIN_DURATION_SECONDS": "2",
+            "DEFAULT_DURATION": "5",
+            "MAX_DURATION_SECONDS": "6",
+        }
     )
 
-    assert (settings.min_duration, settings.max_duration) == (2, 6)
+    assert (settings.min_duration_seconds, settings.max_duration_seconds) == (2, 6)
+
+
+V2_2 = "fal-ai/pika/v2.2/image-to-video"
+
+
+def test_the_endpoints_durations_narrow_the_deployments_bounds() -> None:
+    settings = SubmitSettings.from_environment({**SUBMIT, "FAL_ENDPOINT": V2_2})
+
+    assert settings.durations_allowed == (5, 10)
+
+
+def test_a_default_duration_the_endpoint_refuses_stops_the_function_at_cold_start() -> None:
+    env = {**SUBMIT, "FAL_ENDPOINT": V2_2, "DEFAULT_DURATION": "6"}
+
+    message = validation_error_text(SubmitSettings, env)
+
+    assert f"DEFAULT_DURATION (6) is not a duration {V2_2} accepts" in message
+    assert "(5 or 10)" in message
+
+
+def test_bounds_that_leave_the_endpoint_no_duration_stop_the_function_at_cold_start() -> None:
+    env = {**SUBMIT, "FAL_ENDPOINT": V2_2, "MIN_DURATION_SECONDS": "6", "DEFAULT_DURATION": "7"}
+    env |= {"MAX_DURATION_SECONDS": "9"}
+
+    assert "(none)" in validation_error_text(SubmitSettings, env)
+
+
+def test_the_recorded_price_is_the_tables_unless_the_deployment_negotiated_one() -> None:
+    table = SubmitSettings.from_environment({**SUBMIT, "FAL_ENDPOINT": V2_2})
+    negotiated = SubmitSettings.from_environment(
+        {**SUBMIT, "FAL_ENDPOINT": V2_2, "FAL_PRICE_OVERRIDE_USD": "0.15"}
+    )
+
+    assert table.price_usd(resolution="1080p", duration=5) == Decimal("0.45")
+    assert negotiated.price_usd(resolution="1080p", duration=10) == Decimal("0.15")
+
+
+def test_fals_copy_outlives_its_webhook_retries_and_the_reconcilers_recovery_window() -> None:
+    settings = SubmitSettings.from_environment(SUBMIT)
+
+    # 2 h of fal's retries + the 3 h deadline + 3 x (a 5 min schedule + 900 s between looks).
+    assert settings.minimum_media_lifetime_seconds == 7200 + 10800 + 3 * (300 + 900)
+    assert settings.fal_media_lifetime_seconds >= settings.minimum_media_lifetime_seconds
+
+
+def test_a_media_lifetime_shorter_than_the_recovery_window_stops_the_function_at_cold_start() -> (
+    None
+):
+    env = {**SUBMIT, "FAL_MEDIA_LIFETIME_SECONDS": "86400", "JOB_DEADLINE_SECONDS": "86400"}
+
+    message = validation_error_text(SubmitSettings, env)
+
+    assert "FAL_MEDIA_LIFETIME_SECONDS (86400) must be at least 97200" in message
+
+
+def test_no_media_lifetime_leaves_fals_account_setting_in_charge() -> None:
+    env = {**SUBMIT, "FAL_MEDIA_LIFETIME_SECONDS": "0", "JOB_DEADLINE_SECONDS": "86400"}
+
+    assert SubmitSettings.from_environment(env).fal_media_lifetime_seconds == 0
 
 
 @pytest.mark.parametrize(
@@ -313,3 +402,27 @@ def test_the_templates_resolutions_are_the_ones_the_pipeline_accepts() -> None:
 
     assert tuple(parameter["AllowedValues"]) == RESOLUTIONS
     assert parameter["Default"] in RESOLUTIONS
+
+
+def _snake(parameter: str) -> str:
+    """``ReconcileAfterSeconds`` -> ``reconcile_after_seconds``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", parameter).lower()
+
+
+def test_each_setting_has_one_name_from_template_parameter_to_code() -> None:
+    # ReconcileAfterSeconds -> RECONCILE_AFTER_SECONDS -> settings.reconcile_after_seconds: one
+    # name an operator can grep for, whichever of the three they start from.
+    template = load_template()
+    parameters = set(template["Parameters"])
+    variables: dict[str, object] = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            variables.update(resource["Properties"].get("Environment", {}).get("Variables", {}))
+    for variable, value in variables.items():
+        if variable.startswith("POWERTOOLS_"):
+            continue  # Powertools' own names, which it reads itself
+        if isinstance(value, dict) and value.get("Ref") in parameters:
+            assert variable == _snake(str(value["Ref"])).upper(), (variable, value["Ref"])
+    for settings in (SubmitSettings, WebhookSettings, ReconcilerSettings):
+        for spec in fields(settings):
+            assert spec.name == str(spec.metadata["env"]).lower(), (settings.__name__, spec.name)

@@ -62,7 +62,7 @@ def reconciler(open_jobs: OpenJobs) -> Reconciler:
         submit=Unused(),  # type: ignore[arg-type]
         events=Unused(),  # type: ignore[arg-type]
         reconcile_after_seconds=RECONCILE_AFTER_SECONDS,
-        deadline_seconds=3600,
+        job_deadline_seconds=3600,
         clock=lambda: NOW,
     )
 
@@ -73,13 +73,13 @@ JOB = Job({"job_id": "job-1", "status": "SUBMITTED", "request_id": "req-1"})
 def test_the_reconciler_checks_a_job_again_later_when_the_table_is_busy() -> None:
     open_jobs = OpenJobs(JOB)
 
-    report = reconciler(open_jobs).run(max_jobs=5)
+    report = reconciler(open_jobs).run(reconcile_batch_size=5)
 
     assert report == {ReconcileOutcome.RETRY_LATER: 1}
     assert open_jobs.rescheduled == {"job-1": NOW + RECONCILE_AFTER_SECONDS}
 
 
 def test_a_job_that_cannot_even_be_rescheduled_stays_due_and_the_run_goes_on() -> None:
-    report = reconciler(OpenJobs(JOB, busy=True)).run(max_jobs=5)
+    report = reconciler(OpenJobs(JOB, busy=True)).run(reconcile_batch_size=5)
 
     assert report == {ReconcileOutcome.RETRY_LATER: 1}

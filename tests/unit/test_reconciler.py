@@ -96,10 +96,10 @@ class FakeJobs:
     def check_again_at(self, job_id: str, when: int) -> None:
         self.checked_again_at.append(when)
 
-    def cancel(self, request_id: str) -> None:
+    def cancel(self, request_id: str, *, endpoint: str) -> None:
         self.cancelled.append(request_id)
 
-    def outcome(self, request_id: str) -> object:
+    def outcome(self, request_id: str, *, endpoint: str) -> object:
         return object()  # fal finished: the reconciler records the result
 
     def finished(self, job: Job) -> None:
@@ -123,7 +123,7 @@ def _reconciler(jobs: FakeJobs, error: Exception, *, now: float) -> Reconciler:
         submit=None,  # type: ignore[arg-type]
         events=jobs,  # type: ignore[arg-type]
         reconcile_after_seconds=60,
-        deadline_seconds=3600,
+        job_deadline_seconds=3600,
         clock=lambda: now,
     )
 
@@ -148,14 +148,14 @@ def test_a_job_that_cannot_be_settled_is_tried_again_until_its_deadline_then_fai
     error: Exception, outcome: str, code: str
 ) -> None:
     before = FakeJobs(SUBMITTED_JOB)
-    report = _reconciler(before, error, now=_epoch(SUBMITTED) + 3599).run(max_jobs=1)
+    report = _reconciler(before, error, now=_epoch(SUBMITTED) + 3599).run(reconcile_batch_size=1)
 
     assert report == {outcome: 1}
     assert before.item["status"] == "SUBMITTED"
     assert before.checked_again_at == [int(_epoch(SUBMITTED) + 3599) + 60]
 
     past = FakeJobs(SUBMITTED_JOB)
-    report = _reconciler(past, error, now=_epoch(SUBMITTED) + 3600).run(max_jobs=1)
+    report = _reconciler(past, error, now=_epoch(SUBMITTED) + 3600).run(reconcile_batch_size=1)
 
     assert report == {"gave_up_at_deadline": 1}
     assert (past.item["status"], past.item["error_code"]) == ("FAILED", code)

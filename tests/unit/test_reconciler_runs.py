@@ -95,13 +95,15 @@ class World:
             events=self.events,
             clock=lambda: NOW,
             reconcile_after_seconds=AFTER,
-            deadline_seconds=DEADLINE,
+            job_deadline_seconds=DEADLINE,
         )
 
-    def run(self, *, max_jobs: int = 10, stop_after: int | None = None) -> dict[str, int]:
+    def run(
+        self, *, reconcile_batch_size: int = 10, stop_after: int | None = None
+    ) -> dict[str, int]:
         checks = iter(range(10**6))
         return self.reconciler.run(
-            max_jobs=max_jobs,
+            reconcile_batch_size=reconcile_batch_size,
             out_of_time=lambda: stop_after is not None and next(checks) >= stop_after,
         )
 
@@ -311,3 +313,27 @@ def test_a_run_with_nothing_due_reports_no_open_job(emitted: EmittedMetrics) -> 
 
     assert world.run() == {}
     assert emitted.values(Metric.OLDEST_OPEN_JOB_SECONDS) == [0.0]
+
+
+# --- the endpoint each job was sent to --------------------------------------------------------
+
+
+def test_fal_is_asked_about_each_request_at_the_endpoint_its_job_recorded() -> None:
+    # Sent to v2.2 and turbo before FalEndpoint changed; the oldest job predates the recording.
+    on_v22 = submitted(JOB_A, seconds_ago=100, request_id="req-a")
+    on_v22["fal_endpoint"] = "fal-ai/pika/v2.2/image-to-video"
+    on_turbo = submitted(JOB_B, seconds_ago=DEADLINE + 1, request_id="req-b")
+    on_turbo["fal_endpoint"] = "fal-ai/pika/v2/turbo/image-to-video"
+    unrecorded = submitted(JOB_C, seconds_ago=100, request_id="req-c")
+    world = World(
+        on_v22, on_turbo, unrecorded, fal=FakeFal({"req-a": None, "req-b": None, "req-c": None})
+    )
+
+    world.run()
+
+    assert sorted(world.fal.asked_at) == [
+        ("req-a", "fal-ai/pika/v2.2/image-to-video"),
+        ("req-b", "fal-ai/pika/v2/turbo/image-to-video"),  # its status...
+        ("req-b", "fal-ai/pika/v2/turbo/image-to-video"),  # ...and its cancellation
+        ("req-c", "fal-ai/pika/v2.1/image-to-video"),
+    ]

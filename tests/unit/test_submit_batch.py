@@ -61,7 +61,12 @@ def record(body: str, receive_count: int = 1) -> dict[str, Any]:
 
 
 def batch_of(service: Service, sqs: Sqs) -> SubmitBatch:
-    return SubmitBatch(service=service, sqs=sqs, max_attempts=5, retry_base_seconds=30)  # type: ignore[arg-type]
+    return SubmitBatch(
+        service=service,  # type: ignore[arg-type]
+        sqs=sqs,  # type: ignore[arg-type]
+        submit_max_attempts=5,
+        submit_retry_base_seconds=30,
+    )
 
 
 def test_a_record_is_read_as_lambda_delivers_it() -> None:

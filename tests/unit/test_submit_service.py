@@ -41,7 +41,7 @@ SETTINGS = SubmitServiceSettings.from_environment(
         "WEBHOOK_TOKEN_SECRET": "token-secret",
         "EVENT_BUS_NAME": "default",
         "INPUT_PREFIX": "uploads/",
-        "FAL_KEY_SECRET": "fal-key",
+        "FAL_KEY_SECRET_NAME": "fal-key",
         "WEBHOOK_URL": "https://hook.example/",
         "DEFAULT_RESOLUTION": "720p",
         "DEFAULT_DURATION": "5",

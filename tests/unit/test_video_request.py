@@ -24,8 +24,8 @@ def request_from(metadata: Mapping[str, str]) -> VideoRequest:
         metadata,
         default_resolution="720p",
         default_duration=5,
-        min_duration=1,
-        max_duration=10,
+        min_duration_seconds=1,
+        max_duration_seconds=10,
     )
 
 
@@ -62,8 +62,8 @@ def test_defaults_come_from_the_caller() -> None:
         {"prompt": "x"},
         default_resolution="1080p",
         default_duration=8,
-        min_duration=2,
-        max_duration=9,
+        min_duration_seconds=2,
+        max_duration_seconds=9,
     )
 
     assert (request.resolution, request.duration) == ("1080p", 8)
@@ -250,8 +250,8 @@ def test_default_duration_is_still_checked_against_the_bounds() -> None:
             {"prompt": "x"},
             default_resolution="720p",
             default_duration=12,
-            min_duration=1,
-            max_duration=10,
+            min_duration_seconds=1,
+            max_duration_seconds=10,
         )
 
     assert info.value.code == ErrorCode.INVALID_DURATION

@@ -51,8 +51,8 @@ def submit_batch(settings: SubmitSettings) -> SubmitBatch:
         service=service,
         dispatcher=_dispatcher(settings, repository, service),
         sqs=sqs_client(),
-        max_attempts=settings.max_attempts,
-        retry_base_seconds=settings.retry_base_seconds,
+        submit_max_attempts=settings.submit_max_attempts,
+        submit_retry_base_seconds=settings.submit_retry_base_seconds,
     )
 
 
@@ -96,7 +96,7 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
         submit=submit,
         events=events,
         reconcile_after_seconds=settings.reconcile_after_seconds,
-        deadline_seconds=settings.deadline_seconds,
+        job_deadline_seconds=settings.job_deadline_seconds,
         dispatcher=_dispatcher(settings, repository, submit),
         queue_report=QueueReport(
             waiting=WaitingJobs(_table(settings)),
@@ -139,7 +139,7 @@ def _dispatcher(
         pause=PauseSwitch(control),
         repository=repository,
         submit=submit,
-        claim_seconds=settings.claim_seconds,
+        claim_seconds=settings.submit_claim_seconds,
         reconcile_after_seconds=settings.reconcile_after_seconds,
     )
 

@@ -7,6 +7,7 @@ fal_client, and the submit and reconciler functions not before they call fal.
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any
 
 import fal_client
@@ -19,14 +20,32 @@ from pika_pipeline.jobs.error_codes import ErrorCode
 
 # fal_client retries these itself; if they still fail, the queue message is retried later.
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
+# How long fal keeps the media a request makes (docs.fal.ai/documentation/model-apis/
+# media-expiration): here the output video; not the request's JSON payloads (30 days unless
+# X-Fal-Store-IO: 0), nor the input image, which is our presigned URL, not a file on fal's CDN.
+LIFECYCLE_HEADER = "X-Fal-Object-Lifecycle-Preference"
 
 
 class FalGateway:
     def __init__(
-        self, *, key: str, endpoint: str, timeout_seconds: float, start_timeout_seconds: float
+        self,
+        *,
+        key: str,
+        endpoint: str,
+        timeout_seconds: float,
+        start_timeout_seconds: float,
+        media_lifetime_seconds: int = 0,
     ) -> None:
+        """``endpoint`` is where new requests go; a request already made is asked about at the
+        endpoint its job recorded. ``media_lifetime_seconds`` (0: none) is how long fal may keep
+        the video it makes."""
         self._endpoint = endpoint
         self._start_timeout = start_timeout_seconds
+        self._headers = (
+            {LIFECYCLE_HEADER: json.dumps({"expiration_duration_seconds": media_lifetime_seconds})}
+            if media_lifetime_seconds
+            else {}
+        )
         self._client = fal_client.SyncClient(key=key, default_timeout=timeout_seconds)
 
     def submit(self, arguments: dict[str, Any], *, webhook_url: str) -> str:
@@ -45,6 +64,7 @@ class FalGateway:
                 arguments=arguments,
                 webhook_url=webhook_url,
                 start_timeout=self._start_timeout,
+                headers=self._headers,
             )
         except fal_client.FalClientHTTPError as exc:
             raise _domain_error(exc) from None
@@ -52,14 +72,15 @@ class FalGateway:
             raise _no_answer(exc) from None
         return str(handle.request_id)
 
-    def outcome(self, request_id: str) -> FalDelivery | None:
-        """What became of a request, as the delivery fal would have sent; None while it runs."""
+    def outcome(self, request_id: str, *, endpoint: str) -> FalDelivery | None:
+        """What became of a request made at ``endpoint``, as the delivery fal would have sent;
+        None while it runs."""
         try:
-            status = self._client.status(self._endpoint, request_id)
+            status = self._client.status(endpoint, request_id)
             if not isinstance(status, fal_client.Completed):
                 return None
             try:
-                output = self._client.result(self._endpoint, request_id)
+                output = self._client.result(endpoint, request_id)
             except fal_client.FalClientHTTPError as exc:
                 # A failed request's result is its error: the same body an ERROR webhook carries.
                 detail = exc.message if isinstance(exc.message, list) else str(exc.message)
@@ -78,10 +99,10 @@ class FalGateway:
             raise _no_answer(exc) from None
         return FalDelivery(request_id=request_id, status="OK", payload=output)
 
-    def cancel(self, request_id: str) -> None:
+    def cancel(self, request_id: str, *, endpoint: str) -> None:
         """Best effort: a request that finished meanwhile cannot be cancelled, and that is fine."""
         with contextlib.suppress(fal_client.FalClientHTTPError, httpx.TransportError):
-            self._client.cancel(self._endpoint, request_id)
+            self._client.cancel(endpoint, request_id)
 
 
 def _domain_error(exc: fal_client.FalClientHTTPError) -> Exception:

@@ -27,10 +27,11 @@ def fal_gateway_on_demand(settings: SubmitServiceSettings) -> Callable[[], FalGa
         from pika_pipeline.fal.gateway import FalGateway  # here, not at init: see the docstring
 
         return FalGateway(
-            key=read_fal_key(settings.fal_key_secret),
+            key=read_fal_key(settings.fal_key_secret_name),
             endpoint=settings.fal_endpoint,
             timeout_seconds=settings.fal_timeout_seconds,
             start_timeout_seconds=settings.fal_start_timeout_seconds,
+            media_lifetime_seconds=settings.fal_media_lifetime_seconds,
         )
 
     return gateway

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, assert_never
 from aws_lambda_powertools.metrics import MetricUnit
 
 from pika_pipeline.errors import FalUnavailable, JobConflict, JobStoreBusy, VideoUnavailable
+from pika_pipeline.fal import pika
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, count, logger, metrics
@@ -143,6 +144,13 @@ def deadline_started(item: Mapping[str, Any]) -> float | None:
     return None
 
 
+def endpoint_of(item: Mapping[str, Any]) -> str:
+    """The fal endpoint a job was sent to: the one it recorded, so a job submitted before a
+    change of FalEndpoint is still settled where it runs. A job without one predates the
+    recording, when v2.1 was the only endpoint the template could choose."""
+    return str(item.get("fal_endpoint") or pika.ENDPOINT)
+
+
 class Reconciler:
     def __init__(
         self,
@@ -154,7 +162,7 @@ class Reconciler:
         submit: SubmitService,
         events: JobEvents,
         reconcile_after_seconds: int,
-        deadline_seconds: int,
+        job_deadline_seconds: int,
         dispatcher: Dispatcher | None = None,
         queue_report: QueueReport | None = None,
         clock: Callable[[], float] = time.time,
@@ -168,20 +176,21 @@ class Reconciler:
         self._submit = submit
         self._events = events
         self._reconcile_after_seconds = reconcile_after_seconds
-        self._deadline_seconds = deadline_seconds
+        self._deadline_seconds = job_deadline_seconds
         self._clock = clock
 
     def run(
-        self, *, max_jobs: int, out_of_time: Callable[[], bool] = lambda: False
+        self, *, reconcile_batch_size: int, out_of_time: Callable[[], bool] = lambda: False
     ) -> dict[str, int]:
-        """Checks at most ``max_jobs`` due jobs, oldest first; returns how many ended which way.
+        """Checks at most ``reconcile_batch_size`` due jobs, oldest first; returns how many ended
+        which way.
 
         Jobs left over (too many, or the function running out of time) stay due: the next run
         resumes with them, and jobs checked but still running have moved to the back.
         """
         report: Counter[ReconcileOutcome] = Counter()
         oldest_open = 0.0
-        due = self._open_jobs.due(now_epoch=int(self._clock()), limit=max_jobs)
+        due = self._open_jobs.due(now_epoch=int(self._clock()), limit=reconcile_batch_size)
         for index, job in enumerate(due):
             outcome = ReconcileOutcome.NOT_REACHED if out_of_time() else self._settle(job)
             if outcome is ReconcileOutcome.NOT_REACHED:
@@ -268,7 +277,7 @@ class Reconciler:
         if request_id:
             try:
                 # Nothing more is wanted from fal: a request still running costs money.
-                self._fal().cancel(str(request_id))
+                self._fal().cancel(str(request_id), endpoint=endpoint_of(fresh.item))
             except Exception as exc:
                 logger.warning("Could not cancel the request", extra={"reason": str(exc)})
         try:
@@ -300,7 +309,7 @@ class Reconciler:
             return self._resubmit(fresh)
         logger.thread_safe_append_keys(fal_request_id=request_id)
         try:
-            delivery = self._fal().outcome(str(request_id))
+            delivery = self._fal().outcome(str(request_id), endpoint=endpoint_of(fresh.item))
         except FalUnavailable:
             # fal cannot say (an outage, or a request it no longer knows): past the deadline
             # that is as final as a request that never finished.
@@ -351,7 +360,7 @@ class Reconciler:
         return self._expire(job, request_id)
 
     def _expire(self, job: Job, request_id: str) -> ReconcileOutcome:
-        self._fal().cancel(request_id)
+        self._fal().cancel(request_id, endpoint=endpoint_of(job.item))
         try:
             expired = self._jobs.transition(
                 job.job_id,

@@ -60,16 +60,16 @@ class SubmitBatch:
         *,
         service: SubmitService,
         sqs: SQSClient,
-        max_attempts: int,
-        retry_base_seconds: int,
+        submit_max_attempts: int,
+        submit_retry_base_seconds: int,
         dispatcher: Dispatcher | None = None,
         workers: int = 10,
     ) -> None:
         self._service = service
         self._dispatcher = dispatcher
         self._sqs = sqs
-        self._max_attempts = max_attempts
-        self._retry_base_seconds = retry_base_seconds
+        self._max_attempts = submit_max_attempts
+        self._retry_base_seconds = submit_retry_base_seconds
         self._queue_url: Callable[[str], str] = functools.cache(self._lookup_queue_url)
         # One thread per record of a full batch (BatchSize 10): a batch takes about a record's time.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="record")

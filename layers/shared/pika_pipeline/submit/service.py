@@ -107,7 +107,13 @@ class SubmitService:
         except UploadRejected as rejection:
             return self._reject(source, rejection)
         return self._enqueue(
-            {**source, **_request_attributes(request), "priority": lane, "batch": batch},
+            {
+                **source,
+                **_request_attributes(request),
+                **self._endpoint_and_price(request),
+                "priority": lane,
+                "batch": batch,
+            },
             lane=lane,
             batch=batch,
         )
@@ -233,7 +239,7 @@ class SubmitService:
                 job_id,
                 attempt=attempt,
                 now_epoch=int(started),
-                claim_seconds=self._settings.claim_seconds,
+                claim_seconds=self._settings.submit_claim_seconds,
                 reconcile_after_seconds=self._settings.reconcile_after_seconds,
             )
         except JobConflict:
@@ -269,8 +275,9 @@ class SubmitService:
             inspected.metadata,
             default_resolution=self._settings.default_resolution,
             default_duration=self._settings.default_duration,
-            min_duration=self._settings.min_duration,
-            max_duration=self._settings.max_duration,
+            min_duration_seconds=self._settings.min_duration_seconds,
+            max_duration_seconds=self._settings.max_duration_seconds,
+            endpoint=self._settings.fal_endpoint,
         )
         if inspected.size > self._settings.max_image_bytes:
             raise UploadRejected(
@@ -291,6 +298,16 @@ class SubmitService:
             metadata_batch=decode_metadata_value(given_batch).strip() if given_batch else None,
         )
         return request, lane, batch
+
+    def _endpoint_and_price(self, request: VideoRequest) -> dict[str, Any]:
+        """Where the job is sent and what it costs there: the reconciler asks fal about the job at
+        this endpoint even after FalEndpoint changed, and spend is counted at this price."""
+        return {
+            "fal_endpoint": self._settings.fal_endpoint,
+            "price_usd": self._settings.price_usd(
+                resolution=request.resolution, duration=request.duration
+            ),
+        }
 
     def _reject(self, source: dict[str, Any], rejection: UploadRejected) -> SubmitOutcome:
         item = {**source, "error_code": rejection.code, "error_message": rejection.message}

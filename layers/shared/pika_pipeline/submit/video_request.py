@@ -2,7 +2,8 @@
 
 Validated through the pydantic model alone, each field's failure mapped to the error code the
 job ends with: the model is the one statement of the rules (the Pika schema's fields, lengths and
-ranges, the deployment's duration bounds given as validation context), and reading the metadata
+ranges, the durations the chosen endpoint accepts within the deployment's bounds given as
+validation context), and reading the metadata
 only decodes and picks values. Keeping pydantic rather than hand checks keeps that one
 statement; its cost stays off cold start, as SubmitService imports this module with the first
 upload it reads.
@@ -27,7 +28,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from pika_pipeline.errors import UploadRejected
-from pika_pipeline.fal.pika import RESOLUTIONS, Resolution
+from pika_pipeline.fal import pika
+from pika_pipeline.fal.pika import ENDPOINT, Endpoint, Resolution
 from pika_pipeline.jobs.error_codes import ErrorCode
 
 if TYPE_CHECKING:
@@ -36,13 +38,15 @@ if TYPE_CHECKING:
 _WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 MAX_PROMPT_LENGTH = 1500
 MAX_SEED = 2**32 - 1
-# The validation context's keys: the deployment's duration bounds (MinDuration, MaxDuration).
-_MIN_DURATION = "min_duration"
-_MAX_DURATION = "max_duration"
+# The validation context's keys: the durations and resolutions the endpoint accepts, the former
+# within the deployment's bounds (MinDurationSeconds, MaxDurationSeconds).
+_DURATIONS = "durations"
+_RESOLUTIONS = "resolutions"
 
 
 class VideoRequest(BaseModel):
-    """The Pika v2.1 arguments this pipeline sends, minus the image URL.
+    """The Pika arguments this pipeline sends (the same fields on every endpoint), minus the
+    image URL.
 
     Fields in the order their problems are reported: the first one found names the error code.
     """
@@ -72,10 +76,18 @@ class VideoRequest(BaseModel):
 
     @field_validator("duration")
     @classmethod
-    def _within_the_deployments_bounds(cls, value: int, info: ValidationInfo) -> int:
-        bounds = info.context or {}
-        if _MIN_DURATION in bounds and not bounds[_MIN_DURATION] <= value <= bounds[_MAX_DURATION]:
-            raise PydanticCustomError("out_of_bounds", "outside the configured bounds")
+    def _one_the_endpoint_accepts(cls, value: int, info: ValidationInfo) -> int:
+        allowed = (info.context or {}).get(_DURATIONS)
+        if allowed is not None and value not in allowed:
+            raise PydanticCustomError("out_of_bounds", "not a duration the endpoint accepts")
+        return value
+
+    @field_validator("resolution")
+    @classmethod
+    def _a_resolution_the_endpoint_accepts(cls, value: str, info: ValidationInfo) -> str:
+        allowed = (info.context or {}).get(_RESOLUTIONS)
+        if allowed is not None and value not in allowed:
+            raise PydanticCustomError("literal_error", "not a resolution the endpoint accepts")
         return value
 
     def fal_arguments(self, image_url: str) -> dict[str, object]:
@@ -114,10 +126,15 @@ def video_request_from_metadata(
     *,
     default_resolution: Resolution,
     default_duration: int,
-    min_duration: int,
-    max_duration: int,
+    min_duration_seconds: int,
+    max_duration_seconds: int,
+    endpoint: Endpoint = ENDPOINT,
 ) -> VideoRequest:
-    """Builds the request, or raises UploadRejected with the code of the first problem found."""
+    """Builds the request, or raises UploadRejected with the code of the first problem found.
+
+    The endpoint's rules (``fal.pika.RULES``) are checked here, before anything is paid: fal
+    would answer a 422, which it may charge for.
+    """
     values = {key.lower(): decode_metadata_value(value) for key, value in metadata.items()}
     # A blank optional value is as good as none: the default applies.
     fields: dict[str, Any] = {
@@ -127,13 +144,19 @@ def video_request_from_metadata(
         "seed": _given(values.get("seed")),
         "negative_prompt": values.get("negative-prompt") or values.get("negative_prompt") or None,
     }
+    durations = pika.durations_allowed(
+        endpoint,
+        min_duration_seconds=min_duration_seconds,
+        max_duration_seconds=max_duration_seconds,
+    )
+    resolutions = pika.RULES[endpoint].resolutions
     try:
         return VideoRequest.model_validate(
-            fields, context={_MIN_DURATION: min_duration, _MAX_DURATION: max_duration}
+            fields, context={_DURATIONS: durations, _RESOLUTIONS: resolutions}
         )
     except ValidationError as exc:
         raise _rejection(
-            exc.errors()[0], values, min_duration=min_duration, max_duration=max_duration
+            exc.errors()[0], values, endpoint=endpoint, durations=durations, resolutions=resolutions
         ) from None
 
 
@@ -159,7 +182,12 @@ def _given(raw: str | None) -> str | None:
 
 
 def _rejection(
-    error: ErrorDetails, values: Mapping[str, str], *, min_duration: int, max_duration: int
+    error: ErrorDetails,
+    values: Mapping[str, str],
+    *,
+    endpoint: Endpoint,
+    durations: tuple[int, ...],
+    resolutions: tuple[Resolution, ...],
 ) -> UploadRejected:
     """The error code and message of the field that failed validation."""
     field, kind, value = error["loc"][0], error["type"], error["input"]
@@ -187,14 +215,17 @@ def _rejection(
                 f"duration must be a whole number, got {given!r}.",
             )
         case "duration":
+            # Name the endpoint when its own rule narrows the deployment's bounds.
+            on = f" on {endpoint}" if pika.RULES[endpoint].durations is not None else ""
+            allowed = pika.describe_durations(durations) if durations else "none"
             return UploadRejected(
                 ErrorCode.INVALID_DURATION,
-                f"duration must be between {min_duration} and {max_duration} seconds, got {value}.",
+                f"duration must be {allowed} seconds{on}, got {value}.",
             )
         case "resolution":
             return UploadRejected(
                 ErrorCode.INVALID_RESOLUTION,
-                f"resolution must be {' or '.join(RESOLUTIONS)}, got {given!r}.",
+                f"resolution must be {' or '.join(resolutions)}, got {given!r}.",
             )
         case "seed" if kind == "whole_number":
             return UploadRejected(

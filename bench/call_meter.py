@@ -1,11 +1,14 @@
 """Counts a function's network calls from inside its process, for the benchmark.
 
 Each HTTP request the function sends is one line, ``<epoch seconds>\t<service.operation>``,
-appended to a file. AWS calls are counted with botocore's ``before-send`` event (every attempt,
-retries included), fal_client's with an httpx ``request`` event hook. urllib3, which the webhook
-uses for fal's media and keys, has no hooks: its pools' ``urlopen`` is wrapped instead, skipping
-the AWS endpoint's requests that botocore already counted. Installed by the local runtime only
-when the stack is started with ``meter_calls=True``; never part of a deployed function.
+appended to ``<calls dir>/<function name>.tsv``. AWS calls are counted with botocore's
+``before-send`` event (every attempt, retries included), fal_client's with an httpx ``request``
+event hook. urllib3, which the webhook uses for fal's media and keys, has no hooks: its pools'
+``urlopen`` is wrapped instead, skipping the AWS endpoint's requests that botocore already
+counted. The benchmark installs it in the local stack's function processes (their event source
+and their workers) through ``call_meter_site/sitecustomize.py``, which Python runs at start-up
+when that directory is on the path: the local stack knows nothing of it, and no deployed
+function has it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+# Where the function processes write their counts; unset, the meter stays out.
+CALLS_DIR_VARIABLE = "PIKA_BENCH_CALLS_DIR"
+SITE_DIR = Path(__file__).parent / "call_meter_site"
 
 # botocore names services by their hyphenated service id; the wire (fault proxy) by endpoint.
 _AWS_NAMES = {"eventbridge": "events", "secrets-manager": "secretsmanager"}
@@ -31,6 +38,32 @@ def fal_call_name(method: str, path: str) -> str:
     if method == "POST":
         return "fal.POST submit"
     return f"fal.{method} {path.split('/requests/')[0]}"
+
+
+def function_environment(state_dir: Path) -> dict[str, str]:
+    """What the function processes of a stack in ``state_dir`` need, with ``SITE_DIR`` on their
+    path, to count their calls (into ``calls_dir(state_dir)``)."""
+    calls_dir(state_dir).mkdir(parents=True, exist_ok=True)
+    return {CALLS_DIR_VARIABLE: str(calls_dir(state_dir))}
+
+
+def calls_dir(state_dir: Path) -> Path:
+    return state_dir / "calls"
+
+
+def calls_file(directory: Path, function_name: str) -> Path:
+    """Where the function named ``function_name`` (its physical name) counts its calls."""
+    return directory / f"{function_name}.tsv"
+
+
+def install_from_environment() -> None:
+    """Installs the meter in this process if the benchmark asked for it (sitecustomize)."""
+    calls_dir, function_name = (
+        os.environ.get(CALLS_DIR_VARIABLE),
+        os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
+    )
+    if calls_dir and function_name:
+        CallMeter(calls_file(Path(calls_dir), function_name)).install()
 
 
 def read_calls(path: Path, *, since: float = 0.0, until: float = float("inf")) -> list[str]:
