@@ -202,6 +202,22 @@ class SubmitServiceSettings(CommonSettings):
     fal_queue_headroom: int = _env(
         "FAL_QUEUE_HEADROOM", int, check=lambda v: v >= 0, rule="must be >= 0"
     )
+    # The spend guard's default limits in USD per UTC day and month (0: no limit); the control
+    # table's `budget` item (pika-pipeline budget set) overrides them at run time.
+    daily_budget_usd: Decimal = _env(  # noqa: RUF009
+        "DAILY_BUDGET_USD",
+        _usd,
+        default=Decimal(0),
+        check=lambda v: v.is_finite() and v >= 0,
+        rule="must be an amount in USD >= 0",
+    )
+    monthly_budget_usd: Decimal = _env(  # noqa: RUF009
+        "MONTHLY_BUDGET_USD",
+        _usd,
+        default=Decimal(0),
+        check=lambda v: v.is_finite() and v >= 0,
+        rule="must be an amount in USD >= 0",
+    )
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -313,6 +329,8 @@ class WebhookSettings(RecorderSettings):
         "MAX_BODY_BYTES", int, default=256 * 1024, check=lambda v: v >= 1024, rule="must be >= 1024"
     )
     timestamp_tolerance_seconds: int = _env("TIMESTAMP_TOLERANCE_SECONDS", int, default=300)
+    # Where a server-error result gives its reservation back (the spend ledger); "" for none.
+    control_table: str = _env("CONTROL_TABLE", default="")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -50,6 +50,8 @@ class Metric(StrEnum):
     DISPATCH_PAUSED_SECONDS = "DispatchPausedSeconds"
     QUEUE_WAIT_SECONDS = "QueueWaitSeconds"
     DISPATCH_LATENCY = "DispatchLatency"
+    SPEND_USD = "SpendUSD"  # gauge: what the UTC day has reserved for fal (spent or in flight)
+    BUDGET_REMAINING_USD = "BudgetRemainingUSD"  # gauge: the daily budget minus SpendUSD
 
 
 _breakdowns: Counter[tuple[Metric, tuple[tuple[str, str], ...]]] = Counter()

@@ -10,7 +10,8 @@ fal_client and pydantic load later still, when first needed (``fal.on_demand``, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from pika_pipeline.aws.clients import events_client, jobs_table, s3_client
 from pika_pipeline.aws.secrets import read_secret
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from pika_pipeline.fal.gateway import FalGateway
     from pika_pipeline.reconcile.reconciler import Reconciler
     from pika_pipeline.results.recorder import ResultRecorder
+    from pika_pipeline.spend.budget import BudgetGate
+    from pika_pipeline.spend.ledger import SpendLedger
     from pika_pipeline.submit.batch import SubmitBatch
     from pika_pipeline.submit.service import SubmitService
     from pika_pipeline.webhook.service import WebhookService
@@ -69,7 +72,12 @@ def webhook_service(settings: WebhookSettings) -> WebhookService:
             expected_user_id=settings.fal_user_id,
             tolerance_seconds=settings.timestamp_tolerance_seconds,
         ),
-        recorder=_recorder(settings, repository, _events(settings)),
+        recorder=_recorder(
+            settings,
+            repository,
+            _events(settings),
+            _ledger(settings.control_table, settings) if settings.control_table else None,
+        ),
         token_key=_token_key(settings),
         max_body_bytes=settings.max_body_bytes,
     )
@@ -92,7 +100,7 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
         open_jobs=OpenJobs(_table(settings)),
         repository=repository,
         fal=fal,
-        recorder=_recorder(settings, repository, events),
+        recorder=_recorder(settings, repository, events, _ledger(settings.control_table, settings)),
         submit=submit,
         events=events,
         reconcile_after_seconds=settings.reconcile_after_seconds,
@@ -141,6 +149,36 @@ def _dispatcher(
         submit=submit,
         claim_seconds=settings.submit_claim_seconds,
         reconcile_after_seconds=settings.reconcile_after_seconds,
+        budget=_budget_gate(settings),
+    )
+
+
+def _ledger(control_table: str, settings: CommonSettings) -> SpendLedger:
+    from pika_pipeline.spend.ledger import SpendLedger
+
+    return SpendLedger(control=lambda: jobs_table(control_table), jobs=_table(settings))
+
+
+def _budget_gate(settings: SubmitServiceSettings) -> BudgetGate:
+    from pika_pipeline.spend.budget import BudgetGate, BudgetLimits, BudgetLimitsReader
+
+    def price_of(item: dict[str, Any]) -> Decimal:
+        # A job queued before jobs recorded their price: this deployment's price for it.
+        return settings.price_usd(
+            resolution=item.get("resolution", settings.default_resolution),
+            duration=int(item.get("duration", settings.default_duration)),
+        )
+
+    return BudgetGate(
+        limits=BudgetLimitsReader(
+            _control(settings),
+            defaults=BudgetLimits(
+                daily_usd=settings.daily_budget_usd, monthly_usd=settings.monthly_budget_usd
+            ),
+        ),
+        ledger=_ledger(settings.control_table, settings),
+        jobs=_table(settings),
+        price_of=price_of,
     )
 
 
@@ -162,11 +200,15 @@ def _submit_service(
         fal=fal,
         token_key=_token_key(settings),
         events=events,
+        ledger=_ledger(settings.control_table, settings),
     )
 
 
 def _recorder(
-    settings: RecorderSettings, repository: JobRepository, events: JobEvents
+    settings: RecorderSettings,
+    repository: JobRepository,
+    events: JobEvents,
+    ledger: SpendLedger | None = None,
 ) -> ResultRecorder:
     from pika_pipeline.results.recorder import ResultRecorder
     from pika_pipeline.results.video_store import VideoStore
@@ -181,6 +223,7 @@ def _recorder(
         ),
         events=events,
         output_prefix=settings.output_prefix,
+        ledger=ledger,
     )
 
 

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools.metrics import MetricUnit
 
 from pika_pipeline.dispatch.order import rank_of
-from pika_pipeline.dispatch.slots import JobLost, SlotLost
+from pika_pipeline.dispatch.slots import BudgetLost, JobLost, SlotLost
 from pika_pipeline.errors import FalUnavailable, JobConflict
 from pika_pipeline.observability import Metric, logger, metrics
+from pika_pipeline.spend.budget import BudgetExceeded
 from pika_pipeline.webhook.tokens import new_attempt
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from pika_pipeline.dispatch.order import FairShare, WaitingJobs
     from pika_pipeline.dispatch.slots import Slots
     from pika_pipeline.jobs.repository import JobRepository
+    from pika_pipeline.spend.budget import BudgetGate, Reservation
     from pika_pipeline.submit.service import SubmitService
 
 # One fill never runs away: a lost race costs a try, and a burst of races ends the fill (the
@@ -45,7 +47,9 @@ class Dispatcher:
         claim_seconds: int,
         reconcile_after_seconds: int,
         clock: Callable[[], float] = time.time,
+        budget: BudgetGate | None = None,
     ) -> None:
+        self._budget = budget
         self._slots = slots
         self._waiting = waiting
         self._fair_share = fair_share
@@ -70,6 +74,21 @@ class Dispatcher:
             slot = free[0]
             now = self._clock()
             attempt = new_attempt()
+            # Reserve before paying: the price goes into the slot transaction. A job that does
+            # not fit ends the fill: it is the head of the queue, and nothing behind it may
+            # overtake it (a cheaper job of a lower lane included); the next fill, after a
+            # slot frees, a `budget set` nudge or the reconciler's run, tries it again.
+            reservation: Reservation | None = None
+            if self._budget is not None:
+                try:
+                    reservation = self._budget.reservation(job.job_id, now_epoch=now)
+                except BudgetExceeded as exceeded:
+                    self._waits_for_budget(job.job_id, str(exceeded))
+                    break
+                if reservation is None:  # gone meanwhile
+                    lost.add(job.job_id)
+                    races += 1
+                    continue
             try:
                 claim = self._slots.take(
                     slot,
@@ -78,7 +97,11 @@ class Dispatcher:
                     now_epoch=now,
                     claim_seconds=self._claim_seconds,
                     reconcile_after_seconds=self._reconcile_after_seconds,
+                    reservation=reservation,
                 )
+            except BudgetLost:
+                self._waits_for_budget(job.job_id, "another dispatcher reserved the rest")
+                break
             except SlotLost:
                 free.popleft()
                 races += 1
@@ -90,6 +113,8 @@ class Dispatcher:
             free.popleft()
             lost.add(job.job_id)  # the index may still list it for a moment
             dispatched += 1
+            if self._budget is not None and reservation is not None:
+                self._budget.reserved(reservation)
             # Best effort: a stale clock only shifts fairness a little.
             try:
                 self._fair_share.dispatched(job.lane, rank_of(job.order))
@@ -113,6 +138,11 @@ class Dispatcher:
             if not self._submit_dispatched(job.job_id, attempt=claim.attempt, started=now):
                 break
         return dispatched
+
+    def _waits_for_budget(self, job_id: str, reason: str) -> None:
+        assert self._budget is not None
+        logger.info("Waiting for budget", extra={"job_id": job_id, "reason": reason})
+        self._budget.waiting(job_id)
 
     def _submit_dispatched(self, job_id: str, *, attempt: str, started: float) -> bool:
         """Submits the claimed job; False when fal is unavailable (stop filling for now).

@@ -29,10 +29,16 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
     from pika_pipeline.dispatch.order import WaitingJob
+    from pika_pipeline.spend.budget import Reservation
 
 
 class SlotLost(Exception):
     """Another dispatcher took the slot first (or its holder is still at fal): try the next."""
+
+
+class BudgetLost(Exception):
+    """The budget's condition failed: the job's price no longer fits (another dispatcher
+    reserved the rest). The job waits."""
 
 
 class JobLost(Exception):
@@ -103,10 +109,14 @@ class Slots:
         now_epoch: float,
         claim_seconds: int,
         reconcile_after_seconds: int,
+        reservation: Reservation | None = None,
     ) -> Claim:
         """Takes ``slot`` for ``job`` and claims the job (QUEUED -> PENDING) in one transaction.
 
-        Raises SlotLost or JobLost when another dispatcher won that part of the race.
+        With a ``reservation``, the job's price is reserved against the budgets in the same
+        transaction (the job's ledger entry and the day's and month's counters).
+        Raises SlotLost or JobLost when another dispatcher won that part of the race, and
+        BudgetLost when the price no longer fits.
         """
         now = iso(now_epoch)
         items: list[dict[str, Any]] = []
@@ -157,19 +167,28 @@ class Slots:
             # Retention counts from dispatch: a job may wait in the queue longer than it.
             sets += ", expires_at = :expires"
             values[":expires"] = int(now_epoch) + self._retention_seconds
+        removes = ""
+        if reservation is not None:
+            for name, value in reservation.job_fields().items():
+                sets += f", {name} = :{name}"
+                values[f":{name}"] = value
+            removes = ", waiting_for"
+        job_index = len(items)
         items.append(
             {
                 "Update": {
                     "TableName": self._jobs().name,
                     "Key": {"job_id": job.job_id},
                     "UpdateExpression": f"SET {sets} ADD open_attempts :attempt "
-                    "REMOVE queue_lane, queue_order, queue_position, estimated_start_at",
+                    "REMOVE queue_lane, queue_order, queue_position, estimated_start_at" + removes,
                     "ConditionExpression": "#s = :queued",
                     "ExpressionAttributeNames": {"#s": "status", "#slot": "slot"},
                     "ExpressionAttributeValues": values,
                 }
             }
         )
+        if reservation is not None:
+            items.extend(reservation.counter_updates(self._control().name))
         try:
             # Plain values, not AttributeValues: the resource's client serialises them.
             self._control().meta.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
@@ -179,8 +198,11 @@ class Slots:
                 reasons = [
                     r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])
                 ]
-                if reasons and reasons[-1] == "ConditionalCheckFailed":
+                failed = {i for i, r in enumerate(reasons) if r == "ConditionalCheckFailed"}
+                if job_index in failed:
                     raise JobLost(job.job_id) from exc
+                if failed and min(failed) > job_index:  # only the budget's counters
+                    raise BudgetLost(job.job_id) from exc
                 raise SlotLost(str(slot.number)) from exc
             if code in RETRY_LATER_CODES:
                 raise JobStoreBusy(f"taking slot {slot.number}: {code}") from exc

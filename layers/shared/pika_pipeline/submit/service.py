@@ -23,6 +23,7 @@ from pika_pipeline.jobs.identity import job_id_for
 from pika_pipeline.jobs.job import plain
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, count, logger, metrics
+from pika_pipeline.spend.refund_rules import refused_submit_refunds, unavailable_submit_refunds
 from pika_pipeline.submit.image_check import image_type
 from pika_pipeline.submit.uploads import Upload, uploads_from_message
 from pika_pipeline.webhook.tokens import new_attempt, webhook_url_for
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from pika_pipeline.jobs.events import JobEvents
     from pika_pipeline.jobs.job import Job
     from pika_pipeline.jobs.repository import JobRepository
+    from pika_pipeline.spend.ledger import SpendLedger
     from pika_pipeline.submit.input_objects import InputObjects
     from pika_pipeline.submit.video_request import VideoRequest
 
@@ -59,7 +61,9 @@ class SubmitService:
         events: JobEvents,
         fair_share: FairShare,
         clock: Callable[[], float] = time.time,
+        ledger: SpendLedger | None = None,
     ) -> None:
+        self._ledger = ledger
         self._settings = settings
         self._fair_share = fair_share
         self._events = events
@@ -164,6 +168,8 @@ class SubmitService:
             count(Metric.FAL_ERRORS, error_type=failure.code)
             logger.warning("fal refused the request", extra={"error_code": failure.code})
             self._fail(job_id, failure.code, failure.message)
+            if refused_submit_refunds(failure):
+                self._refund(job_id, f"fal refused the submit: {failure.code}")
             return SubmitOutcome.FAILED
         except FalUnavailable as exc:
             count(Metric.FAL_ERRORS, error_type=exc.kind)
@@ -173,6 +179,8 @@ class SubmitService:
             if final_attempt:
                 logger.error("fal stayed unavailable; giving up", extra={"reason": str(exc)})
                 self._fail(job_id, ErrorCode.FAL_UNAVAILABLE, f"{exc} (after every attempt)")
+                if unavailable_submit_refunds(exc):
+                    self._refund(job_id, f"fal never accepted the submit: {exc.kind}")
             else:
                 logger.warning(
                     "fal unavailable; the job will be submitted again",
@@ -253,6 +261,16 @@ class SubmitService:
             started=started,
             final_attempt=final_attempt,
         )
+
+    def _refund(self, job_id: str, reason: str) -> None:
+        """Gives the job's reservation back (spend/refund_rules.py says when); a refund that
+        cannot be written now stays spent, the conservative side."""
+        if self._ledger is None:
+            return
+        try:
+            self._ledger.refund(job_id, reason=reason)
+        except Exception:
+            logger.exception("Could not refund the reservation", extra={"job_id": job_id})
 
     def _is_watched(self, upload: Upload) -> bool:
         return upload.bucket != self._settings.output_bucket and upload.key.startswith(
