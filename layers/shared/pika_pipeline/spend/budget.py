@@ -23,6 +23,7 @@ from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, logger, metrics
 from pika_pipeline.spend.ledger import (
     BUDGET_ITEM,
+    PeriodSpend,
     SpendLedger,
     day_key,
     day_of,
@@ -134,6 +135,13 @@ class Reservation:
         }
 
 
+def _fits(limits: BudgetLimits, price: Decimal, day: PeriodSpend, month: PeriodSpend) -> bool:
+    return all(
+        limit <= 0 or spend.reserved_usd + price <= limit
+        for limit, spend in ((limits.daily_usd, day), (limits.monthly_usd, month))
+    )
+
+
 class BudgetGate:
     """Checks a job's price against the budgets before the slot transaction, and builds the
     reservation that transaction carries (the transaction's conditions are what guarantee it:
@@ -165,8 +173,12 @@ class BudgetGate:
         )
         now = self._clock() if now_epoch is None else now_epoch
         day, month = day_of(now), month_of(now)
-        limits = self._limits.limits()
         day_spend, month_spend = self._ledger.spent(day=day, month=month)
+        limits = self._limits.limits()
+        if not _fits(limits, price, day_spend, month_spend):
+            # Before making a job wait, the limits as they are now: `budget set` and its nudge
+            # take effect at once, not after the cache's few seconds.
+            limits = self._limits.limits(fresh=True)
         for period, limit, spend in (
             ("daily", limits.daily_usd, day_spend),
             ("monthly", limits.monthly_usd, month_spend),
