@@ -36,8 +36,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         "ReconcileAfterSeconds": "1",
         "JobDeadlineSeconds": "8",
         "ReconcileBatchSize": "3",
-        # Many tests leave jobs at fal on purpose, and several run at once: an account with room
-        # for all of them (the capacity gate and fal's queue have tests with stacks of their own).
+        # fal capacity is not what these tests are about, and many leave jobs open on purpose:
+        # a gate as wide as the largest fal account keeps them from waiting on each other (the
+        # gate itself is tested on a stack of its own, tests/e2e/test_dispatch.py).
         "FalConcurrency": "40",
         # Tests receive webhooks on loopback servers of their own, named per upload
         # (callback-url); failed deliveries are retried after 1 s, 4 attempts in all.

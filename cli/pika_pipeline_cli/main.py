@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,10 +42,16 @@ from pika_pipeline.jobs.identity import job_id_for
 from pika_pipeline.jobs.job import plain
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.submit.video_request import encode_metadata_value
-from pika_pipeline_cli import queue_control
+from pika_pipeline_cli import queue_control, spend
 from pika_pipeline_cli.queue_control import AT_FAL, CANCELLED, FINAL_STATUSES, LANES, QUEUED
 from pika_pipeline_cli.resources import CliError, Pipeline, find_pipeline
-from pika_pipeline_cli.views import job_view, queue_view, wait_view
+from pika_pipeline_cli.views import (
+    budget_view,
+    job_view,
+    queue_view,
+    spend_view,
+    wait_view,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -176,7 +183,77 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--all-queued", action="store_true", help="every waiting job")
     cancel.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     cancel.set_defaults(run=_cancel)
+
+    spend_command = commands.add_parser("spend", help="spend at fal per day and per batch")
+    spend_command.add_argument("--days", type=int, default=7, help="how many UTC days (default 7)")
+    spend_command.add_argument("--json", action="store_true", help="the numbers, for scripts")
+    spend_command.set_defaults(run=_spend)
+    budget = commands.add_parser("budget", help="the spend limits and what remains of them")
+    budget.add_argument("--json", action="store_true", help="the numbers, for scripts")
+    budget.set_defaults(run=_budget)
+    budget_commands = budget.add_subparsers(metavar="set")
+    budget_set = budget_commands.add_parser(
+        "set", help="change the daily and/or monthly limit now (0 = no limit)"
+    )
+    budget_set.add_argument("--daily", type=_amount, help="USD per UTC day")
+    budget_set.add_argument("--monthly", type=_amount, help="USD per UTC month")
+    budget_set.set_defaults(run=_budget_set)
     return parser
+
+
+def _amount(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not an amount in USD: {text!r}") from None
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"an amount in USD >= 0, got {text!r}")
+    return value
+
+
+def _spend(pipeline: Pipeline, args: argparse.Namespace) -> int:
+    report = spend.spend_report(pipeline, days=max(1, args.days))
+    if args.json:
+        print(spend.dumps(report.as_json()))
+    else:
+        Console().print(spend_view(report))
+    return 0
+
+
+def _budget(pipeline: Pipeline, args: argparse.Namespace) -> int:
+    state = spend.budget_state(pipeline)
+    if args.json:
+        print(
+            spend.dumps(
+                {
+                    "daily_usd": state.limits.daily_usd,
+                    "monthly_usd": state.limits.monthly_usd,
+                    "day": state.day,
+                    "spent_today_usd": state.today.reserved_usd,
+                    "remaining_today_usd": state.remaining(state.limits.daily_usd, state.today),
+                    "month": state.month,
+                    "spent_this_month_usd": state.this_month.reserved_usd,
+                    "remaining_this_month_usd": state.remaining(
+                        state.limits.monthly_usd, state.this_month
+                    ),
+                }
+            )
+        )
+    else:
+        Console().print(budget_view(state))
+    return 0
+
+
+def _budget_set(pipeline: Pipeline, args: argparse.Namespace) -> int:
+    if args.daily is None and args.monthly is None:
+        raise CliError("budget set: give --daily and/or --monthly")
+    spend.set_budget(
+        pipeline,
+        daily=args.daily,
+        monthly=args.monthly,
+        by=queue_control.operator_name(pipeline),
+    )
+    return _budget(pipeline, argparse.Namespace(json=False))
 
 
 # --- upload -----------------------------------------------------------------------------------

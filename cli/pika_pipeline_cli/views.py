@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -11,6 +12,7 @@ from rich.text import Text
 
 from pika_pipeline.submit.video_request import decode_metadata_value
 from pika_pipeline_cli.queue_control import QUEUED, QueueSnapshot, parse_time
+from pika_pipeline_cli.spend import BudgetState, SpendReport, SpendRow
 
 # Record fields a person reads as times, in the order `status` shows them.
 TIMES = (
@@ -101,6 +103,8 @@ def job_view(item: dict[str, Any]) -> RenderableType:
         position = item.get("queue_position")
         if position is not None:
             row("Position", "next" if position == 0 else f"{position} job(s) ahead of it")
+        if item.get("waiting_for") == "budget":
+            row("Waiting for", "budget (pika-pipeline budget)")
     row("Image", _s3_url(item.get("source_bucket"), item.get("source_key")))
     for field, label in (("prompt", "Prompt"), ("negative_prompt", "Negative prompt")):
         if item.get(field):
@@ -114,6 +118,10 @@ def job_view(item: dict[str, Any]) -> RenderableType:
     for field, label in TIMES:
         if field in item and (field != "next_check_at" or item.get("status") != QUEUED):
             row(label, local_time(parse_time(item[field])))
+    if item.get("price_usd") is not None:
+        row("Price", f"${item['price_usd']}")
+    if item.get("refunded_usd") is not None:
+        row("Refunded", f"${item['refunded_usd']} ({item.get('refund_reason', '')})")
     row("fal request", item.get("request_id"))
     row("Video", _s3_url(item.get("output_bucket"), item.get("output_key")))
     if item.get("error_code"):
@@ -159,3 +167,61 @@ def _detail(item: dict[str, Any]) -> str:
 
 def _s3_url(bucket: Any, key: Any) -> str | None:
     return f"s3://{bucket}/{key}" if bucket and key else None
+
+
+def _usd(value: Decimal | None) -> str:
+    return "no limit" if value is None else f"${value:.2f}"
+
+
+def budget_view(state: BudgetState) -> RenderableType:
+    """The limits in force and what remains of them today and this month (UTC)."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("PERIOD (UTC)", "LIMIT", "SPENT", "VIDEOS", "REMAINING", "REFUNDED"):
+        table.add_column(column, justify="left" if column.startswith("PERIOD") else "right")
+    for label, limit, spend in (
+        (f"day {state.day}", state.limits.daily_usd, state.today),
+        (f"month {state.month}", state.limits.monthly_usd, state.this_month),
+    ):
+        table.add_row(
+            label,
+            _usd(limit if limit > 0 else None),
+            f"${spend.reserved_usd:.2f}",
+            str(spend.videos),
+            _usd(state.remaining(limit, spend)),
+            f"${spend.refunded_usd:.2f} ({spend.refunds})",
+        )
+    source = (
+        f"set by {state.overridden_by} (pika-pipeline budget set)"
+        if state.overridden_by
+        else "the template's DailyBudgetUSD / MonthlyBudgetUSD"
+    )
+    return Group(table, Text(f"Limits: {source}. Spent includes videos still at fal."))
+
+
+def spend_view(report: SpendReport) -> RenderableType:
+    """Spend per UTC day, then per day and batch: videos and dollars, and what is reserved for
+    videos not finished yet."""
+
+    def table(first: list[str]) -> Table:
+        t = Table(box=None, pad_edge=False, header_style="bold")
+        for column in first:
+            t.add_column(column)
+        for column in ("VIDEOS", "SPENT", "AT FAL NOW", "REFUNDED"):
+            t.add_column(column, justify="right")
+        return t
+
+    def cells(row: SpendRow) -> list[str]:
+        return [
+            str(row.videos),
+            f"${row.usd:.2f}",
+            f"{row.in_flight_videos} (${row.in_flight_usd:.2f})",
+            f"{row.refunded_videos} (${row.refunded_usd:.2f})",
+        ]
+
+    days = table(["DAY (UTC)"])
+    for day in report.days:
+        days.add_row(day, *cells(report.by_day.get(day, SpendRow())))
+    batches = table(["DAY (UTC)", "BATCH"])
+    for (day, batch), row in sorted(report.by_batch.items()):
+        batches.add_row(day, batch or "(none)", *cells(row))
+    return Group(days, Text(), batches)

@@ -272,7 +272,7 @@ class Emulator:
         if request.timed_out:
             return 504, {"detail": "Request timed out before it could start"}
         if request.error_body is not None:
-            return 422, request.error_body
+            return _error_status(request), request.error_body
         return 200, request.output or {}
 
     def cancel(self, request_id: str) -> tuple[int, dict[str, Any]]:
@@ -428,7 +428,7 @@ class Emulator:
             return {
                 **base,
                 "status": "ERROR",
-                "error": f"Invalid status code: {504 if request.timed_out else 422}",
+                "error": f"Invalid status code: {_error_status(request)}",
                 "payload": request.error_body,
             }
         return {**base, "status": "OK", "payload": request.output, "error": None}
@@ -547,6 +547,16 @@ def _detail(exc: Exception) -> list[dict[str, Any]]:
             for error in exc.errors()
         ]
     return [{"loc": ["body"], "msg": "Invalid JSON body", "type": "value_error.jsondecode"}]
+
+
+def _error_status(request: FalRequest) -> int:
+    """The HTTP status of a failed request's result: 504 when it never started in time, 500 for
+    fal's own failure (not charged, fal FAQ), 422 for what the input caused."""
+    if request.timed_out:
+        return 504
+    if request.outcome == "error":
+        return 500
+    return 422
 
 
 def _fault_body(status: int) -> dict[str, Any]:

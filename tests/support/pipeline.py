@@ -444,6 +444,10 @@ class Pipeline:
             time.sleep(0.1)
         raise AssertionError(f"fal made no delivery for job {job_id}")
 
+    def fal_reset(self) -> None:
+        """Forgets the emulator's requests and faults, and restarts its peak from now."""
+        self._emulator("POST", "/_emulator/reset")
+
     def answered_deliveries(self, job_id: str, count: int) -> list[dict[str, Any]]:
         """fal's webhook deliveries for the job's one request, once ``count`` were answered."""
         deliveries: list[dict[str, Any]] = []

@@ -49,6 +49,9 @@ SETTINGS = SubmitServiceSettings.from_environment(
         "JOB_DEADLINE_SECONDS": "10800",
         "RECONCILE_AFTER_SECONDS": "900",
         "MAX_IMAGE_BYTES": "1000",
+        "CONTROL_TABLE": "control",
+        "FAL_CONCURRENCY": "2",
+        "FAL_QUEUE_HEADROOM": "1",
     }
 )
 
@@ -85,32 +88,49 @@ class Jobs:
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
 
-    def claim(
+    def enqueue(self, item: dict[str, Any], *, lane: str, order: str, queued_at: str) -> None:
+        current = self.items.get(item["job_id"])
+        if current is not None and not self._claimable(current, 0):
+            raise JobConflict(item["job_id"])
+        self.items[item["job_id"]] = {
+            **(current or {}),
+            **item,
+            "status": JobStatus.QUEUED,
+            "queue_lane": lane,
+            "queue_order": order,
+        }
+
+    def dispatch(self, job_id: str, *, attempt: str, now_epoch: int) -> Job:
+        """What the slot transaction does to the job: QUEUED -> PENDING under a claim."""
+        item = self.items[job_id]
+        assert item["status"] == JobStatus.QUEUED
+        item.update(status=JobStatus.PENDING, claim_expires_at=now_epoch + 300)
+        return Job(item)
+
+    def reclaim(
         self,
-        item: dict[str, Any],
+        job_id: str,
         *,
         attempt: str,
         now_epoch: int,
         claim_seconds: int,
         reconcile_after_seconds: int,
-    ) -> None:
-        current = self.items.get(item["job_id"])
-        if current is not None and not self._claimable(current, now_epoch):
-            raise JobConflict(item["job_id"])
-        self.items[item["job_id"]] = {
-            **(current or {}),
-            **item,
-            "status": JobStatus.PENDING,
-            "claim_expires_at": now_epoch + claim_seconds,
-            "next_check_at": now_epoch + reconcile_after_seconds,
-        }
+    ) -> Job:
+        item = self.items.get(job_id)
+        if (
+            item is None
+            or item["status"] != JobStatus.PENDING
+            or "request_id" in item
+            or item["claim_expires_at"] >= now_epoch
+        ):
+            raise JobConflict(job_id)
+        item.update(claim_expires_at=now_epoch + claim_seconds)
+        return Job(item)
 
     @staticmethod
     def _claimable(item: dict[str, Any], now_epoch: int) -> bool:
         if "request_id" in item:
             return False
-        if item["status"] == JobStatus.PENDING:
-            return bool(item["claim_expires_at"] < now_epoch)
         return bool(
             item["status"] == JobStatus.FAILED and item["error_code"] == ErrorCode.FAL_UNAVAILABLE
         )
@@ -180,6 +200,15 @@ class Events:
         self.finished_jobs.append(dict(job.item if isinstance(job, Job) else job))
 
 
+class Ranks:
+    def __init__(self) -> None:
+        self.ranks: dict[tuple[str, str], int] = {}
+
+    def next_rank(self, lane: str, batch: str) -> int:
+        self.ranks[(lane, batch)] = self.ranks.get((lane, batch), 0) + 1
+        return self.ranks[(lane, batch)]
+
+
 class World:
     def __init__(self, fal: Fal | None = None) -> None:
         self.images = Images()
@@ -193,8 +222,17 @@ class World:
             fal=lambda: self.fal,  # type: ignore[arg-type, return-value]
             token_key=lambda: "token-key",
             events=self.events,  # type: ignore[arg-type]
+            fair_share=Ranks(),  # type: ignore[arg-type]
             clock=lambda: NOW,
         )
+
+    def submit(self, upload: Upload) -> SubmitOutcome:
+        """An upload event, then its dispatch (a free slot): the submit path end to end."""
+        outcome = self.service.process_upload(upload)
+        if outcome is not SubmitOutcome.QUEUED:
+            return outcome
+        job = self.jobs.dispatch(self.job(upload)["job_id"], attempt="a1", now_epoch=int(NOW))
+        return self.service.dispatched(job, attempt="a1", started=NOW)
 
     def job(self, upload: Upload) -> dict[str, Any]:
         job_id = job_id_for(bucket=upload.bucket, key=upload.key, version=upload.version)
@@ -257,7 +295,7 @@ def test_an_unusable_upload_is_recorded_rejected_and_announced_and_fal_is_not_ca
     world = World()
     world.images.put("uploads/cat.jpg", metadata=metadata, size=size, head=head)
 
-    outcome = world.service.process_upload(upload())
+    outcome = world.submit(upload())
 
     assert outcome is SubmitOutcome.REJECTED
     job = world.job(upload())
@@ -272,7 +310,7 @@ def test_what_s3_says_of_the_object_ends_in_the_job_record(code: ErrorCode) -> N
     world = World()
     world.images.objects["uploads/cat.jpg"] = UploadRejected(code, "as S3 said")
 
-    assert world.service.process_upload(upload()) is SubmitOutcome.REJECTED
+    assert world.submit(upload()) is SubmitOutcome.REJECTED
     assert world.job(upload())["error_code"] == code
     assert len(world.events.finished_jobs) == 1
 
@@ -284,7 +322,7 @@ def test_a_valid_upload_is_submitted_once_with_its_presigned_image_and_its_webho
     world = World()
     world.images.put("uploads/cat.jpg", metadata={"prompt": "a cat", "seed": "7"})
 
-    outcome = world.service.process_upload(upload())
+    outcome = world.submit(upload())
 
     assert outcome is SubmitOutcome.SUBMITTED
     [(arguments, webhook_url)] = world.fal.submitted
@@ -313,7 +351,7 @@ def test_an_upload_that_already_has_a_job_is_never_sent_to_fal_again(status: Job
     if status is not JobStatus.PENDING:
         world.jobs.items[job_id]["request_id"] = "req-earlier"
 
-    outcome = world.service.process_upload(upload())
+    outcome = world.submit(upload())
 
     assert outcome is SubmitOutcome.DUPLICATE
     assert world.fal.submitted == []
@@ -328,7 +366,7 @@ def test_a_request_fal_refuses_ends_failed_with_fals_reason_and_is_announced() -
     world = World(Fal(FalRequestFailed(ErrorCode.FAL_VALIDATION, "image too small")))
     world.images.put("uploads/cat.jpg", metadata={"prompt": "a cat"})
 
-    outcome = world.service.process_upload(upload())
+    outcome = world.submit(upload())
 
     assert outcome is SubmitOutcome.FAILED
     job = world.job(upload())
@@ -345,7 +383,7 @@ def test_when_fal_is_unavailable_the_claim_is_released_and_the_message_fails() -
     world.images.put("uploads/cat.jpg", metadata={"prompt": "a cat"})
 
     with pytest.raises(FalUnavailable):
-        world.service.process_upload(upload())
+        world.submit(upload())
 
     job = world.job(upload())
     # Still PENDING, but claimable at once: the message's next delivery submits it.
@@ -358,9 +396,9 @@ def test_the_next_delivery_after_an_outage_submits_the_released_claim() -> None:
     world = World(Fal(FalUnavailable("fal answered 429", kind=FalUnavailableKind.RATE_LIMITED)))
     world.images.put("uploads/cat.jpg", metadata={"prompt": "a cat"})
     with pytest.raises(FalUnavailable):
-        world.service.process_upload(upload())
+        world.submit(upload())
 
-    assert world.service.process_upload(upload()) is SubmitOutcome.SUBMITTED
+    assert world.submit(upload()) is SubmitOutcome.SUBMITTED
     assert world.job(upload())["status"] == JobStatus.SUBMITTED
     assert len(world.fal.submitted) == 1
 

@@ -222,6 +222,30 @@ class SubmitServiceSettings(CommonSettings):
     )
     # Hosts an upload's callback-url may name; empty turns per-upload callbacks off.
     callback_hosts: tuple[str, ...] = _env("CALLBACK_HOSTS", _hosts, default=())
+    # The dispatch gate: slots, pause switch and fair-share counters live in this table.
+    control_table: str = _env("CONTROL_TABLE", check=_non_empty, rule="must not be empty")
+    # The fal account's concurrency limit, and how many more may wait in fal's own queue so a
+    # freed slot never sits idle: at most their sum is ever outstanding at fal.
+    fal_concurrency: int = _env("FAL_CONCURRENCY", int, check=lambda v: v >= 1, rule="must be >= 1")
+    fal_queue_headroom: int = _env(
+        "FAL_QUEUE_HEADROOM", int, check=lambda v: v >= 0, rule="must be >= 0"
+    )
+    # The spend guard's default limits in USD per UTC day and month (0: no limit); the control
+    # table's `budget` item (pika-pipeline budget set) overrides them at run time.
+    daily_budget_usd: Decimal = _env(  # noqa: RUF009
+        "DAILY_BUDGET_USD",
+        _usd,
+        default=Decimal(0),
+        check=lambda v: v.is_finite() and v >= 0,
+        rule="must be an amount in USD >= 0",
+    )
+    monthly_budget_usd: Decimal = _env(  # noqa: RUF009
+        "MONTHLY_BUDGET_USD",
+        _usd,
+        default=Decimal(0),
+        check=lambda v: v.is_finite() and v >= 0,
+        rule="must be an amount in USD >= 0",
+    )
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -279,6 +303,10 @@ class SubmitServiceSettings(CommonSettings):
             duration=duration,
             override_usd=self.fal_price_override_usd,
         )
+
+    @property
+    def dispatch_slots(self) -> int:
+        return self.fal_concurrency + self.fal_queue_headroom
 
     @property
     def fal_start_timeout_seconds(self) -> int:
@@ -342,6 +370,8 @@ class WebhookSettings(RecorderSettings):
         check=lambda v: 1 <= v <= 3600,
         rule="must be between 1 and 3600",
     )
+    # Where a server-error result gives its reservation back (the spend ledger); "" for none.
+    control_table: str = _env("CONTROL_TABLE", default="")
 
 
 def _delays(value: str) -> tuple[int, ...]:

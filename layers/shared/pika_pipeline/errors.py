@@ -47,9 +47,14 @@ class FalUnavailableKind(StrEnum):
 class FalUnavailable(PipelineError):
     """fal could not be reached or asked us to back off: the message is retried later."""
 
-    def __init__(self, message: str, *, kind: FalUnavailableKind) -> None:
+    def __init__(
+        self, message: str, *, kind: FalUnavailableKind, created_nothing: bool = False
+    ) -> None:
         super().__init__(message)
         self.kind = kind
+        # fal answered with a refusal, or was never reached: no request exists to be billed
+        # (a lost answer may have created one, so it is False then).
+        self.created_nothing = created_nothing
 
 
 class JobConflict(PipelineError):

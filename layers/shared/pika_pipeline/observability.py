@@ -47,6 +47,14 @@ class Metric(StrEnum):
     NOTIFICATION_ATTEMPTS = "NotificationAttempts"
     NOTIFICATIONS_DELIVERED = "NotificationsDelivered"
     NOTIFICATIONS_FAILED = "NotificationsFailed"
+    JOBS_QUEUED = "JobsQueued"
+    FAL_IN_FLIGHT = "FalInFlight"
+    OLDEST_QUEUED_SECONDS = "OldestQueuedSeconds"
+    DISPATCH_PAUSED_SECONDS = "DispatchPausedSeconds"
+    QUEUE_WAIT_SECONDS = "QueueWaitSeconds"
+    DISPATCH_LATENCY = "DispatchLatency"
+    SPEND_USD = "SpendUSD"  # gauge: what the UTC day has reserved for fal (spent or in flight)
+    BUDGET_REMAINING_USD = "BudgetRemainingUSD"  # gauge: the daily budget minus SpendUSD
 
 
 _breakdowns: Counter[tuple[Metric, tuple[tuple[str, str], ...]]] = Counter()

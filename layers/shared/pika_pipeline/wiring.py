@@ -10,7 +10,8 @@ fal_client and pydantic load later still, when first needed (``fal.on_demand``, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from pika_pipeline.aws.clients import events_client, jobs_table, s3_client
 from pika_pipeline.aws.secrets import read_secret
@@ -29,10 +30,14 @@ if TYPE_CHECKING:
         SubmitSettings,
         WebhookSettings,
     )
+    from pika_pipeline.dispatch.dispatcher import Dispatcher
+    from pika_pipeline.dispatch.slots import Slots
     from pika_pipeline.fal.gateway import FalGateway
     from pika_pipeline.notify.notifier import Notifier
     from pika_pipeline.reconcile.reconciler import Reconciler
     from pika_pipeline.results.recorder import ResultRecorder
+    from pika_pipeline.spend.budget import BudgetGate
+    from pika_pipeline.spend.ledger import SpendLedger
     from pika_pipeline.submit.batch import SubmitBatch
     from pika_pipeline.submit.service import SubmitService
     from pika_pipeline.webhook.service import WebhookService
@@ -43,11 +48,13 @@ def submit_batch(settings: SubmitSettings) -> SubmitBatch:
     from pika_pipeline.fal.on_demand import fal_gateway_on_demand
     from pika_pipeline.submit.batch import SubmitBatch
 
+    repository = _repository(settings)
     service = _submit_service(
-        settings, _repository(settings), _events(settings), fal_gateway_on_demand(settings)
+        settings, repository, _events(settings), fal_gateway_on_demand(settings)
     )
     return SubmitBatch(
         service=service,
+        dispatcher=_dispatcher(settings, repository, service),
         sqs=sqs_client(),
         submit_max_attempts=settings.submit_max_attempts,
         submit_retry_base_seconds=settings.submit_retry_base_seconds,
@@ -67,13 +74,21 @@ def webhook_service(settings: WebhookSettings) -> WebhookService:
             expected_user_id=settings.fal_user_id,
             tolerance_seconds=settings.timestamp_tolerance_seconds,
         ),
-        recorder=_recorder(settings, repository, _events(settings)),
+        recorder=_recorder(
+            settings,
+            repository,
+            _events(settings),
+            _ledger(settings.control_table, settings) if settings.control_table else None,
+        ),
         token_key=_token_key(settings),
         max_body_bytes=settings.max_body_bytes,
     )
 
 
 def reconciler(settings: ReconcilerSettings) -> Reconciler:
+    from pika_pipeline.dispatch.control import PauseSwitch
+    from pika_pipeline.dispatch.order import FairShare, WaitingJobs
+    from pika_pipeline.dispatch.queue_report import QueueReport
     from pika_pipeline.fal.on_demand import fal_gateway_on_demand
     from pika_pipeline.jobs.open_jobs import OpenJobs
     from pika_pipeline.reconcile.reconciler import Reconciler
@@ -81,15 +96,91 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
     repository = _repository(settings)
     events = _events(settings)
     fal = fal_gateway_on_demand(settings)
+    submit = _submit_service(settings, repository, events, fal)
+    control = _control(settings)
     return Reconciler(
         open_jobs=OpenJobs(_table(settings)),
         repository=repository,
         fal=fal,
-        recorder=_recorder(settings, repository, events),
-        submit=_submit_service(settings, repository, events, fal),
+        recorder=_recorder(settings, repository, events, _ledger(settings.control_table, settings)),
+        submit=submit,
         events=events,
         reconcile_after_seconds=settings.reconcile_after_seconds,
         job_deadline_seconds=settings.job_deadline_seconds,
+        dispatcher=_dispatcher(settings, repository, submit),
+        queue_report=QueueReport(
+            waiting=WaitingJobs(_table(settings)),
+            slots=_slots(settings),
+            pause=PauseSwitch(control),
+            fair_share=FairShare(control),
+            repository=repository,
+            control=control,
+        ),
+    )
+
+
+def _control(settings: SubmitServiceSettings) -> Callable[[], Table]:
+    return lambda: jobs_table(settings.control_table)
+
+
+def _slots(settings: SubmitServiceSettings) -> Slots:
+    from pika_pipeline.dispatch.slots import Slots
+
+    return Slots(
+        control=_control(settings),
+        jobs=_table(settings),
+        count=settings.dispatch_slots,
+        retention_days=settings.job_retention_days,
+    )
+
+
+def _dispatcher(
+    settings: SubmitServiceSettings, repository: JobRepository, submit: SubmitService
+) -> Dispatcher:
+    from pika_pipeline.dispatch.control import PauseSwitch
+    from pika_pipeline.dispatch.dispatcher import Dispatcher
+    from pika_pipeline.dispatch.order import FairShare, WaitingJobs
+
+    control = _control(settings)
+    return Dispatcher(
+        slots=_slots(settings),
+        waiting=WaitingJobs(_table(settings)),
+        fair_share=FairShare(control),
+        pause=PauseSwitch(control),
+        repository=repository,
+        submit=submit,
+        claim_seconds=settings.submit_claim_seconds,
+        reconcile_after_seconds=settings.reconcile_after_seconds,
+        budget=_budget_gate(settings),
+    )
+
+
+def _ledger(control_table: str, settings: CommonSettings) -> SpendLedger:
+    from pika_pipeline.spend.ledger import SpendLedger
+
+    return SpendLedger(control=lambda: jobs_table(control_table), jobs=_table(settings))
+
+
+def _budget_gate(settings: SubmitServiceSettings) -> BudgetGate:
+    from pika_pipeline.spend.budget import BudgetGate, BudgetLimits, BudgetLimitsReader
+
+    def price_of(item: dict[str, Any]) -> Decimal:
+        # A job queued before jobs recorded their price: this deployment's price for it.
+        return settings.price_usd(
+            resolution=item.get("resolution", settings.default_resolution),
+            duration=int(item.get("duration", settings.default_duration)),
+        )
+
+    return BudgetGate(
+        limits=BudgetLimitsReader(
+            _control(settings),
+            defaults=BudgetLimits(
+                daily_usd=settings.daily_budget_usd, monthly_usd=settings.monthly_budget_usd
+            ),
+        ),
+        ledger=_ledger(settings.control_table, settings),
+        jobs=_table(settings),
+        price_of=price_of,
     )
 
 
@@ -139,21 +230,27 @@ def _submit_service(
     events: JobEvents,
     fal: Callable[[], FalGateway],
 ) -> SubmitService:
+    from pika_pipeline.dispatch.order import FairShare
     from pika_pipeline.submit.input_objects import InputObjects
     from pika_pipeline.submit.service import SubmitService
 
     return SubmitService(
+        fair_share=FairShare(_control(settings)),
         settings=settings,
         repository=repository,
         images=InputObjects(s3_client(), presign_expires_seconds=settings.presign_expires_seconds),
         fal=fal,
         token_key=_token_key(settings),
         events=events,
+        ledger=_ledger(settings.control_table, settings),
     )
 
 
 def _recorder(
-    settings: RecorderSettings, repository: JobRepository, events: JobEvents
+    settings: RecorderSettings,
+    repository: JobRepository,
+    events: JobEvents,
+    ledger: SpendLedger | None = None,
 ) -> ResultRecorder:
     from pika_pipeline.results.recorder import ResultRecorder
     from pika_pipeline.results.video_store import VideoStore
@@ -168,6 +265,7 @@ def _recorder(
         ),
         events=events,
         output_prefix=settings.output_prefix,
+        ledger=ledger,
     )
 
 

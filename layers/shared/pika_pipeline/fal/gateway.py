@@ -129,6 +129,7 @@ def _domain_error(exc: fal_client.FalClientHTTPError) -> Exception:
         return FalUnavailable(
             f"fal answered HTTP {status} ({exc.error_type or 'no error type'})",
             kind=_kind_of_status(status),
+            created_nothing=True,
         )
     return FalRequestFailed(ErrorCode.FAL_ERROR, f"fal answered HTTP {status}: {exc.message}")
 
@@ -150,4 +151,6 @@ def _no_answer(exc: Exception) -> FalUnavailable:
     return FalUnavailable(
         f"fal did not answer: {type(exc).__name__}",
         kind=FalUnavailableKind.TIMEOUT if timed_out else FalUnavailableKind.UNREACHABLE,
+        # A connection never made sent nothing; any later failure may have queued a request.
+        created_nothing=isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)),
     )

@@ -60,50 +60,88 @@ class JobRepository:
             )
         return {str(item["job_id"]) for item in response.get("Items", [])}
 
-    def claim(
-        self,
-        item: dict[str, Any],
-        *,
-        attempt: str,
-        now_epoch: int,
-        claim_seconds: int,
-        reconcile_after_seconds: int,
-    ) -> None:
-        """Creates the job as PENDING, or takes over one fal never accepted: a PENDING job whose
-        claim ran out (a crashed submit), or one FAILED as ``fal_unavailable`` (a message re-driven
-        from the dead-letter queue). Raises JobConflict when the job exists otherwise: never a
-        second submit.
+    def enqueue(self, item: dict[str, Any], *, lane: str, order: str, queued_at: str) -> None:
+        """Creates the job QUEUED (waiting for a dispatch slot), or puts back in the queue one
+        fal never accepted: FAILED ``fal_unavailable`` (a message re-driven from the dead-letter
+        queue). Raises JobConflict when the job exists otherwise: a duplicate event for a QUEUED
+        job does nothing, and a job with a request id is never submitted again.
 
-        The attempt stays open until fal's request id for it is recorded, so a result of a call
-        whose answer was lost can still be recognised as this job's.
+        No TTL yet: retention counts from dispatch, so a job can wait longer than it.
         """
         job_id = str(item["job_id"])
         update = Update().set_all(
             {
                 **{k: v for k, v in item.items() if k != "job_id"},
-                "status": JobStatus.PENDING,
-                "claim_expires_at": now_epoch + claim_seconds,
+                "status": JobStatus.QUEUED,
+                "queued_at": queued_at,
                 "updated_at": now_iso(),
-                "open_shard": open_shard(job_id),
-                # When the reconciler first looks at it, if nothing has finished it by then.
-                "next_check_at": now_epoch + reconcile_after_seconds,
+                # The sparse QueuedJobs index: present only while the job waits.
+                "queue_lane": lane,
+                "queue_order": order,
             }
         )
-        # An update, not a put: a re-claimed job keeps its history (attempts, created_at).
+        # An update, not a put: a re-queued job keeps its history (attempts, created_at).
         update.set_if_absent("created_at", now_iso())
-        if self._retention_seconds:  # DynamoDB's TTL deletes the record after the retention
-            update.set_if_absent("expires_at", now_epoch + self._retention_seconds)
-        update.remove("error_code", "error_message").add("open_attempts", {attempt})
-        crashed_claim = _status_is(JobStatus.PENDING) & Attr("claim_expires_at").lt(now_epoch)
-        # Only a job fal never accepted is claimed again (the table's reopenings before fal).
-        never_reached_fal = _status_in(reopenable_sources_of(JobStatus.PENDING)) & Attr(
+        update.remove("error_code", "error_message", "claim_expires_at", "slot")
+        # Only a job fal never accepted is queued again (the table's reopenings before fal).
+        never_reached_fal = _status_in(reopenable_sources_of(JobStatus.QUEUED)) & Attr(
             "error_code"
         ).eq(ErrorCode.FAL_UNAVAILABLE)
         with jobs_table_errors(f"job {job_id} already exists"):
             self._table.update_item(
                 Key={"job_id": job_id},
                 ConditionExpression=Attr("job_id").not_exists()
-                | (Attr("request_id").not_exists() & (crashed_claim | never_reached_fal)),
+                | (Attr("request_id").not_exists() & never_reached_fal),
+                **update.arguments(),
+            )
+
+    def reclaim(
+        self,
+        job_id: str,
+        *,
+        attempt: str,
+        now_epoch: int,
+        claim_seconds: int,
+        reconcile_after_seconds: int,
+    ) -> Job:
+        """Takes over a dispatched job whose submit crashed (its claim ran out before fal's
+        request id was recorded); it keeps its slot. Raises JobConflict for anything else.
+
+        The attempt stays open until fal's request id for it is recorded, so a result of a call
+        whose answer was lost can still be recognised as this job's.
+        """
+        update = (
+            Update()
+            .set("claim_expires_at", now_epoch + claim_seconds)
+            .set("updated_at", now_iso())
+            .set("next_check_at", now_epoch + reconcile_after_seconds)
+            .set("open_shard", open_shard(job_id))
+            .add("open_attempts", {attempt})
+        )
+        with jobs_table_errors(f"job {job_id} is not a crashed claim"):
+            attrs = self._table.update_item(
+                Key={"job_id": job_id},
+                ConditionExpression=_status_is(JobStatus.PENDING)
+                & Attr("request_id").not_exists()
+                & Attr("claim_expires_at").lt(now_epoch),
+                ReturnValues="ALL_NEW",
+                **update.arguments(),
+            )["Attributes"]
+        return Job(attrs)
+
+    def set_queue_position(
+        self, job_id: str, *, position: int, estimated_start_at: str | None
+    ) -> None:
+        """Shows a waiting job's place; raises JobConflict when it left the queue meanwhile."""
+        update = Update().set("queue_position", position)
+        if estimated_start_at:
+            update.set("estimated_start_at", estimated_start_at)
+        else:
+            update.remove("estimated_start_at")
+        with jobs_table_errors(f"job {job_id} no longer waits"):
+            self._table.update_item(
+                Key={"job_id": job_id},
+                ConditionExpression=_status_is(JobStatus.QUEUED),
                 **update.arguments(),
             )
 
@@ -241,7 +279,15 @@ class JobRepository:
                 update.remove("error_code", "error_message")
         condition = Attr("job_id").exists() & allowed
         if target in TERMINAL_STATUSES:
-            update.remove("open_shard", "next_check_at")  # leaves the reconciler's index
+            # Leaves the reconciler's index (and the queue's, for a waiting job cancelled).
+            update.remove(
+                "open_shard",
+                "next_check_at",
+                "queue_lane",
+                "queue_order",
+                "queue_position",
+                "estimated_start_at",
+            )
         if add_request_id:
             update.add("request_ids", {add_request_id})
         if close_attempt:

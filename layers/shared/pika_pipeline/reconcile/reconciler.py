@@ -39,6 +39,8 @@ from pika_pipeline.submit.service import SubmitOutcome
 from pika_pipeline.submit.uploads import Upload
 
 if TYPE_CHECKING:
+    from pika_pipeline.dispatch.dispatcher import Dispatcher
+    from pika_pipeline.dispatch.queue_report import QueueReport
     from pika_pipeline.fal.gateway import FalGateway
     from pika_pipeline.jobs.events import JobEvents
     from pika_pipeline.jobs.job import Job
@@ -134,8 +136,9 @@ def leaves_open(outcome: ReconcileOutcome) -> bool:
 
 def deadline_started(item: Mapping[str, Any]) -> float | None:
     """When a job's deadline started (epoch seconds): its submission to fal, or for a claim that
-    never reached fal its creation; None for a record with neither."""
-    for name in ("submitted_at", "created_at"):
+    never reached fal its dispatch (a job may wait QUEUED for days: that never counts), or for
+    an older claim its creation; None for a record with none of them."""
+    for name in ("submitted_at", "dispatched_at", "created_at"):
         if value := item.get(name):
             return datetime.fromisoformat(str(value)).timestamp()
     return None
@@ -160,8 +163,12 @@ class Reconciler:
         events: JobEvents,
         reconcile_after_seconds: int,
         job_deadline_seconds: int,
+        dispatcher: Dispatcher | None = None,
+        queue_report: QueueReport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._dispatcher = dispatcher
+        self._queue_report = queue_report
         self._open_jobs = open_jobs
         self._jobs = repository
         self._fal = fal
@@ -202,7 +209,23 @@ class Reconciler:
         )
         for outcome, number in report.items():
             logger.info("Reconciled", extra={"outcome": outcome, "jobs": number})
-        return {str(outcome): number for outcome, number in report.items()}
+        answer = {str(outcome): number for outcome, number in report.items()}
+        answer.update(self._dispatch(out_of_time))
+        return answer
+
+    def _dispatch(self, out_of_time: Callable[[], bool]) -> dict[str, int]:
+        """The safety net of the event-driven dispatch: a slot whose nudge was lost is idle at
+        most one reconciler period. Then the queue's gauges and the waiting jobs' positions."""
+        done: dict[str, int] = {}
+        try:
+            if self._dispatcher is not None:
+                done["dispatched"] = self._dispatcher.fill()
+            if self._queue_report is not None:
+                done["queued"] = int(self._queue_report.refresh(out_of_time)["queued"])
+        except Exception:
+            logger.exception("Dispatch or the queue report failed; the next run tries again")
+            count(Metric.RECONCILE_ERRORS)
+        return done
 
     def _settle(self, job: Job) -> ReconcileOutcome:
         logger.thread_safe_clear_keys()
@@ -377,8 +400,9 @@ def _resubmitted(outcome: SubmitOutcome) -> ReconcileOutcome:
             return ReconcileOutcome.RESUBMITTED_REJECTED
         case SubmitOutcome.DUPLICATE:
             return ReconcileOutcome.RESUBMITTED_DUPLICATE
-        case SubmitOutcome.IGNORED:
-            # resubmit() rejects an upload it no longer watches rather than ignore it.
-            raise AssertionError("a resubmit is never ignored")
+        case SubmitOutcome.IGNORED | SubmitOutcome.QUEUED:
+            # resubmit() rejects an upload it no longer watches rather than ignore it, and
+            # submits the claim it takes over (it already holds a slot) rather than queue it.
+            raise AssertionError("a resubmit is never ignored nor queued")
         case _:
             assert_never(outcome)

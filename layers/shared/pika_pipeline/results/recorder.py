@@ -23,11 +23,13 @@ from pika_pipeline.jobs.job import Job, now_iso
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, count, logger, metrics
 from pika_pipeline.results.video_store import VideoStore
+from pika_pipeline.spend.refund_rules import result_refunds
 
 if TYPE_CHECKING:
     from pika_pipeline.fal.delivery import FalDelivery
     from pika_pipeline.jobs.events import JobEvents
     from pika_pipeline.jobs.repository import JobRepository
+    from pika_pipeline.spend.ledger import SpendLedger
 
 
 # S3 refuses user metadata over 2 KB (names and values, UTF-8), and every copy of the video would
@@ -83,7 +85,9 @@ class ResultRecorder:
         events: JobEvents,
         output_prefix: str,
         clock: Callable[[], float] = time.time,
+        ledger: SpendLedger | None = None,
     ) -> None:
+        self._ledger = ledger
         self._jobs = repository
         self._store = store
         self._events = events
@@ -184,6 +188,13 @@ class ResultRecorder:
         except JobConflict:
             return self._duplicate(job, delivery, unanswered_attempt)
         self._events.finished(failed)
+        if self._ledger is not None and result_refunds(delivery):
+            # fal does not charge server errors (spend/refund_rules.py); a refund that cannot
+            # be written now stays spent, the conservative side.
+            try:
+                self._ledger.refund(job.job_id, reason=f"fal server error: {delivery.error}")
+            except Exception:
+                logger.exception("Could not refund the reservation")
         logger.warning("The job failed", extra={"error_code": code})
         count(Metric.VIDEOS_FAILED, error_code=code)
         return RecordOutcome.FAILED

@@ -19,6 +19,7 @@ from pika_pipeline.observability import logger
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
+    from pika_pipeline.dispatch.dispatcher import Dispatcher
     from pika_pipeline.submit.service import SubmitService
 
 # SQS caps a message's visibility timeout at 12 hours.
@@ -61,9 +62,11 @@ class SubmitBatch:
         sqs: SQSClient,
         submit_max_attempts: int,
         submit_retry_base_seconds: int,
+        dispatcher: Dispatcher | None = None,
         workers: int = 10,
     ) -> None:
         self._service = service
+        self._dispatcher = dispatcher
         self._sqs = sqs
         self._max_attempts = submit_max_attempts
         self._retry_base_seconds = submit_retry_base_seconds
@@ -75,6 +78,7 @@ class SubmitBatch:
         """Processes every record of an SQS event; the answer names the ones to deliver again."""
         messages = [QueueMessage.from_record(r) for r in event.get("Records") or ()]
         succeeded = list(self._pool.map(self._succeeds, messages))
+        self._dispatch()
         return {
             "batchItemFailures": [
                 {"itemIdentifier": message.message_id}
@@ -82,6 +86,18 @@ class SubmitBatch:
                 if not ok
             ]
         }
+
+    def _dispatch(self) -> None:
+        """After every batch (uploads queued, or a nudge: a job ended and freed its slot), send
+        fal what it has room for. A failure here loses nothing: the jobs wait, and the next
+        batch or the reconciler's run dispatches them; the batch's records are answered."""
+        if self._dispatcher is None:
+            return
+        logger.thread_safe_clear_keys()
+        try:
+            self._dispatcher.fill()
+        except Exception:
+            logger.exception("Dispatch failed; waiting jobs stay queued")
 
     def _succeeds(self, message: QueueMessage) -> bool:
         try:

@@ -1,4 +1,5 @@
-"""The submit path: one upload event becomes exactly one paid fal job, or a recorded rejection."""
+"""The submit path: one upload event becomes exactly one waiting job (QUEUED), or a recorded
+rejection; a dispatched job becomes exactly one paid fal request (``submit_claimed``)."""
 
 from __future__ import annotations
 
@@ -19,23 +20,28 @@ from pika_pipeline.errors import (
 )
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.identity import job_id_for
+from pika_pipeline.jobs.job import plain
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, count, logger, metrics
+from pika_pipeline.spend.refund_rules import refused_submit_refunds, unavailable_submit_refunds
 from pika_pipeline.submit.image_check import image_type
 from pika_pipeline.submit.uploads import Upload, uploads_from_message
 from pika_pipeline.webhook.tokens import expiry_for, new_attempt, webhook_url_for
 
 if TYPE_CHECKING:
     from pika_pipeline.config import SubmitServiceSettings
+    from pika_pipeline.dispatch.order import FairShare
     from pika_pipeline.fal.gateway import FalGateway
     from pika_pipeline.jobs.events import JobEvents
     from pika_pipeline.jobs.job import Job
     from pika_pipeline.jobs.repository import JobRepository
+    from pika_pipeline.spend.ledger import SpendLedger
     from pika_pipeline.submit.input_objects import InputObjects
     from pika_pipeline.submit.video_request import VideoRequest
 
 
 class SubmitOutcome(StrEnum):
+    QUEUED = "queued"  # waiting for a dispatch slot
     SUBMITTED = "submitted"
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
@@ -53,9 +59,13 @@ class SubmitService:
         fal: Callable[[], FalGateway],
         token_key: Callable[[], str],
         events: JobEvents,
+        fair_share: FairShare,
         clock: Callable[[], float] = time.time,
+        ledger: SpendLedger | None = None,
     ) -> None:
+        self._ledger = ledger
         self._settings = settings
+        self._fair_share = fair_share
         self._events = events
         self._jobs = repository
         self._images = images
@@ -97,30 +107,56 @@ class SubmitService:
         if upload.s3_version_id:
             source["source_version_id"] = upload.s3_version_id
         try:
-            request, callback = self._read_request(upload)
+            request, lane, batch, callback = self._read_upload(upload)
         except UploadRejected as rejection:
             return self._reject(source, rejection)
+        return self._enqueue(
+            {
+                **source,
+                **_request_attributes(request),
+                **self._endpoint_and_price(request),
+                **callback,
+                "priority": lane,
+                "batch": batch,
+            },
+            lane=lane,
+            batch=batch,
+        )
 
-        started = self._clock()
-        attempt = new_attempt()
+    def _enqueue(self, item: dict[str, Any], *, lane: str, batch: str) -> SubmitOutcome:
+        from pika_pipeline.dispatch.control import iso
+        from pika_pipeline.dispatch.order import queue_order
+
+        queued_at = iso(self._clock())
+        job_id = str(item["job_id"])
         try:
-            self._jobs.claim(
-                {
-                    **source,
-                    **_request_attributes(request),
-                    **self._endpoint_and_price(request),
-                    **callback,
-                },
-                attempt=attempt,
-                now_epoch=int(started),
-                claim_seconds=self._settings.submit_claim_seconds,
-                reconcile_after_seconds=self._settings.reconcile_after_seconds,
+            # A duplicate event spends a rank of its batch: harmless, ranks only order.
+            rank = self._fair_share.next_rank(lane, batch)
+            self._jobs.enqueue(
+                item, lane=lane, order=queue_order(rank, queued_at, job_id), queued_at=queued_at
             )
         except JobConflict:
-            logger.info("Upload already has a job; not submitting again")
+            logger.info("Upload already has a job; not queueing it again")
             count(Metric.DUPLICATE_UPLOADS)
             return SubmitOutcome.DUPLICATE
+        logger.info("Queued", extra={"priority": lane, "batch": batch})
+        return SubmitOutcome.QUEUED
 
+    def submit_claimed(
+        self,
+        *,
+        job_id: str,
+        upload: Upload,
+        request: VideoRequest,
+        attempt: str,
+        started: float,
+        final_attempt: bool = False,
+    ) -> SubmitOutcome:
+        """The second half of the submit path, for a job claimed PENDING under ``attempt`` (a
+        dispatch, or the reconciler's take-over of a crashed one): presigns the image now (the
+        URL's clock starts at dispatch), submits to fal and records the request id (SUBMITTED),
+        or records FAILED. Raises FalUnavailable after releasing the claim, for a retry later.
+        """
         image_url = self._images.presigned_url(upload)
         webhook_url = webhook_url_for(
             self._settings.webhook_url,
@@ -139,6 +175,8 @@ class SubmitService:
             # fal queued nothing for this call: its URL must not complete the job later (anyone
             # who saw it could make a request of their own with it).
             self._fail(job_id, failure.code, failure.message, close_attempt=attempt)
+            if refused_submit_refunds(failure):
+                self._refund(job_id, f"fal refused the submit: {failure.code}")
             return SubmitOutcome.FAILED
         except FalUnavailable as exc:
             count(Metric.FAL_ERRORS, error_type=exc.kind)
@@ -148,9 +186,12 @@ class SubmitService:
             if final_attempt:
                 logger.error("fal stayed unavailable; giving up", extra={"reason": str(exc)})
                 self._fail(job_id, ErrorCode.FAL_UNAVAILABLE, f"{exc} (after every attempt)")
+                if unavailable_submit_refunds(exc):
+                    self._refund(job_id, f"fal never accepted the submit: {exc.kind}")
             else:
                 logger.warning(
-                    "fal unavailable; the message will be retried", extra={"reason": str(exc)}
+                    "fal unavailable; the job will be submitted again",
+                    extra={"reason": str(exc)},
                 )
             raise
 
@@ -159,7 +200,7 @@ class SubmitService:
             self._jobs.record_request_id(job_id, request_id, attempt=attempt)
         except JobConflict:
             # Deleted meanwhile (retention, or by hand): fal has the request all the same, and
-            # retrying the message would pay for a second one.
+            # retrying would pay for a second one.
             logger.warning("The job no longer exists; fal's request id is not recorded")
         count(Metric.JOBS_SUBMITTED)
         metrics.add_metric(
@@ -170,33 +211,91 @@ class SubmitService:
         logger.info("Submitted to fal")
         return SubmitOutcome.SUBMITTED
 
-    def resubmit(self, upload: Upload, *, final_attempt: bool = False) -> SubmitOutcome:
-        """Submits the upload of a claim whose submit crashed (the reconciler's path).
+    def dispatched(self, job: Job, *, attempt: str, started: float) -> SubmitOutcome:
+        """Submits a job the dispatcher just claimed, from what its record holds: the metadata
+        was validated when it was queued, so nothing is read from S3 again."""
+        from pika_pipeline.submit.video_request import VideoRequest
 
-        An upload the pipeline no longer watches (``InputPrefix`` changed since) is not ignored
-        as a new event would be: its claim would stay open forever. It is rejected instead."""
-        if self._is_watched(upload):
-            return self.process_upload(upload, final_attempt=final_attempt)
+        request = VideoRequest.model_validate(
+            {name: plain(job.item[name]) for name in VideoRequest.model_fields if name in job.item}
+        )
+        logger.thread_safe_append_keys(job_id=job.job_id)
+        return self.submit_claimed(
+            job_id=job.job_id,
+            upload=Upload.of_job(job.item),
+            request=request,
+            attempt=attempt,
+            started=started,
+        )
+
+    def resubmit(self, upload: Upload, *, final_attempt: bool = False) -> SubmitOutcome:
+        """Submits the upload of a dispatched claim whose submit crashed (the reconciler's path);
+        the job keeps the slot it holds.
+
+        The upload is read again: one that became unusable meanwhile (deleted, or no longer
+        under ``InputPrefix``) is rejected, as its claim would otherwise stay open forever."""
         job_id = job_id_for(bucket=upload.bucket, key=upload.key, version=upload.version)
         logger.thread_safe_append_keys(job_id=job_id, object_key=upload.key)
-        rejection = UploadRejected(
-            ErrorCode.OUTSIDE_INPUT_PREFIX,
-            "The upload is no longer under the input prefix (InputPrefix changed after it was "
-            "claimed); nothing was submitted.",
+        if not self._is_watched(upload):
+            rejection = UploadRejected(
+                ErrorCode.OUTSIDE_INPUT_PREFIX,
+                "The upload is no longer under the input prefix (InputPrefix changed after it "
+                "was claimed); nothing was submitted.",
+            )
+            return self._reject_stranded(job_id, rejection)
+        try:
+            request, *_ = self._read_upload(upload)
+        except UploadRejected as rejection:
+            return self._reject_stranded(job_id, rejection)
+        started = self._clock()
+        attempt = new_attempt()
+        try:
+            self._jobs.reclaim(
+                job_id,
+                attempt=attempt,
+                now_epoch=int(started),
+                claim_seconds=self._settings.submit_claim_seconds,
+                reconcile_after_seconds=self._settings.reconcile_after_seconds,
+            )
+        except JobConflict:
+            logger.info("The claim is live or already answered; not submitting again")
+            return SubmitOutcome.DUPLICATE
+        return self.submit_claimed(
+            job_id=job_id,
+            upload=upload,
+            request=request,
+            attempt=attempt,
+            started=started,
+            final_attempt=final_attempt,
         )
-        return self._reject_stranded(job_id, rejection)
+
+    def _refund(self, job_id: str, reason: str) -> None:
+        """Gives the job's reservation back (spend/refund_rules.py says when); a refund that
+        cannot be written now stays spent, the conservative side."""
+        if self._ledger is None:
+            return
+        try:
+            self._ledger.refund(job_id, reason=reason)
+        except Exception:
+            logger.exception("Could not refund the reservation", extra={"job_id": job_id})
 
     def _is_watched(self, upload: Upload) -> bool:
         return upload.bucket != self._settings.output_bucket and upload.key.startswith(
             self._settings.input_prefix
         )
 
-    def _read_request(self, upload: Upload) -> tuple[VideoRequest, dict[str, str]]:
-        """What to ask fal for, and the job's callback (``{"callback_url": ...}`` or ``{}``)."""
+    def _read_upload(self, upload: Upload) -> tuple[VideoRequest, str, str, dict[str, str]]:
+        """The request, its priority lane, its batch and its callback (``{"callback_url": ...}``
+        or ``{}``); raises UploadRejected."""
         # pydantic loads with the first upload read, not at init: a cold start whose events are
         # all ignored or malformed never needs it, nor does an idle reconciler run.
+        from pika_pipeline.dispatch.order import batch_of
         from pika_pipeline.notify.callbacks import callback_url_from_metadata
-        from pika_pipeline.submit.video_request import video_request_from_metadata
+        from pika_pipeline.submit.video_request import (
+            decode_metadata_value,
+            priority_from_metadata,
+            video_request_from_metadata,
+        )
 
         inspected = self._images.inspect(upload)
         request = video_request_from_metadata(
@@ -221,7 +320,14 @@ class SubmitService:
         callback = callback_url_from_metadata(
             inspected.metadata, allowed_hosts=self._settings.callback_hosts
         )
-        return request, ({"callback_url": callback} if callback else {})
+        lane = priority_from_metadata(inspected.metadata)
+        given_batch = inspected.metadata.get("batch")
+        batch = batch_of(
+            upload.key,
+            input_prefix=self._settings.input_prefix,
+            metadata_batch=decode_metadata_value(given_batch).strip() if given_batch else None,
+        )
+        return request, lane, batch, ({"callback_url": callback} if callback else {})
 
     def _endpoint_and_price(self, request: VideoRequest) -> dict[str, Any]:
         """Where the job is sent and what it costs there: the reconciler asks fal about the job at

@@ -1,4 +1,5 @@
-"""Which uploaded object a queue message names: EventBridge and plain S3 notification bodies.
+"""Which uploaded object a queue message names: EventBridge and plain S3 notification bodies
+(and the pipeline's own completion events, which name none: they nudge dispatch).
 
 Not Powertools' S3EventBridgeNotificationEvent and S3Event: the first URL-decodes EventBridge's
 literal keys (``a+b.jpg`` becomes ``a b.jpg``), the second decodes only the first record's key.
@@ -13,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from pika_pipeline.errors import MalformedMessage
+from pika_pipeline.jobs.events import SOURCE as PIPELINE_SOURCE
 from pika_pipeline.submit.input_objects import s3_version_id
 
 
@@ -67,6 +69,10 @@ def uploads_from_message(body: str) -> list[Upload]:
     if not isinstance(message, dict):
         raise MalformedMessage("message body is not a JSON object")
     if message.get("Event") == "s3:TestEvent":
+        return []
+    if message.get("source") == PIPELINE_SOURCE:
+        # The pipeline's own Video Completed / Video Failed: a job ended and freed its fal slot.
+        # Not an upload: a nudge for the dispatch that follows every batch.
         return []
     if message.get("source") == "aws.s3" and "detail" in message:
         return [_from_eventbridge(message)]

@@ -160,6 +160,23 @@ def video_request_from_metadata(
         ) from None
 
 
+PRIORITIES = ("high", "normal", "low")
+
+
+def priority_from_metadata(metadata: Mapping[str, str]) -> str:
+    """The upload's ``priority`` (its dispatch lane): high, normal (the default) or low."""
+    values = {key.lower(): value for key, value in metadata.items()}
+    given = _given(decode_metadata_value(values.get("priority", "")))
+    if given is None:
+        return "normal"
+    if given.lower() not in PRIORITIES:
+        raise UploadRejected(
+            ErrorCode.INVALID_PRIORITY,
+            f"priority must be {', '.join(PRIORITIES)}, got {given!r}.",
+        )
+    return given.lower()
+
+
 def _given(raw: str | None) -> str | None:
     return raw.strip() or None if raw is not None else None
 

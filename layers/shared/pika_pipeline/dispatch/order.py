@@ -1,0 +1,169 @@
+"""The order waiting jobs leave in: priority lanes, fair share between batches, then FIFO.
+
+Start-time fair queuing by rank: the k-th job of a batch gets rank
+``max(batch_last_rank + 1, lane_clock + 1)``, where the lane clock is the highest rank dispatched
+in the lane so far. Batches interleave round-robin, a batch arriving late starts at the lane's
+current clock, and a single image dropped beside a waiting 5,000-image batch gets the next rank.
+A slightly stale clock shifts fairness a little, never correctness (the slots are the gate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from pika_pipeline.aws.errors import error_code
+from pika_pipeline.dispatch.control import batch_key, clock_key
+from pika_pipeline.jobs.expressions import Update
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+QUEUED_JOBS_INDEX = "QueuedJobs"
+# Dispatch order: every high job before any normal one, every normal before any low.
+LANES = ("high", "normal", "low")
+DEFAULT_LANE = "normal"
+RANK_DIGITS = 12
+
+
+def queue_order(rank: int, queued_at: str, job_id: str) -> str:
+    """The QueuedJobs sort key: rank first (fair share), then upload time (FIFO), then id."""
+    return f"{rank:0{RANK_DIGITS}d}#{queued_at}#{job_id}"
+
+
+def rank_of(order: str) -> int:
+    return int(order.split("#", 1)[0])
+
+
+def queued_at_of(order: str) -> str:
+    return order.split("#")[1]
+
+
+def batch_of(key: str, *, input_prefix: str, metadata_batch: str | None) -> str:
+    """The ``batch`` metadata if given, else the first folder under the input prefix ("" for a
+    file directly under it: its own batch of files without a folder)."""
+    if metadata_batch:
+        return metadata_batch
+    rest = key.removeprefix(input_prefix)
+    folder, separator, _ = rest.partition("/")
+    return folder if separator else ""
+
+
+@dataclass(frozen=True)
+class WaitingJob:
+    job_id: str
+    lane: str
+    order: str
+
+    @property
+    def queued_at(self) -> str:
+        return queued_at_of(self.order)
+
+
+class FairShare:
+    """Ranks for new waiting jobs and the lanes' clocks, kept in the control table."""
+
+    def __init__(self, control: Callable[[], Table]) -> None:
+        self._control = control
+
+    def lane_clock(self, lane: str) -> int:
+        item = (
+            self._control().get_item(Key={"pk": clock_key(lane)}, ConsistentRead=True).get("Item")
+        )
+        return int(str(item.get("rank", 0))) if item else 0
+
+    def next_rank(self, lane: str, batch: str) -> int:
+        """The rank of the batch's next job: at most two conditional writes, retried on a race."""
+        clock = self.lane_clock(lane)
+        key = {"pk": batch_key(lane, batch)}
+        for _ in range(10):
+            try:
+                attrs = self._control().update_item(
+                    Key=key,
+                    ConditionExpression=Attr("last_rank").gte(clock),
+                    ReturnValues="UPDATED_NEW",
+                    **Update().add("last_rank", 1).arguments(),
+                )["Attributes"]
+                return int(str(attrs["last_rank"]))
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+            try:  # the batch is behind the lane (new, or idle while others ran): join the clock
+                self._control().update_item(
+                    Key=key,
+                    ConditionExpression=Attr("last_rank").not_exists()
+                    | Attr("last_rank").lt(clock),
+                    **Update().set("last_rank", clock + 1).arguments(),
+                )
+                return clock + 1
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+        raise RuntimeError(f"could not rank a job of batch {batch!r} (too much contention)")
+
+    def dispatched(self, lane: str, rank: int) -> None:
+        """Moves the lane's clock up to ``rank`` and counts the dispatch (the measured rate)."""
+        key = {"pk": clock_key(lane)}
+        try:
+            self._control().update_item(
+                Key=key,
+                ConditionExpression=Attr("rank").not_exists() | Attr("rank").lt(rank),
+                **Update().set("rank", rank).add("dispatched", 1).arguments(),
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            self._control().update_item(Key=key, **Update().add("dispatched", 1).arguments())
+
+    def dispatched_total(self) -> int:
+        total = 0
+        for lane in LANES:
+            item = self._control().get_item(Key={"pk": clock_key(lane)}).get("Item") or {}
+            total += int(str(item.get("dispatched", 0)))
+        return total
+
+
+class WaitingJobs:
+    """The QUEUED jobs, from the sparse QueuedJobs index, in dispatch order."""
+
+    def __init__(self, jobs: Callable[[], Table]) -> None:
+        self._jobs = jobs
+
+    def first(self, *, skip: frozenset[str] = frozenset()) -> WaitingJob | None:
+        """The next job to dispatch, leaving out ``skip`` (jobs another dispatcher just took)."""
+        for lane in LANES:
+            response = self._jobs().query(
+                IndexName=QUEUED_JOBS_INDEX,
+                KeyConditionExpression=Key("queue_lane").eq(lane),
+                Limit=len(skip) + 1,
+            )
+            for item in response.get("Items", []):
+                job = _waiting(item)
+                if job.job_id not in skip:
+                    return job
+        return None
+
+    def all(self) -> Iterator[WaitingJob]:
+        """Every waiting job in dispatch order (the reconciler's gauges and positions)."""
+        for lane in LANES:
+            arguments: dict[str, Any] = {
+                "IndexName": QUEUED_JOBS_INDEX,
+                "KeyConditionExpression": Key("queue_lane").eq(lane),
+            }
+            while True:
+                response = self._jobs().query(**arguments)
+                for item in response.get("Items", []):
+                    yield _waiting(item)
+                if "LastEvaluatedKey" not in response:
+                    break
+                arguments["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def _waiting(item: dict[str, Any]) -> WaitingJob:
+    return WaitingJob(
+        job_id=str(item["job_id"]), lane=str(item["queue_lane"]), order=str(item["queue_order"])
+    )

@@ -1,0 +1,248 @@
+"""The spend guard: a job's price is reserved against the UTC day's and month's budgets in the
+same transaction that takes its fal slot, so no request is ever sent that the budget cannot pay.
+
+Limits: ``DailyBudgetUSD`` and ``MonthlyBudgetUSD`` (0 = no limit) are the defaults; an operator's
+``pika-pipeline budget set`` writes the control table's ``budget`` item, which overrides them and
+which functions read cached for a few seconds. A job that does not fit waits QUEUED with
+``waiting_for = budget``; it is never failed for budget reasons.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import ClientError
+
+from pika_pipeline.aws.errors import error_code
+from pika_pipeline.jobs.statuses import JobStatus
+from pika_pipeline.observability import Metric, logger, metrics
+from pika_pipeline.spend.ledger import (
+    BUDGET_ITEM,
+    PeriodSpend,
+    SpendLedger,
+    day_key,
+    day_of,
+    month_key,
+    month_of,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+# How long a function trusts the limits it read: `budget set` takes effect within this.
+BUDGET_CACHE_SECONDS = 5.0
+WAITING_FOR_BUDGET = "budget"
+
+
+class BudgetExceeded(Exception):
+    """The job's price does not fit the day's or the month's budget: it waits."""
+
+    def __init__(self, period: str, *, price_usd: Decimal, remaining_usd: Decimal) -> None:
+        super().__init__(f"{period} budget: {remaining_usd} USD left, the job costs {price_usd}")
+        self.period = period
+
+
+@dataclass(frozen=True)
+class BudgetLimits:
+    daily_usd: Decimal  # 0: no limit
+    monthly_usd: Decimal
+
+
+class BudgetLimitsReader:
+    """The limits in force: the control table's ``budget`` item over the template's defaults."""
+
+    def __init__(
+        self,
+        control: Callable[[], Table],
+        *,
+        defaults: BudgetLimits,
+        cache_seconds: float = BUDGET_CACHE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._control = control
+        self._defaults = defaults
+        self._cache_seconds = cache_seconds
+        self._monotonic = monotonic
+        self._cached: tuple[float, BudgetLimits] | None = None
+
+    def limits(self, *, fresh: bool = False) -> BudgetLimits:
+        now = self._monotonic()
+        if not fresh and self._cached and now - self._cached[0] < self._cache_seconds:
+            return self._cached[1]
+        item: dict[str, Any] = (
+            self._control().get_item(Key={"pk": BUDGET_ITEM}, ConsistentRead=True).get("Item") or {}
+        )
+        limits = limits_from(item, self._defaults)
+        self._cached = (now, limits)
+        return limits
+
+
+def limits_from(item: dict[str, Any], defaults: BudgetLimits) -> BudgetLimits:
+    """An override item's limits, each falling back to the default it does not set."""
+    daily, monthly = item.get("daily_usd"), item.get("monthly_usd")
+    return BudgetLimits(
+        daily_usd=defaults.daily_usd if daily is None else Decimal(str(daily)),
+        monthly_usd=defaults.monthly_usd if monthly is None else Decimal(str(monthly)),
+    )
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A job's price held against one day and one month: the job-side fields and the counter
+    updates the slot transaction carries."""
+
+    job_id: str
+    price_usd: Decimal
+    day: str
+    month: str
+    limits: BudgetLimits
+    # What the periods had reserved when checked: the gauges after this reservation.
+    day_reserved_usd: Decimal
+
+    def counter_updates(self, control_table: str) -> list[dict[str, Any]]:
+        """One conditional ADD per period: ``reserved + price <= limit``, written as
+        ``reserved <= limit - price`` (a condition cannot add); no condition without a limit."""
+        updates = []
+        for key, limit in (
+            (day_key(self.day), self.limits.daily_usd),
+            (month_key(self.month), self.limits.monthly_usd),
+        ):
+            update: dict[str, Any] = {
+                "TableName": control_table,
+                "Key": {"pk": key},
+                "UpdateExpression": "ADD reserved_usd :price, videos :one",
+                "ExpressionAttributeValues": {":price": self.price_usd, ":one": 1},
+            }
+            if limit > 0:
+                update["ConditionExpression"] = (
+                    "attribute_not_exists(reserved_usd) OR reserved_usd <= :headroom"
+                )
+                update["ExpressionAttributeValues"][":headroom"] = limit - self.price_usd
+            updates.append({"Update": update})
+        return updates
+
+    def job_fields(self) -> dict[str, Any]:
+        """Set on the job in the claim: its ledger entry."""
+        return {
+            "reserved_usd": self.price_usd,
+            "reserved_day": self.day,
+            "reserved_month": self.month,
+        }
+
+
+def _fits(limits: BudgetLimits, price: Decimal, day: PeriodSpend, month: PeriodSpend) -> bool:
+    return all(
+        limit <= 0 or spend.reserved_usd + price <= limit
+        for limit, spend in ((limits.daily_usd, day), (limits.monthly_usd, month))
+    )
+
+
+class BudgetGate:
+    """Checks a job's price against the budgets before the slot transaction, and builds the
+    reservation that transaction carries (the transaction's conditions are what guarantee it:
+    this check only spares a transaction that would fail)."""
+
+    def __init__(
+        self,
+        *,
+        limits: BudgetLimitsReader,
+        ledger: SpendLedger,
+        jobs: Callable[[], Table],
+        price_of: Callable[[dict[str, Any]], Decimal],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._limits = limits
+        self._ledger = ledger
+        self._jobs = jobs
+        self._price_of = price_of
+        self._clock = clock
+
+    def reservation(self, job_id: str, *, now_epoch: float | None = None) -> Reservation | None:
+        """The job's reservation, or None if the job is no longer there (another dispatcher).
+        Raises BudgetExceeded when its price does not fit what the periods have left."""
+        item = self._jobs().get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        price = (
+            Decimal(str(item["price_usd"])) if "price_usd" in item else self._price_of(dict(item))
+        )
+        now = self._clock() if now_epoch is None else now_epoch
+        day, month = day_of(now), month_of(now)
+        day_spend, month_spend = self._ledger.spent(day=day, month=month)
+        limits = self._limits.limits()
+        if not _fits(limits, price, day_spend, month_spend):
+            # Before making a job wait, the limits as they are now: `budget set` and its nudge
+            # take effect at once, not after the cache's few seconds.
+            limits = self._limits.limits(fresh=True)
+        for period, limit, spend in (
+            ("daily", limits.daily_usd, day_spend),
+            ("monthly", limits.monthly_usd, month_spend),
+        ):
+            if limit > 0 and spend.reserved_usd + price > limit:
+                self.emit(limits, day_spend.reserved_usd, exhausted=period == "daily")
+                raise BudgetExceeded(
+                    period,
+                    price_usd=price,
+                    remaining_usd=max(Decimal(0), limit - spend.reserved_usd),
+                )
+        return Reservation(
+            job_id=job_id,
+            price_usd=price,
+            day=day,
+            month=month,
+            limits=limits,
+            day_reserved_usd=day_spend.reserved_usd,
+        )
+
+    def reserved(self, reservation: Reservation) -> None:
+        """After the transaction: the gauges."""
+        self.emit(reservation.limits, reservation.day_reserved_usd + reservation.price_usd)
+
+    def waiting(self, job_id: str) -> None:
+        """Shows on the job that it waits for budget (only while it is still QUEUED)."""
+        try:
+            self._jobs().update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET waiting_for = :budget",
+                ConditionExpression="#s = :queued AND (attribute_not_exists(waiting_for) OR "
+                "waiting_for <> :budget)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":budget": WAITING_FOR_BUDGET,
+                    ":queued": str(JobStatus.QUEUED),
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                logger.exception("Could not show that the job waits for budget")
+
+    def emit(
+        self, limits: BudgetLimits, day_reserved_usd: Decimal, *, exhausted: bool = False
+    ) -> None:
+        """SpendUSD (the day's spend) and, with a daily limit, BudgetRemainingUSD: the alarms
+        at 80% and 100% compare the first with their sum, so they follow `budget set`.
+
+        ``exhausted``: the rest cannot pay the next video, so what remains for videos is 0 and
+        the 100% alarm fires (with $1.00 and $0.40 videos, spend stops at $0.80)."""
+        metrics.add_metric(
+            name=Metric.SPEND_USD, unit=MetricUnit.NoUnit, value=float(day_reserved_usd)
+        )
+        if limits.daily_usd > 0:
+            metrics.add_metric(
+                name=Metric.BUDGET_REMAINING_USD,
+                unit=MetricUnit.NoUnit,
+                value=0.0
+                if exhausted
+                else float(max(Decimal(0), limits.daily_usd - day_reserved_usd)),
+            )
+
+    def emit_now(self) -> None:
+        """The gauges from the counters (the reconciler, each run)."""
+        now = self._clock()
+        day_spend, _ = self._ledger.spent(day=day_of(now), month=month_of(now))
+        self.emit(self._limits.limits(), day_spend.reserved_usd)
