@@ -359,3 +359,19 @@ def test_high_priority_first_then_batches_share_round_robin(one_slot: Gate) -> N
     # The single image waits behind one job of the batch at most, not behind all six.
     assert order.index(single) <= 2
     assert [job for job in order if job in bulk] == bulk  # FIFO within the batch
+
+
+def test_a_pause_takes_effect_within_the_cache_and_a_resume_at_once(one_slot: Gate) -> None:
+    clock = Clock(now=0.0)
+    switch = PauseSwitch(lambda: one_slot.control_table, cache_seconds=5, clock=clock)
+    assert switch.paused() is False
+
+    one_slot.control_table.put_item(Item={"pk": DISPATCH_ITEM, "paused": True})
+    clock.now = 4.9
+    assert switch.paused() is False  # a running function trusts what it read for 5 s
+    clock.now = 5.0
+    assert switch.paused() is True
+
+    one_slot.control_table.put_item(Item={"pk": DISPATCH_ITEM, "paused": False})
+    clock.now = 5.1
+    assert switch.paused() is False  # a paused one reads again: resume's nudge dispatches
