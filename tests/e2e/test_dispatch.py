@@ -118,7 +118,9 @@ def test_a_drop_many_times_the_fal_capacity_all_completes_without_overrunning_fa
     # when: a product team drops 60 images at once
     with Reconciling(pipeline):
         job_ids = _upload_all(pipeline, keys)
-        jobs = _wait_all_final(pipeline, job_ids, timeout=150)
+        # Rendering, not dispatch, sets the pace: 60 videos two at a time take minutes on a
+        # loaded machine, and no clock runs while a job waits.
+        jobs = _wait_all_final(pipeline, job_ids, timeout=420)
 
     # then: every one became a video, and fal never had more than it can run plus headroom
     assert _statuses(jobs) == {"COMPLETED": 60}
@@ -211,13 +213,12 @@ def test_a_single_upload_in_another_folder_is_dispatched_within_the_fairness_bou
 def test_a_duplicate_event_for_a_waiting_job_does_nothing(pipeline: Pipeline) -> None:
     run = time.monotonic_ns()
     with FalHeld(pipeline), Reconciling(pipeline):
-        ahead = _upload_all(pipeline, [f"uploads/dup-{run}/{n}.jpg" for n in range(CAPACITY)])
-        waiting_id = pipeline.upload(
-            {"prompt": "waits", "duration": "1"}, key=f"uploads/dup-{run}/w.jpg"
+        uploads = _upload_all(
+            pipeline, [f"uploads/dup-{run}/{n}.jpg" for n in range(CAPACITY + 1)], duration="1"
         )
-        waiting = pipeline.wait_for_status(waiting_id, "QUEUED")
-        (still,) = _waiting_behind_full_slots(pipeline, [*ahead, waiting_id])
-        assert still == waiting_id
+        (waiting_id,) = _waiting_behind_full_slots(pipeline, uploads)  # whichever came last
+        waiting = pipeline.job(waiting_id)
+        assert waiting is not None
 
         # S3 and EventBridge deliver at least once: the same object version arrives again.
         body = eventbridge_body(

@@ -440,6 +440,16 @@ def test_a_released_claim_can_be_taken_over_at_once(jobs: JobRepository, table: 
     assert item["open_attempts"] == {"a1", "a2"}
 
 
+def test_a_released_claim_can_be_made_due_for_the_reconciler_at_once(
+    jobs: JobRepository, table: Any
+) -> None:
+    dispatched(table, "a1", claim_expires_at=NOW + CLAIM_SECONDS)
+
+    jobs.release_claim(JOB_ID, attempts_error="fal is down", check_at=NOW)
+
+    assert [job.job_id for job in OpenJobs(lambda: table).due(now_epoch=NOW, limit=10)] == [JOB_ID]
+
+
 def test_a_claim_the_webhook_moved_on_is_not_released(jobs: JobRepository, table: Any) -> None:
     job_in(table, JobStatus.COMPLETED, claim_expires_at=NOW + CLAIM_SECONDS)
 

@@ -137,11 +137,15 @@ class Jobs:
             item["status"] == JobStatus.FAILED and item["error_code"] == ErrorCode.FAL_UNAVAILABLE
         )
 
-    def release_claim(self, job_id: str, *, attempts_error: str) -> None:
+    def release_claim(
+        self, job_id: str, *, attempts_error: str, check_at: int | None = None
+    ) -> None:
         item = self.items[job_id]
         if item["status"] != JobStatus.PENDING or "request_id" in item:
             raise JobConflict(job_id)
         item.update(claim_expires_at=0, last_error=attempts_error)
+        if check_at is not None:
+            item["next_check_at"] = check_at
 
     def record_rejection(self, item: dict[str, Any]) -> dict[str, Any]:
         if item["job_id"] in self.items:
@@ -413,6 +417,7 @@ def test_when_fal_is_down_at_dispatch_the_claim_is_released_and_the_job_keeps_it
     # Still PENDING in its slot (not back in the queue), and its claim is free at once: the
     # reconciler's next look submits it again.
     assert (job["status"], job["slot"], job["claim_expires_at"]) == (JobStatus.PENDING, 0, 0)
+    assert job["next_check_at"] == int(NOW)  # due now: the slot does not idle until its check
     assert job["last_error"] == "fal answered 503"
     assert world.events.finished_jobs == []
     assert world.fal.submitted == []

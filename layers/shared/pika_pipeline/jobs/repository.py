@@ -145,9 +145,13 @@ class JobRepository:
                 **update.arguments(),
             )
 
-    def release_claim(self, job_id: str, *, attempts_error: str) -> None:
-        """After a transient failure: let the message's redelivery claim the job at once.
+    def release_claim(
+        self, job_id: str, *, attempts_error: str, check_at: int | None = None
+    ) -> None:
+        """After a transient failure: let the next submit take the job over at once.
 
+        ``check_at`` makes it due for the reconciler then (a dispatch that met a fal outage:
+        the job holds a slot, which must not idle until its regular check).
         Raises JobConflict when the job moved on meanwhile (a webhook beat the failed call).
         """
         update = (
@@ -157,6 +161,8 @@ class JobRepository:
             .set("updated_at", now_iso())
             .add("attempts", 1)
         )
+        if check_at is not None:
+            update.set("next_check_at", check_at)
         with jobs_table_errors(f"job {job_id} is no longer a pending claim"):
             self._table.update_item(
                 Key={"job_id": job_id},
