@@ -128,6 +128,8 @@ class LocalStack:
         ports = {name: free_port() for name, f in functions.items() if "FunctionUrlConfig" in f}
         for name, port in ports.items():
             resolver.attributes[(f"{name}Url", "FunctionUrl")] = f"http://127.0.0.1:{port}/"
+        for name in functions:  # !Ref of a function is its name (the local runtime's)
+            resolver.refs.setdefault(name, physical_name(name))
         specs = {
             name: _function_spec(name, properties, resolver, ports.get(name), self._run_schedules)
             for name, properties in functions.items()

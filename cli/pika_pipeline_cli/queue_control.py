@@ -20,25 +20,26 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pika_pipeline.aws.errors import error_code
+from pika_pipeline.dispatch.control import DISPATCH_ITEM
+from pika_pipeline.dispatch.order import LANES as DISPATCH_LANES
+from pika_pipeline.dispatch.order import QUEUED_JOBS_INDEX
+from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.events import SOURCE, JobEvents
 from pika_pipeline.jobs.job import now_iso, plain
-from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus
+from pika_pipeline.jobs.statuses import AT_FAL_STATUSES, TERMINAL_STATUSES, JobStatus
 from pika_pipeline_cli.resources import CliError, Pipeline
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
-# The gate's statuses and error code, as jobs/statuses.py and jobs/error_codes.py name them once
-# the gate lands (JobStatus.QUEUED, JobStatus.CANCELLED, ErrorCode.CANCELLED).
-QUEUED = "QUEUED"
-CANCELLED = "CANCELLED"
-CANCELLED_CODE = "cancelled"
-FINAL_STATUSES = frozenset({*TERMINAL_STATUSES, CANCELLED})
-AT_FAL = frozenset({JobStatus.PENDING, JobStatus.SUBMITTED})
+QUEUED = JobStatus.QUEUED
+CANCELLED = JobStatus.CANCELLED
+CANCELLED_CODE = ErrorCode.CANCELLED
+FINAL_STATUSES = TERMINAL_STATUSES
+AT_FAL = AT_FAL_STATUSES
 
-LANES = ("high", "normal", "low")  # the dispatch order: a lane only runs when those above are empty
-QUEUED_INDEX = "QueuedJobs"
-DISPATCH_ITEM = "dispatch"
+LANES = DISPATCH_LANES  # the dispatch order: a lane only runs when those above are empty
+QUEUED_INDEX = QUEUED_JOBS_INDEX
 NUDGE = {"source": SOURCE, "detail-type": "Dispatch Requested", "detail": {}}
 # How far back finished jobs count towards the measured rate: long enough to smooth a burst of
 # webhooks, short enough to follow a change of FalConcurrency within the hour.
@@ -222,7 +223,7 @@ def measured_rate(pipeline: Pipeline) -> float | None:
             {
                 "FilterExpression": Attr("updated_at").gte(since.isoformat())
                 & Attr("dispatched_at").exists()
-                & Attr("status").is_in(sorted(FINAL_STATUSES)),
+                & Attr("status").is_in(sorted(str(s) for s in FINAL_STATUSES)),
                 "ProjectionExpression": "updated_at",
             },
         )
@@ -294,9 +295,9 @@ def cancel_waiting(pipeline: Pipeline, job_id: str, *, by: str) -> dict[str, Any
             ConditionExpression="#status = :queued",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues={
-                ":cancelled": CANCELLED,
-                ":queued": QUEUED,
-                ":code": CANCELLED_CODE,
+                ":cancelled": str(CANCELLED),
+                ":queued": str(QUEUED),
+                ":code": str(CANCELLED_CODE),
                 ":why": f"cancelled by {by} before it was sent to fal; nothing was paid",
                 ":now": now_iso(),
                 ":by": by,

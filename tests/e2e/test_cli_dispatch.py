@@ -1,10 +1,6 @@
 """The operator's side of the dispatch gate through `pika-pipeline`: queue, pause, resume, cancel,
 bulk upload and a readable status, against a local stack of its own (pausing it must not stall the
 session's other tests) with fal's capacity at 2 + 1 like a new fal account.
-
-Tests marked ``needs_gate`` need the pipeline's dispatcher (QUEUED jobs, the ControlTable); until
-template.yaml has them, the stack gets the gate's tables by hand (``_add_the_gates_tables``) and
-those tests are skipped, while the others run against records written as the gate writes them.
 """
 
 from __future__ import annotations
@@ -12,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,17 +19,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from local.aws import physical_name
 from local.stack import LocalStack
-from local.template import load_template
+from pika_pipeline.dispatch.control import PAUSE_CACHE_SECONDS
 from pika_pipeline.jobs.identity import job_id_for
 from tests.e2e.test_cli import _job_ids, cli
 from tests.support.pipeline import SAMPLE_IMAGE, Pipeline, eventually
 
-GATE_IN_TEMPLATE = "ControlTable" in load_template()["Resources"]
-needs_gate = pytest.mark.skipif(
-    not GATE_IN_TEMPLATE, reason="the dispatch gate (branch `dispatch`) is not merged yet"
-)
 CAPACITY = {"FalConcurrency": "2", "FalQueueHeadroom": "1"}
 
 
@@ -48,54 +40,21 @@ def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pipeline, 
         "JobDeadlineSeconds": "30",
     }
     with LocalStack(state_dir, parameters=parameters, run_schedules=False) as info:
-        pipeline = Pipeline(info)
-        pipeline.fal_faults(concurrency=2)
-        stack_file = state_dir / "stack.json"
-        if not GATE_IN_TEMPLATE:
-            stack_file = _add_the_gates_tables(pipeline, state_dir / "gated-stack.json")
-        yield pipeline, stack_file
-
-
-def _add_the_gates_tables(pipeline: Pipeline, stack_file: Path) -> Path:
-    """What template.yaml will create once the gate lands: the ControlTable, the jobs table's
-    QueuedJobs index, and the outputs the CLI reads. Remove with the merge of `dispatch`."""
-    info = pipeline.info
-    ddb = pipeline.table.meta.client
-    name = physical_name("ControlTable")
-    ddb.create_table(
-        TableName=name,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    ddb.update_table(
-        TableName=info.outputs["JobsTableName"],
-        AttributeDefinitions=[
-            {"AttributeName": "queue_lane", "AttributeType": "S"},
-            {"AttributeName": "queue_order", "AttributeType": "S"},
-        ],
-        GlobalSecondaryIndexUpdates=[
-            {
-                "Create": {
-                    "IndexName": "QueuedJobs",
-                    "KeySchema": [
-                        {"AttributeName": "queue_lane", "KeyType": "HASH"},
-                        {"AttributeName": "queue_order", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            }
-        ],
-    )
-    document = json.loads((Path(info.state_dir) / "stack.json").read_text())
-    document["outputs"] = {**document["outputs"], **CAPACITY, "ControlTableName": name}
-    stack_file.write_text(json.dumps(document))
-    return stack_file
+        # The emulator runs FalConcurrency (2) requests at once, like a new fal account.
+        yield Pipeline(info), state_dir / "stack.json"
 
 
 def run(gated: tuple[Pipeline, Path], *args: str, **env: str) -> CompletedProcess[str]:
     _, stack_file = gated
     return cli("--local-stack", str(stack_file), *args, env={**os.environ, **env} if env else None)
+
+
+def _pause(gated: tuple[Pipeline, Path]) -> None:
+    """`pause`, then as long as a function may still trust the switch it read before (the
+    functions cache it briefly): from then on nothing is dispatched."""
+    paused = run(gated, "pause")
+    assert paused.returncode == 0, paused.stderr
+    time.sleep(PAUSE_CACHE_SECONDS + 0.5)
 
 
 def _control_table(gated: tuple[Pipeline, Path]) -> str:
@@ -240,7 +199,7 @@ def test_queue_shows_waiting_jobs_by_priority_and_batch_and_requests_at_fal(
     gated: tuple[Pipeline, Path],
 ) -> None:
     pipeline, _ = gated
-    run(gated, "pause")  # with the gate merged, its dispatcher leaves these records alone
+    _pause(gated)  # the dispatcher leaves these hand-made records alone
     try:
         start = datetime.now(UTC) - timedelta(minutes=30)
         made = [
@@ -287,7 +246,7 @@ def test_cancel_waiting_jobs_publishes_video_failed_cancelled(
 ) -> None:
     pipeline, _ = gated
     events = pipeline.subscribe()
-    run(gated, "pause")
+    _pause(gated)
     try:
         now = datetime.now(UTC)
         wrong = [
@@ -325,13 +284,12 @@ def test_cancel_waiting_jobs_publishes_video_failed_cancelled(
         assert pipeline.fal_submits_for(job_id) == []  # nothing paid
 
 
-# --- with the gate: what a user of the pipeline sees --------------------------------------------
+# --- what a user of the pipeline sees -------------------------------------------------------------
 
 
-@needs_gate
 def test_pause_stops_dispatch_and_resume_starts_it(gated: tuple[Pipeline, Path]) -> None:
     pipeline, _ = gated
-    run(gated, "pause")
+    _pause(gated)
     try:
         jobs = [pipeline.upload({"prompt": "paused", "duration": "1"}) for _ in range(2)]
         for job_id in jobs:
@@ -351,15 +309,15 @@ def test_pause_stops_dispatch_and_resume_starts_it(gated: tuple[Pipeline, Path])
         assert len(pipeline.fal_submits_for(job_id)) == 1
 
 
-@needs_gate
 def test_cancelled_uploads_never_reach_fal(gated: tuple[Pipeline, Path]) -> None:
     pipeline, _ = gated
     events = pipeline.subscribe()
-    run(gated, "pause")
+    _pause(gated)
     try:
         jobs = [pipeline.upload({"prompt": "never", "duration": "1"}) for _ in range(3)]
         for job_id in jobs:
             pipeline.wait_for_status(job_id, "QUEUED")
+        pipeline.reconcile()  # each run writes the waiting jobs' positions
         status = run(gated, "status", jobs[2])
         one = run(gated, "cancel", jobs[0])
         rest = run(gated, "cancel", "--all-queued", "--yes")
@@ -375,3 +333,28 @@ def test_cancelled_uploads_never_reach_fal(gated: tuple[Pipeline, Path]) -> None
         assert pipeline.fal_submits_for(job_id) == []
         (event,) = events_by_job[job_id]
         assert event["detail"]["error"]["code"] == "cancelled"
+
+
+def test_cancel_of_a_job_at_fal_cancels_its_request(gated: tuple[Pipeline, Path]) -> None:
+    pipeline, _ = gated
+    events = pipeline.subscribe()
+    pipeline.fal_account(concurrency=0)  # fal accepts the request and keeps it in its queue
+    try:
+        job_id = pipeline.upload({"prompt": "stop it", "duration": "1"})
+        pipeline.wait_for_status(job_id, "SUBMITTED")
+
+        cancelled = run(gated, "cancel", job_id)
+
+        job = pipeline.wait_for_status(job_id, "CANCELLED")
+    finally:
+        pipeline.fal_account(concurrency=2)
+
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "is at fal; the reconciler is cancelling its request now" in cancelled.stdout
+    assert job["error_code"] == "cancelled"
+    (request,) = pipeline.fal_requests_for(job_id)
+    assert request["cancelled"] is True
+    assert request["request_id"] == job["request_id"]
+    (event,) = _events_by_job(pipeline, events, [job_id])[job_id]
+    assert event["detail-type"] == "Video Failed"
+    assert event["detail"]["error"]["code"] == "cancelled"

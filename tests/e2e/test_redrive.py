@@ -7,7 +7,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from tests.support.pipeline import Pipeline
+from pika_pipeline.jobs.identity import job_id_for
+from tests.support.pipeline import Pipeline, eventbridge_body
 
 CLI = Path(sys.executable).parent / "pika-pipeline"
 
@@ -15,13 +16,35 @@ CLI = Path(sys.executable).parent / "pika-pipeline"
 def test_a_job_failed_while_fal_was_down_completes_when_its_dead_letter_is_redriven(
     pipeline: Pipeline,
 ) -> None:
-    # given an upload whose every attempt met a fal outage
+    # given an upload whose every attempt met a fal outage, as a pipeline without the dispatch
+    # gate left it (it failed the job and dead-lettered the event; the gate keeps such a job in
+    # the jobs table instead, but dead letters from before an upgrade stay re-drivable)
     marker = f"redrive-{uuid.uuid4().hex[:8]}"
-    pipeline.fal_faults(submit=[503] * 5)
-    job_id = pipeline.upload({"prompt": "after the outage", "duration": "1"}, name=f"{marker}.jpg")
-    failed = pipeline.wait_for_job(job_id, timeout=90)
-    assert (failed["status"], failed["error_code"]) == ("FAILED", "fal_unavailable")
-    assert marker in pipeline.wait_for_dead_letter(marker, timeout=60, take=False)
+    key = f"uploads/{marker}.jpg"
+    metadata = {"prompt": "after the outage", "duration": "1"}
+    bucket = pipeline.own_bucket()  # no rule watches it: only the re-drive sends its event
+    version = pipeline.put_image(bucket, key, metadata)
+    job_id = job_id_for(bucket=bucket, key=key, version=version)
+    pipeline.table.put_item(
+        Item={
+            "job_id": job_id,
+            "status": "FAILED",
+            "source_bucket": bucket,
+            "source_key": key,
+            "source_version": version,
+            "source_version_id": version,
+            "error_code": "fal_unavailable",
+            "error_message": "fal answered 503 (after every attempt)",
+            "attempts": 5,
+            "created_at": "2026-12-01T10:00:00.000+00:00",
+        }
+    )
+    pipeline.sqs.send_message(
+        QueueUrl=pipeline.info.outputs["SubmitDeadLetterQueueUrl"],
+        MessageBody=eventbridge_body(bucket, key, version),
+    )
+    failed = pipeline.job(job_id)
+    assert failed is not None
 
     # when the operator re-drives the dead letters, fal being back
     stack_file = str(Path(pipeline.info.state_dir) / "stack.json")

@@ -310,7 +310,7 @@ class Pipeline:
     def wait_for_duplicates(self, job_id: str, *, since: int, count: int = 1) -> None:
         """Returns once the submit function has turned away ``count`` events for a job that
         already had one (after the log mark ``since``): they were processed, not just late."""
-        message = "Upload already has a job; not submitting again"
+        message = "Upload already has a job; not queueing it again"
         self.wait_for_log("SubmitFunction", message, since=since, count=count, job_id=job_id)
 
     def metric_entries(self, function: str, *, since: int = 0) -> list[dict[str, Any]]:

@@ -73,6 +73,10 @@ def test_submit_settings_are_read_from_the_environment() -> None:
     assert settings.default_duration == 5
     assert settings.presign_expires_seconds == 3600
     assert (settings.submit_max_attempts, settings.submit_retry_base_seconds) == (5, 30)
+    assert settings.control_table == "pika-control"
+    assert (settings.fal_concurrency, settings.fal_queue_headroom) == (2, 1)
+    # At most this many requests are ever outstanding at fal.
+    assert settings.dispatch_slots == 3
 
 
 def test_submit_settings_have_documented_defaults_for_optional_knobs() -> None:
@@ -122,6 +126,9 @@ def test_optional_submit_knobs_can_be_overridden() -> None:
         "PRESIGN_EXPIRES_SECONDS",
         "SUBMIT_MAX_ATTEMPTS",
         "SUBMIT_RETRY_BASE_SECONDS",
+        "CONTROL_TABLE",
+        "FAL_CONCURRENCY",
+        "FAL_QUEUE_HEADROOM",
     ],
 )
 def test_a_missing_submit_variable_is_named_in_the_error(name: str) -> None:
@@ -150,6 +157,10 @@ def test_a_missing_submit_variable_is_named_in_the_error(name: str) -> None:
         ("FAL_TIMEOUT_SECONDS", "0"),
         ("SUBMIT_MAX_ATTEMPTS", "0"),
         ("SUBMIT_RETRY_BASE_SECONDS", "-1"),
+        ("CONTROL_TABLE", ""),
+        ("FAL_CONCURRENCY", "0"),
+        ("FAL_CONCURRENCY", "two"),
+        ("FAL_QUEUE_HEADROOM", "-1"),
     ],
 )
 def test_a_malformed_submit_variable_is_named_in_the_error(name: str, value: str) -> None:

@@ -1,5 +1,6 @@
-"""The jobs table's conditions: who may claim a job, which status may follow which, and what a
-lost or throttled write raises. Against moto in-process, with the template's JobsTable."""
+"""The jobs table's conditions: who may queue or take over a job, which status may follow which,
+and what a lost or throttled write raises. Against moto in-process, with the template's
+JobsTable."""
 
 from __future__ import annotations
 
@@ -58,9 +59,18 @@ def jobs(table: Any) -> JobRepository:
     return JobRepository(lambda: table, retention_days=30)
 
 
-def claim(jobs: JobRepository, attempt: str = "a1", *, now: int = NOW) -> None:
-    jobs.claim(
+def enqueue(jobs: JobRepository, *, order: str = "000000000001#t0#" + JOB_ID) -> None:
+    jobs.enqueue(
         {"job_id": JOB_ID, "source_bucket": "in", "source_key": "uploads/cat.png"},
+        lane="normal",
+        order=order,
+        queued_at="2026-12-04T10:00:00.000+00:00",
+    )
+
+
+def reclaim(jobs: JobRepository, attempt: str = "a2", *, now: int = NOW) -> None:
+    jobs.reclaim(
+        JOB_ID,
         attempt=attempt,
         now_epoch=now,
         claim_seconds=CLAIM_SECONDS,
@@ -74,96 +84,207 @@ def stored(table: Any) -> dict[str, Any]:
 
 
 def job_in(table: Any, status: JobStatus, **attributes: Any) -> None:
-    """A job some earlier writes left in ``status`` (open ones in the reconciler's index)."""
+    """A job some earlier writes left in ``status``: a waiting one in the queue's index, one at
+    fal (PENDING, SUBMITTED) in the reconciler's."""
     item = {"job_id": JOB_ID, "status": str(status), **attributes}
-    if status not in TERMINAL_STATUSES:
+    if status is JobStatus.QUEUED:
+        item |= {"queue_lane": "normal", "queue_order": "000000000001#t0#" + JOB_ID}
+    elif status not in TERMINAL_STATUSES:
         item |= {"open_shard": open_shard(JOB_ID), "next_check_at": NOW}
     table.put_item(Item=item)
 
 
-def test_a_claim_creates_a_pending_job_in_the_reconcilers_index(
+def dispatched(table: Any, attempt: str = "a1", *, claim_expires_at: int, **more: Any) -> None:
+    """A job the slot transaction claimed (dispatch/slots.py writes these fields)."""
+    job_in(
+        table,
+        JobStatus.PENDING,
+        claim_expires_at=claim_expires_at,
+        open_attempts={attempt},
+        slot=0,
+        created_at="2026-12-04T10:00:00.000+00:00",
+        **more,
+    )
+
+
+def test_an_upload_waits_queued_outside_the_reconcilers_index(
     jobs: JobRepository, table: Any
 ) -> None:
-    claim(jobs)
+    enqueue(jobs)
 
     item = stored(table)
-    assert item["status"] == "PENDING"
+    assert item["status"] == "QUEUED"
     assert item["source_key"] == "uploads/cat.png"
-    assert item["claim_expires_at"] == NOW + CLAIM_SECONDS
-    assert item["next_check_at"] == NOW + RECONCILE_AFTER_SECONDS
-    assert item["open_shard"] == open_shard(JOB_ID)
-    assert item["open_attempts"] == {"a1"}
-    assert item["expires_at"] == NOW + 30 * 86400
+    assert item["queue_lane"] == "normal"
+    assert item["queue_order"] == "000000000001#t0#" + JOB_ID
+    assert item["queued_at"] == "2026-12-04T10:00:00.000+00:00"
     assert item["created_at"]
+    # Nothing runs out while it waits: no claim, no reconciler check, no retention clock.
+    for absent in ("claim_expires_at", "open_shard", "next_check_at", "expires_at"):
+        assert absent not in item
+    assert OpenJobs(lambda: table).due(now_epoch=NOW + 10**8, limit=10) == []
 
 
-def test_a_second_claim_of_a_live_claim_loses(jobs: JobRepository, table: Any) -> None:
-    claim(jobs, "a1")
-
-    with pytest.raises(JobConflict):
-        claim(jobs, "a2", now=NOW + 1)
-
-    assert stored(table)["open_attempts"] == {"a1"}
-
-
-def test_an_expired_claim_is_taken_over_and_keeps_its_history(
-    jobs: JobRepository, table: Any
-) -> None:
-    claim(jobs, "a1")
-    created_at = stored(table)["created_at"]
-
-    later = NOW + CLAIM_SECONDS + 1
-    claim(jobs, "a2", now=later)
-
-    item = stored(table)
-    assert item["status"] == "PENDING"
-    assert item["claim_expires_at"] == later + CLAIM_SECONDS
-    assert item["open_attempts"] == {"a1", "a2"}  # the first call may still have reached fal
-    assert item["created_at"] == created_at
-
-
-def test_an_expired_claim_that_reached_fal_is_not_taken_over(
-    jobs: JobRepository, table: Any
-) -> None:
-    job_in(table, JobStatus.PENDING, claim_expires_at=NOW - 1, request_id="req-1")
+def test_a_duplicate_event_for_a_queued_job_does_nothing(jobs: JobRepository, table: Any) -> None:
+    enqueue(jobs)
 
     with pytest.raises(JobConflict):
-        claim(jobs)
+        enqueue(jobs, order="000000000009#t1#" + JOB_ID)
+
+    assert stored(table)["queue_order"] == "000000000001#t0#" + JOB_ID
 
 
-def test_a_job_failed_as_fal_unavailable_is_claimed_again(jobs: JobRepository, table: Any) -> None:
-    job_in(table, JobStatus.FAILED, error_code=ErrorCode.FAL_UNAVAILABLE, error_message="down")
+@pytest.mark.parametrize("status", [JobStatus.PENDING, JobStatus.SUBMITTED])
+def test_a_job_at_fal_is_not_queued_again(
+    jobs: JobRepository, table: Any, status: JobStatus
+) -> None:
+    job_in(table, status, claim_expires_at=NOW - 1)
 
-    claim(jobs)
+    with pytest.raises(JobConflict):
+        enqueue(jobs)
+
+    assert stored(table)["status"] == status
+
+
+def test_a_job_failed_as_fal_unavailable_waits_for_a_slot_again(
+    jobs: JobRepository, table: Any
+) -> None:
+    job_in(
+        table,
+        JobStatus.FAILED,
+        error_code=ErrorCode.FAL_UNAVAILABLE,
+        error_message="down",
+        claim_expires_at=NOW,
+        slot=1,
+        created_at="2026-12-01T00:00:00.000+00:00",
+    )
+
+    enqueue(jobs)
 
     item = stored(table)
-    assert item["status"] == "PENDING"
-    assert "error_code" not in item
-    assert "error_message" not in item
+    assert item["status"] == "QUEUED"
+    assert item["created_at"] == "2026-12-01T00:00:00.000+00:00"  # it keeps its history
+    for absent in ("error_code", "error_message", "claim_expires_at", "slot"):
+        assert absent not in item
+
+
+def test_a_job_failed_as_fal_unavailable_that_reached_fal_is_not_queued_again(
+    jobs: JobRepository, table: Any
+) -> None:
+    job_in(table, JobStatus.FAILED, error_code=ErrorCode.FAL_UNAVAILABLE, request_id="req-1")
+
+    with pytest.raises(JobConflict):
+        enqueue(jobs)
 
 
 @pytest.mark.parametrize("code", [ErrorCode.FAL_VALIDATION, ErrorCode.FAL_ERROR])
-def test_a_job_failed_otherwise_is_not_claimed_again(
+def test_a_job_failed_otherwise_is_not_queued_again(
     jobs: JobRepository, table: Any, code: ErrorCode
 ) -> None:
     job_in(table, JobStatus.FAILED, error_code=code)
 
     with pytest.raises(JobConflict):
-        claim(jobs)
+        enqueue(jobs)
 
     assert stored(table)["status"] == "FAILED"
 
 
 @pytest.mark.parametrize("status", sorted(TERMINAL_STATUSES - {JobStatus.FAILED}))
-def test_no_other_finished_job_is_claimed_again(
+def test_no_other_finished_job_is_queued_again(
     jobs: JobRepository, table: Any, status: JobStatus
 ) -> None:
     job_in(table, status, error_code=ErrorCode.FAL_UNAVAILABLE)
 
     with pytest.raises(JobConflict):
-        claim(jobs)
+        enqueue(jobs)
 
 
+def test_a_live_claim_is_not_taken_over(jobs: JobRepository, table: Any) -> None:
+    dispatched(table, "a1", claim_expires_at=NOW + CLAIM_SECONDS)
+
+    with pytest.raises(JobConflict):
+        reclaim(jobs, "a2", now=NOW + 1)
+
+    assert stored(table)["open_attempts"] == {"a1"}
+
+
+def test_an_expired_claim_is_taken_over_and_keeps_its_history_and_slot(
+    jobs: JobRepository, table: Any
+) -> None:
+    dispatched(table, "a1", claim_expires_at=NOW)
+
+    later = NOW + 1
+    reclaim(jobs, "a2", now=later)
+
+    item = stored(table)
+    assert item["status"] == "PENDING"
+    assert item["claim_expires_at"] == later + CLAIM_SECONDS
+    assert item["next_check_at"] == later + RECONCILE_AFTER_SECONDS
+    assert item["open_shard"] == open_shard(JOB_ID)
+    assert item["open_attempts"] == {"a1", "a2"}  # the first call may still have reached fal
+    assert item["created_at"] == "2026-12-04T10:00:00.000+00:00"
+    assert item["slot"] == 0
+
+
+def test_an_expired_claim_that_reached_fal_is_not_taken_over(
+    jobs: JobRepository, table: Any
+) -> None:
+    dispatched(table, claim_expires_at=NOW - 1, request_id="req-1")
+
+    with pytest.raises(JobConflict):
+        reclaim(jobs)
+
+
+@pytest.mark.parametrize("status", [JobStatus.QUEUED, *sorted(TERMINAL_STATUSES)])
+def test_only_a_dispatched_claim_is_taken_over(
+    jobs: JobRepository, table: Any, status: JobStatus
+) -> None:
+    job_in(table, status, claim_expires_at=NOW - 1)
+
+    with pytest.raises(JobConflict):  # a waiting job has no slot; a finished one is done
+        reclaim(jobs)
+
+    assert stored(table)["status"] == status
+
+
+def test_a_waiting_job_shows_its_position_and_estimated_start(
+    jobs: JobRepository, table: Any
+) -> None:
+    enqueue(jobs)
+
+    jobs.set_queue_position(JOB_ID, position=3, estimated_start_at="2026-12-04T10:05:00+00:00")
+    assert stored(table)["queue_position"] == 3
+    assert stored(table)["estimated_start_at"] == "2026-12-04T10:05:00+00:00"
+
+    jobs.set_queue_position(JOB_ID, position=1, estimated_start_at=None)  # no rate measured yet
+    assert stored(table)["queue_position"] == 1
+    assert "estimated_start_at" not in stored(table)
+
+
+@pytest.mark.parametrize("status", [JobStatus.PENDING, JobStatus.CANCELLED])
+def test_a_job_that_left_the_queue_gets_no_position(
+    jobs: JobRepository, table: Any, status: JobStatus
+) -> None:
+    job_in(table, status)
+
+    with pytest.raises(JobConflict):
+        jobs.set_queue_position(JOB_ID, position=1, estimated_start_at=None)
+
+    assert "queue_position" not in stored(table)
+
+
+def test_a_cancelled_waiting_job_leaves_the_queue(jobs: JobRepository, table: Any) -> None:
+    enqueue(jobs)
+    jobs.set_queue_position(JOB_ID, position=1, estimated_start_at=None)
+
+    cancelled = jobs.transition(JOB_ID, JobStatus.CANCELLED)
+
+    assert cancelled.status is JobStatus.CANCELLED
+    for absent in ("queue_lane", "queue_order", "queue_position", "open_shard"):
+        assert absent not in stored(table)
+
+
+# A job becomes PENDING only through the slot transaction (dispatch/slots.py, its own tests).
 TARGETS = [s for s in JobStatus if s is not JobStatus.PENDING]
 
 
@@ -178,8 +299,9 @@ def test_transitions_follow_the_table(
         moved = jobs.transition(JOB_ID, target)
         assert moved.status is target
         assert stored(table)["status"] == target
-        # A final status leaves the reconciler's index.
+        # A final status leaves the reconciler's index and the queue's.
         assert ("open_shard" in stored(table)) is (target not in TERMINAL_STATUSES)
+        assert "queue_lane" not in stored(table)
     else:
         with pytest.raises(JobConflict):
             jobs.transition(JOB_ID, target)
@@ -205,7 +327,9 @@ def test_a_finished_job_never_moves_back(
         with pytest.raises(JobConflict):
             jobs.transition(JOB_ID, target, reopen_failed_submit=True)
     with pytest.raises(JobConflict):
-        claim(jobs, now=NOW + 10 * CLAIM_SECONDS)
+        enqueue(jobs)
+    with pytest.raises(JobConflict):
+        reclaim(jobs, now=NOW + 10 * CLAIM_SECONDS)
     jobs.record_request_id(JOB_ID, "req-2", attempt="a9")
 
     assert stored(table)["status"] == status
@@ -251,7 +375,7 @@ def test_a_result_for_an_attempt_already_answered_loses(jobs: JobRepository, tab
 def test_a_request_id_submits_a_pending_job_and_closes_its_attempt(
     jobs: JobRepository, table: Any
 ) -> None:
-    claim(jobs, "a1")
+    dispatched(table, "a1", claim_expires_at=NOW + CLAIM_SECONDS)
 
     submitted = jobs.record_request_id(JOB_ID, "req-1", attempt="a1")
 
@@ -279,7 +403,7 @@ def test_a_request_id_learned_after_the_webhook_finished_the_job_keeps_its_statu
 def test_a_request_id_for_a_deleted_job_does_not_recreate_it(
     jobs: JobRepository, table: Any
 ) -> None:
-    claim(jobs, "a1")
+    dispatched(table, "a1", claim_expires_at=NOW + CLAIM_SECONDS)
     table.delete_item(Key={"job_id": JOB_ID})  # as DynamoDB's TTL does after the retention
 
     with pytest.raises(JobConflict):
@@ -305,15 +429,25 @@ def test_an_extra_request_is_booked_once_per_open_attempt(jobs: JobRepository, t
 
 
 def test_a_released_claim_can_be_taken_over_at_once(jobs: JobRepository, table: Any) -> None:
-    claim(jobs, "a1")
+    dispatched(table, "a1", claim_expires_at=NOW + CLAIM_SECONDS)
 
     jobs.release_claim(JOB_ID, attempts_error="fal is down")
-    claim(jobs, "a2", now=NOW + 1)
+    reclaim(jobs, "a2", now=NOW + 1)
 
     item = stored(table)
     assert item["attempts"] == 1
     assert item["last_error"] == "fal is down"
     assert item["open_attempts"] == {"a1", "a2"}
+
+
+def test_a_released_claim_can_be_made_due_for_the_reconciler_at_once(
+    jobs: JobRepository, table: Any
+) -> None:
+    dispatched(table, "a1", claim_expires_at=NOW + CLAIM_SECONDS)
+
+    jobs.release_claim(JOB_ID, attempts_error="fal is down", check_at=NOW)
+
+    assert [job.job_id for job in OpenJobs(lambda: table).due(now_epoch=NOW, limit=10)] == [JOB_ID]
 
 
 def test_a_claim_the_webhook_moved_on_is_not_released(jobs: JobRepository, table: Any) -> None:
@@ -337,7 +471,7 @@ def test_a_rejection_is_recorded_once(jobs: JobRepository, table: Any) -> None:
 
 
 def test_only_a_stranded_claim_is_rejected(jobs: JobRepository, table: Any) -> None:
-    claim(jobs, "a1")
+    dispatched(table, "a1", claim_expires_at=NOW + CLAIM_SECONDS)
     reject = {"code": ErrorCode.OBJECT_NOT_FOUND, "message": "deleted"}
 
     with pytest.raises(JobConflict):  # the claim is live: its submit is still running
@@ -357,8 +491,9 @@ def test_a_submitted_job_is_never_rejected_as_stranded(jobs: JobRepository, tabl
 
 def test_open_jobs_are_due_until_they_finish(jobs: JobRepository, table: Any) -> None:
     open_jobs = OpenJobs(lambda: table)
-    claim(jobs, "a1")
-    due_at = NOW + RECONCILE_AFTER_SECONDS
+    dispatched(table, "a1", claim_expires_at=NOW)
+    reclaim(jobs, "a2", now=NOW + 1)  # as after a crashed submit: due again later
+    due_at = NOW + 1 + RECONCILE_AFTER_SECONDS
 
     assert open_jobs.due(now_epoch=due_at - 1, limit=10) == []
     assert [job.job_id for job in open_jobs.due(now_epoch=due_at, limit=10)] == [JOB_ID]
@@ -389,7 +524,7 @@ def test_a_throttled_table_is_a_retryable_error(code: str) -> None:
         stubber.add_client_error("get_item", service_error_code=code, http_status_code=400)
 
         with pytest.raises(JobStoreBusy):
-            claim(jobs)
+            enqueue(jobs)
         with pytest.raises(JobStoreBusy):
             jobs.get(JOB_ID)
 

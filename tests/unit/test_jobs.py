@@ -9,6 +9,7 @@ import pytest
 from pika_pipeline.jobs.identity import job_id_for
 from pika_pipeline.jobs.statuses import (
     ALLOWED_TRANSITIONS,
+    AT_FAL_STATUSES,
     REOPENINGS_BEFORE_FAL,
     TERMINAL_STATUSES,
     JobStatus,
@@ -65,13 +66,20 @@ def test_every_status_has_a_row_in_the_transition_table() -> None:
     assert set(ALLOWED_TRANSITIONS) == set(JobStatus)
 
 
-def test_terminal_statuses_are_completed_failed_rejected_and_expired() -> None:
+def test_terminal_statuses_are_completed_failed_rejected_expired_and_cancelled() -> None:
     assert {
         JobStatus.COMPLETED,
         JobStatus.FAILED,
         JobStatus.REJECTED,
         JobStatus.EXPIRED,
+        JobStatus.CANCELLED,
     } == TERMINAL_STATUSES
+
+
+def test_a_waiting_job_is_open_and_holds_no_fal_slot() -> None:
+    assert JobStatus.QUEUED not in TERMINAL_STATUSES
+    assert JobStatus.QUEUED not in AT_FAL_STATUSES
+    assert {JobStatus.PENDING, JobStatus.SUBMITTED} == AT_FAL_STATUSES
 
 
 @pytest.mark.parametrize("terminal", sorted(TERMINAL_STATUSES))
@@ -96,9 +104,37 @@ def test_no_status_moves_to_itself(status: JobStatus) -> None:
     assert not can_transition(status, status)
 
 
-@pytest.mark.parametrize("status", list(JobStatus))
-def test_nothing_moves_back_to_pending(status: JobStatus) -> None:
+@pytest.mark.parametrize("status", [s for s in JobStatus if s is not JobStatus.QUEUED])
+def test_only_a_waiting_job_becomes_pending(status: JobStatus) -> None:
+    # QUEUED -> PENDING is the dispatch; nothing moves back to PENDING.
+    assert can_transition(JobStatus.QUEUED, JobStatus.PENDING)
     assert not can_transition(status, JobStatus.PENDING)
+    assert not can_transition(status, JobStatus.PENDING, fal_request_known=False)
+
+
+@pytest.mark.parametrize("status", list(JobStatus))
+def test_nothing_moves_back_to_queued_while_a_fal_request_may_exist(status: JobStatus) -> None:
+    assert not can_transition(status, JobStatus.QUEUED)
+
+
+@pytest.mark.parametrize("status", [JobStatus.QUEUED, JobStatus.PENDING, JobStatus.SUBMITTED])
+def test_every_open_job_may_be_cancelled(status: JobStatus) -> None:
+    assert can_transition(status, JobStatus.CANCELLED)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        JobStatus.SUBMITTED,
+        JobStatus.COMPLETED,
+        JobStatus.FAILED,
+        JobStatus.EXPIRED,
+        JobStatus.REJECTED,
+    ],
+)
+def test_a_waiting_job_reaches_fal_only_through_dispatch(target: JobStatus) -> None:
+    # Nothing was submitted for it: no result, failure or expiry can apply to it yet.
+    assert not can_transition(JobStatus.QUEUED, target)
 
 
 @pytest.mark.parametrize(
@@ -123,13 +159,15 @@ def test_submitted_cannot_go_back_to_pending_or_be_rejected() -> None:
 @pytest.mark.parametrize(
     ("target", "sources"),
     [
-        (JobStatus.PENDING, set()),
+        (JobStatus.QUEUED, set()),  # only an upload (or a re-drive) puts a job in the queue
+        (JobStatus.PENDING, {JobStatus.QUEUED}),
         (JobStatus.SUBMITTED, {JobStatus.PENDING}),
         (JobStatus.COMPLETED, {JobStatus.PENDING, JobStatus.SUBMITTED}),
         (JobStatus.FAILED, {JobStatus.PENDING, JobStatus.SUBMITTED}),
         # written when the job is created, or for a crashed claim whose image became unusable
         (JobStatus.REJECTED, {JobStatus.PENDING}),
         (JobStatus.EXPIRED, {JobStatus.PENDING, JobStatus.SUBMITTED}),
+        (JobStatus.CANCELLED, {JobStatus.QUEUED, JobStatus.PENDING, JobStatus.SUBMITTED}),
     ],
 )
 def test_sources_of_lists_the_statuses_a_move_may_start_from(
@@ -148,20 +186,25 @@ def test_sources_of_never_includes_a_terminal_status(target: JobStatus) -> None:
     assert not sources_of(target) & TERMINAL_STATUSES
 
 
-@pytest.mark.parametrize("target", [JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.FAILED])
-def test_a_job_failed_before_fal_named_a_request_may_still_be_finished_or_claimed_again(
+@pytest.mark.parametrize("target", [JobStatus.QUEUED, JobStatus.COMPLETED, JobStatus.FAILED])
+def test_a_job_failed_before_fal_named_a_request_may_still_be_finished_or_queued_again(
     target: JobStatus,
 ) -> None:
     # fal may have queued a request whose answer was lost: its result may still finish the job,
-    # and a re-driven message may claim it again. Never once a fal request is known.
+    # and a re-driven message may queue it again (it holds no slot). Never once a fal request is
+    # known.
     assert can_transition(JobStatus.FAILED, target, fal_request_known=False)
     assert not can_transition(JobStatus.FAILED, target, fal_request_known=True)
     assert reopenable_sources_of(target) == {JobStatus.FAILED}
 
 
-@pytest.mark.parametrize("final", [JobStatus.COMPLETED, JobStatus.REJECTED, JobStatus.EXPIRED])
+@pytest.mark.parametrize(
+    "final", [JobStatus.COMPLETED, JobStatus.REJECTED, JobStatus.EXPIRED, JobStatus.CANCELLED]
+)
 @pytest.mark.parametrize("target", list(JobStatus))
-def test_completed_rejected_and_expired_never_reopen(final: JobStatus, target: JobStatus) -> None:
+def test_completed_rejected_expired_and_cancelled_never_reopen(
+    final: JobStatus, target: JobStatus
+) -> None:
     assert not can_transition(final, target, fal_request_known=False)
 
 

@@ -162,3 +162,36 @@ def test_a_job_that_cannot_be_settled_is_tried_again_until_its_deadline_then_fai
     assert past.cancelled == ["req-1"]
     assert [event["status"] for event in past.published] == ["FAILED"]
     assert past.checked_again_at == []
+
+
+def test_a_job_an_operator_cancelled_at_fal_is_cancelled_there_and_ends_cancelled() -> None:
+    jobs = FakeJobs({**SUBMITTED_JOB, "cancel_requested": True, "cancel_requested_by": "ops"})
+
+    report = _reconciler(jobs, RuntimeError("unused"), now=_epoch(SUBMITTED) + 60).run(reconcile_batch_size=1)
+
+    assert report == {"cancelled": 1}
+    assert jobs.cancelled == ["req-1"]
+    assert (jobs.item["status"], jobs.item["error_code"]) == ("CANCELLED", "cancelled")
+    assert "ops" in jobs.item["error_message"]
+    assert [event["status"] for event in jobs.published] == ["CANCELLED"]
+
+
+def test_a_cancel_waits_for_a_live_claim_to_answer() -> None:
+    # A dispatch may be calling fal right now: cancelling before it records the request id
+    # would leave that request running and paid for.
+    now = _epoch(SUBMITTED) + 60
+    claimed = {
+        "job_id": "job-1",
+        "status": "PENDING",
+        "claim_expires_at": int(now) + 30,
+        "dispatched_at": SUBMITTED,
+        "cancel_requested": True,
+    }
+    jobs = FakeJobs(claimed)
+
+    report = _reconciler(jobs, RuntimeError("unused"), now=now).run(reconcile_batch_size=1)
+
+    assert report == {"claim_still_live": 1}
+    assert jobs.item["status"] == "PENDING"
+    assert jobs.checked_again_at == [int(now) + 30]
+    assert (jobs.cancelled, jobs.published) == ([], [])

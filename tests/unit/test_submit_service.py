@@ -65,6 +65,7 @@ class Images:
     def __init__(self) -> None:
         self.objects: dict[str, InputObject | UploadRejected] = {}
         self.read: list[str] = []
+        self.presigned: list[str] = []
 
     def put(
         self, key: str, *, metadata: dict[str, str], size: int = 500, head: bytes = JPEG
@@ -79,6 +80,7 @@ class Images:
         return found
 
     def presigned_url(self, upload: Upload) -> str:
+        self.presigned.append(upload.key)
         return f"https://{upload.bucket}.s3.example/{upload.key}?signed"
 
 
@@ -104,7 +106,7 @@ class Jobs:
         """What the slot transaction does to the job: QUEUED -> PENDING under a claim."""
         item = self.items[job_id]
         assert item["status"] == JobStatus.QUEUED
-        item.update(status=JobStatus.PENDING, claim_expires_at=now_epoch + 300)
+        item.update(status=JobStatus.PENDING, claim_expires_at=now_epoch + 300, slot=0)
         return Job(item)
 
     def reclaim(
@@ -135,11 +137,15 @@ class Jobs:
             item["status"] == JobStatus.FAILED and item["error_code"] == ErrorCode.FAL_UNAVAILABLE
         )
 
-    def release_claim(self, job_id: str, *, attempts_error: str) -> None:
+    def release_claim(
+        self, job_id: str, *, attempts_error: str, check_at: int | None = None
+    ) -> None:
         item = self.items[job_id]
         if item["status"] != JobStatus.PENDING or "request_id" in item:
             raise JobConflict(job_id)
         item.update(claim_expires_at=0, last_error=attempts_error)
+        if check_at is not None:
+            item["next_check_at"] = check_at
 
     def record_rejection(self, item: dict[str, Any]) -> dict[str, Any]:
         if item["job_id"] in self.items:
@@ -287,6 +293,7 @@ def test_s3s_test_event_names_no_upload() -> None:
         ({"prompt": "a cat", "resolution": "4k"}, 500, JPEG, ErrorCode.INVALID_RESOLUTION),
         ({"prompt": "a cat"}, 1001, JPEG, ErrorCode.IMAGE_TOO_LARGE),
         ({"prompt": "a cat"}, 500, b"GIF89a" + b"\0" * 10, ErrorCode.UNSUPPORTED_IMAGE_TYPE),
+        ({"prompt": "a cat", "priority": "urgent"}, 500, JPEG, ErrorCode.INVALID_PRIORITY),
     ],
 )
 def test_an_unusable_upload_is_recorded_rejected_and_announced_and_fal_is_not_called(
@@ -302,7 +309,7 @@ def test_an_unusable_upload_is_recorded_rejected_and_announced_and_fal_is_not_ca
     assert (job["status"], job["error_code"]) == (JobStatus.REJECTED, code)
     assert job["error_message"]
     assert [event["job_id"] for event in world.events.finished_jobs] == [job["job_id"]]
-    assert world.fal.submitted == []
+    assert (world.fal.submitted, world.images.presigned) == ([], [])
 
 
 @pytest.mark.parametrize("code", [ErrorCode.EMPTY_OBJECT, ErrorCode.OBJECT_NOT_FOUND])
@@ -315,7 +322,32 @@ def test_what_s3_says_of_the_object_ends_in_the_job_record(code: ErrorCode) -> N
     assert len(world.events.finished_jobs) == 1
 
 
-# --- submitted once -----------------------------------------------------------------------------
+# --- queued, then submitted once ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "metadata", "lane", "batch"),
+    [
+        ("uploads/shop/cat.jpg", {"prompt": "a cat"}, "normal", "shop"),
+        ("uploads/cat.jpg", {"prompt": "a cat", "priority": "High"}, "high", ""),
+        ("uploads/shop/cat.jpg", {"prompt": "a cat", "priority": "low", "batch": "s"}, "low", "s"),
+    ],
+)
+def test_a_valid_upload_waits_queued_in_its_lane_and_batch_and_pays_nothing(
+    key: str, metadata: dict[str, str], lane: str, batch: str
+) -> None:
+    world = World()
+    world.images.put(key, metadata=metadata)
+
+    outcome = world.service.process_upload(upload(key))
+
+    assert outcome is SubmitOutcome.QUEUED
+    job = world.job(upload(key))
+    assert (job["status"], job["priority"], job["batch"]) == (JobStatus.QUEUED, lane, batch)
+    assert job["queue_lane"] == lane
+    # No presigned URL and no fal request until it is dispatched.
+    assert (world.images.presigned, world.fal.submitted) == ([], [])
+    assert world.events.finished_jobs == []
 
 
 def test_a_valid_upload_is_submitted_once_with_its_presigned_image_and_its_webhook() -> None:
@@ -341,14 +373,16 @@ def test_a_valid_upload_is_submitted_once_with_its_presigned_image_and_its_webho
     assert world.events.finished_jobs == []
 
 
-@pytest.mark.parametrize("status", [JobStatus.PENDING, JobStatus.SUBMITTED, JobStatus.COMPLETED])
+@pytest.mark.parametrize(
+    "status", [JobStatus.QUEUED, JobStatus.PENDING, JobStatus.SUBMITTED, JobStatus.COMPLETED]
+)
 def test_an_upload_that_already_has_a_job_is_never_sent_to_fal_again(status: JobStatus) -> None:
     world = World()
     world.images.put("uploads/cat.jpg", metadata={"prompt": "a cat"})
     job_id = job_id_for(bucket=INPUT, key="uploads/cat.jpg", version="v1")
-    # A live claim, or a job fal already accepted.
+    # A waiting job, a live claim, or a job fal already accepted.
     world.jobs.items[job_id] = {"job_id": job_id, "status": status, "claim_expires_at": NOW + 60}
-    if status is not JobStatus.PENDING:
+    if status not in (JobStatus.QUEUED, JobStatus.PENDING):
         world.jobs.items[job_id]["request_id"] = "req-earlier"
 
     outcome = world.submit(upload())
@@ -378,44 +412,71 @@ def test_a_request_fal_refuses_ends_failed_with_fals_reason_and_is_announced() -
     assert [event["status"] for event in world.events.finished_jobs] == [JobStatus.FAILED]
 
 
-def test_when_fal_is_unavailable_the_claim_is_released_and_the_message_fails() -> None:
+def test_when_fal_is_down_at_dispatch_the_claim_is_released_and_the_job_keeps_its_slot() -> None:
     world = World(Fal(FalUnavailable("fal answered 503", kind=FalUnavailableKind.SERVER_ERROR)))
     world.images.put("uploads/cat.jpg", metadata={"prompt": "a cat"})
 
+    # Raised to the dispatcher, which stops filling: a fal that is down is not hammered.
     with pytest.raises(FalUnavailable):
         world.submit(upload())
 
     job = world.job(upload())
-    # Still PENDING, but claimable at once: the message's next delivery submits it.
-    assert (job["status"], job["claim_expires_at"]) == (JobStatus.PENDING, 0)
+    # Still PENDING in its slot (not back in the queue), and its claim is free at once: the
+    # reconciler's next look submits it again.
+    assert (job["status"], job["slot"], job["claim_expires_at"]) == (JobStatus.PENDING, 0, 0)
+    assert job["next_check_at"] == int(NOW)  # due now: the slot does not idle until its check
     assert job["last_error"] == "fal answered 503"
     assert world.events.finished_jobs == []
+    assert world.fal.submitted == []
 
 
-def test_the_next_delivery_after_an_outage_submits_the_released_claim() -> None:
+def test_after_an_outage_the_reconciler_resubmits_the_released_claim_once() -> None:
     world = World(Fal(FalUnavailable("fal answered 429", kind=FalUnavailableKind.RATE_LIMITED)))
     world.images.put("uploads/cat.jpg", metadata={"prompt": "a cat"})
     with pytest.raises(FalUnavailable):
         world.submit(upload())
 
-    assert world.submit(upload()) is SubmitOutcome.SUBMITTED
-    assert world.job(upload())["status"] == JobStatus.SUBMITTED
+    assert world.service.resubmit(upload()) is SubmitOutcome.SUBMITTED
+    # A second look finds the claim answered: never a second request.
+    assert world.service.resubmit(upload()) is SubmitOutcome.DUPLICATE
+
+    job = world.job(upload())
+    assert (job["status"], job["request_id"], job["slot"]) == (JobStatus.SUBMITTED, "req-1", 0)
     assert len(world.fal.submitted) == 1
 
 
-def test_on_the_final_attempt_an_unreachable_fal_ends_the_job_failed_fal_unavailable() -> None:
-    world = World(Fal(FalUnavailable("connection refused", kind=FalUnavailableKind.UNREACHABLE)))
+def test_before_the_deadline_a_resubmit_into_an_outage_waits_for_the_next_look() -> None:
+    outage = FalUnavailable("connection refused", kind=FalUnavailableKind.UNREACHABLE)
+    world = World(Fal(outage, outage))
     world.images.put("uploads/cat.jpg", metadata={"prompt": "a cat"})
-
-    # Still raised: the message goes on to the dead-letter queue, where `redrive` finds it.
     with pytest.raises(FalUnavailable):
-        world.service.process_upload(upload(), final_attempt=True)
+        world.submit(upload())
+
+    with pytest.raises(FalUnavailable):
+        world.service.resubmit(upload(), final_attempt=False)
+
+    job = world.job(upload())
+    assert (job["status"], job["claim_expires_at"]) == (JobStatus.PENDING, 0)
+    assert world.events.finished_jobs == []
+
+
+def test_on_the_last_try_past_the_deadline_a_fal_outage_ends_the_job_fal_unavailable() -> None:
+    outage = FalUnavailable("connection refused", kind=FalUnavailableKind.UNREACHABLE)
+    world = World(Fal(outage, outage))
+    world.images.put("uploads/cat.jpg", metadata={"prompt": "a cat"})
+    with pytest.raises(FalUnavailable):
+        world.submit(upload())
+
+    # The reconciler's last try (the job is past its deadline): still raised, and recorded.
+    with pytest.raises(FalUnavailable):
+        world.service.resubmit(upload(), final_attempt=True)
 
     job = world.job(upload())
     assert (job["status"], job["error_code"]) == (JobStatus.FAILED, ErrorCode.FAL_UNAVAILABLE)
     assert [event["error_code"] for event in world.events.finished_jobs] == [
         ErrorCode.FAL_UNAVAILABLE
     ]
+    assert world.fal.submitted == []
 
 
 # --- the reconciler's resubmit ------------------------------------------------------------------

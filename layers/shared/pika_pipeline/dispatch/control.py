@@ -60,9 +60,14 @@ class PauseSwitch:
         self._cached: tuple[float, PauseState] | None = None
 
     def state(self, *, fresh: bool = False) -> PauseState:
+        """Only a running state is trusted from the cache: a pause takes effect within
+        ``cache_seconds``, but a paused function reads again every time, so the nudge `resume`
+        sends dispatches at once (a stale "paused" would leave the slots idle until the next
+        completion or reconciler run). Reads while paused are rare: one per batch of uploads."""
         now = self._clock()
-        if not fresh and self._cached and now - self._cached[0] < self._cache_seconds:
-            return self._cached[1]
+        cached = self._cached
+        if not fresh and cached and not cached[1].paused and now - cached[0] < self._cache_seconds:
+            return cached[1]
         item: dict[str, Any] = (
             self._table().get_item(Key={"pk": DISPATCH_ITEM}, ConsistentRead=True).get("Item") or {}
         )

@@ -145,9 +145,13 @@ class JobRepository:
                 **update.arguments(),
             )
 
-    def release_claim(self, job_id: str, *, attempts_error: str) -> None:
-        """After a transient failure: let the message's redelivery claim the job at once.
+    def release_claim(
+        self, job_id: str, *, attempts_error: str, check_at: int | None = None
+    ) -> None:
+        """After a transient failure: let the next submit take the job over at once.
 
+        ``check_at`` makes it due for the reconciler then (a dispatch that met a fal outage:
+        the job holds a slot, which must not idle until its regular check).
         Raises JobConflict when the job moved on meanwhile (a webhook beat the failed call).
         """
         update = (
@@ -157,6 +161,8 @@ class JobRepository:
             .set("updated_at", now_iso())
             .add("attempts", 1)
         )
+        if check_at is not None:
+            update.set("next_check_at", check_at)
         with jobs_table_errors(f"job {job_id} is no longer a pending claim"):
             self._table.update_item(
                 Key={"job_id": job_id},
@@ -271,12 +277,18 @@ class JobRepository:
         if add_request_id and "request_id" not in attributes:
             # The first request id a job learns is also its `request_id` (the RequestIds index).
             update.set_if_absent("request_id", add_request_id)
-        allowed = _status_in(sources_of(target))
-        reopenable = reopenable_sources_of(target)
-        if reopen_failed_submit and reopenable:
-            allowed = allowed | (_status_in(reopenable) & Attr("request_ids").not_exists())
+        sources = sources_of(target)
+        reopenable = reopenable_sources_of(target) if reopen_failed_submit else frozenset()
+        if not sources and not reopenable:
+            # Nothing moves there by a transition (QUEUED: only enqueue puts a job in the queue);
+            # DynamoDB would refuse the empty IN as a malformed expression.
+            raise JobConflict(f"job {job_id} cannot move to {target}")
+        clauses = [_status_in(sources)] if sources else []
+        if reopenable:
+            clauses.append(_status_in(reopenable) & Attr("request_ids").not_exists())
             if target == JobStatus.COMPLETED:
                 update.remove("error_code", "error_message")
+        allowed = clauses[0] if len(clauses) == 1 else clauses[0] | clauses[1]
         condition = Attr("job_id").exists() & allowed
         if target in TERMINAL_STATUSES:
             # Leaves the reconciler's index (and the queue's, for a waiting job cancelled).

@@ -7,7 +7,8 @@ number per run, and for each:
 - a request fal finished is recorded through the webhook's own code (same checks, same streaming
   copy, same transitions and events);
 - a request still queued or running is checked again later, until the deadline: then it is
-  cancelled and the job EXPIRED; a claim fal stays unavailable for past the deadline ends FAILED
+  cancelled and the job EXPIRED; one an operator cancelled (``cancel_requested``) is cancelled
+  at fal now and the job CANCELLED; a claim fal stays unavailable for past the deadline ends FAILED
   ``fal_unavailable``, as after a message's last attempt;
 - a job that cannot be settled this time (its video cannot be stored yet, or an error) is checked
   again later, until the deadline: then it ends FAILED (``video_unavailable`` or
@@ -63,6 +64,7 @@ class ReconcileOutcome(StrEnum):
     GAVE_UP_FAL_UNAVAILABLE = "gave_up_fal_unavailable"  # the submit path recorded FAILED
     GAVE_UP_AT_DEADLINE = "gave_up_at_deadline"  # could not be settled before the deadline
     EXPIRED = "expired"
+    CANCELLED = "cancelled"  # an operator's `pika-pipeline cancel` of a job at fal
     ALREADY_FINAL = "already_final"
     STILL_RUNNING = "still_running"
     CLAIM_STILL_LIVE = "claim_still_live"
@@ -89,6 +91,7 @@ def is_recovery(outcome: ReconcileOutcome) -> bool:
             | ReconcileOutcome.GAVE_UP_FAL_UNAVAILABLE
             | ReconcileOutcome.GAVE_UP_AT_DEADLINE
             | ReconcileOutcome.EXPIRED
+            | ReconcileOutcome.CANCELLED
             | ReconcileOutcome.ALREADY_FINAL
             | ReconcileOutcome.STILL_RUNNING
             | ReconcileOutcome.CLAIM_STILL_LIVE
@@ -127,6 +130,7 @@ def leaves_open(outcome: ReconcileOutcome) -> bool:
             | ReconcileOutcome.GAVE_UP_FAL_UNAVAILABLE
             | ReconcileOutcome.GAVE_UP_AT_DEADLINE
             | ReconcileOutcome.EXPIRED
+            | ReconcileOutcome.CANCELLED
             | ReconcileOutcome.ALREADY_FINAL
         ):
             return False
@@ -304,6 +308,8 @@ class Reconciler:
         fresh = self._jobs.get(job.job_id)  # the index is eventually consistent; the table is not
         if fresh is None or fresh.status not in (JobStatus.PENDING, JobStatus.SUBMITTED):
             return ReconcileOutcome.ALREADY_FINAL
+        if fresh.item.get("cancel_requested"):
+            return self._cancel(fresh)
         request_id = fresh.item.get("request_id")
         if not request_id:
             return self._resubmit(fresh)
@@ -358,6 +364,38 @@ class Reconciler:
             self._check_later(job)
             return ReconcileOutcome.STILL_RUNNING
         return self._expire(job, request_id)
+
+    def _cancel(self, job: Job) -> ReconcileOutcome:
+        """An operator cancelled a job at fal (``pika-pipeline cancel``; the CLI holds no fal key,
+        so it asks here): cancel the fal request, as an expiry does, and end the job CANCELLED.
+
+        A claim still live may be submitting this very moment: cancelling now would leave the
+        request it is about to make running and paid for. It is cancelled once the claim has
+        an answer (the request id is then known) or has run out (the submit crashed).
+        """
+        request_id = job.item.get("request_id")
+        if not request_id and int(job.item.get("claim_expires_at", 0)) > self._clock():
+            self._reschedule(job, int(job.item["claim_expires_at"]))
+            return ReconcileOutcome.CLAIM_STILL_LIVE
+        if request_id:
+            # Raises FalUnavailable: looked at again later; past the deadline it expires.
+            self._fal().cancel(str(request_id), endpoint=endpoint_of(job.item))
+        by = job.item.get("cancel_requested_by") or "an operator"
+        try:
+            cancelled = self._jobs.transition(
+                job.job_id,
+                JobStatus.CANCELLED,
+                attributes={
+                    "error_code": ErrorCode.CANCELLED,
+                    "error_message": f"cancelled by {by}"
+                    + ("; the fal request was cancelled" if request_id else " before fal answered"),
+                },
+            )
+        except JobConflict:
+            return ReconcileOutcome.ALREADY_FINAL
+        self._events.finished(cancelled)
+        logger.info("Cancelled at an operator's request", extra={"cancelled_by": by})
+        return ReconcileOutcome.CANCELLED
 
     def _expire(self, job: Job, request_id: str) -> ReconcileOutcome:
         self._fal().cancel(request_id, endpoint=endpoint_of(job.item))

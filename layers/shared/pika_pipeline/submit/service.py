@@ -181,8 +181,12 @@ class SubmitService:
         except FalUnavailable as exc:
             count(Metric.FAL_ERRORS, error_type=exc.kind)
             # A webhook that beat the failed call has moved the job on: nothing to release.
+            # It keeps its slot: due for the reconciler at once, its next run submits it again
+            # (a slot is idle at most one reconciler period, as after a lost event).
             with contextlib.suppress(JobConflict):
-                self._jobs.release_claim(job_id, attempts_error=str(exc))
+                self._jobs.release_claim(
+                    job_id, attempts_error=str(exc), check_at=int(self._clock())
+                )
             if final_attempt:
                 logger.error("fal stayed unavailable; giving up", extra={"reason": str(exc)})
                 self._fail(job_id, ErrorCode.FAL_UNAVAILABLE, f"{exc} (after every attempt)")

@@ -1,0 +1,377 @@
+"""The dispatch gate's slot transaction and order, with the real repository, slots, fair share and
+submit service against moto in-process (the template's JobsTable and ControlTable); only fal is a
+stand-in that records what it was sent, or dies mid-dispatch like a SIGKILLed function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local.template import load_template
+from pika_pipeline.config import SubmitServiceSettings
+from pika_pipeline.dispatch.control import DISPATCH_ITEM, PauseSwitch
+from pika_pipeline.dispatch.dispatcher import Dispatcher
+from pika_pipeline.dispatch.order import FairShare, WaitingJobs
+from pika_pipeline.dispatch.slots import JobLost, Slot, SlotLost, Slots
+from pika_pipeline.jobs.events import JobEvents
+from pika_pipeline.jobs.identity import job_id_for
+from pika_pipeline.jobs.repository import JobRepository
+from pika_pipeline.jobs.statuses import JobStatus
+from pika_pipeline.observability import metrics
+from pika_pipeline.submit.input_objects import InputObjects
+from pika_pipeline.submit.service import SubmitOutcome, SubmitService
+from pika_pipeline.submit.uploads import Upload
+
+INPUT = "pika-input"
+NOW = 1_800_000_000.0
+JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 64
+CLAIM_SECONDS = 300
+
+
+def settings() -> SubmitServiceSettings:
+    return SubmitServiceSettings.from_environment(
+        {
+            "JOBS_TABLE": "jobs",
+            "OUTPUT_BUCKET": "pika-output",
+            "WEBHOOK_TOKEN_SECRET": "token-secret",
+            "EVENT_BUS_NAME": "default",
+            "INPUT_PREFIX": "uploads/",
+            "FAL_KEY_SECRET_NAME": "fal-key",
+            "WEBHOOK_URL": "https://hook.example/",
+            "DEFAULT_RESOLUTION": "720p",
+            "DEFAULT_DURATION": "5",
+            "PRESIGN_EXPIRES_SECONDS": "3600",
+            "JOB_DEADLINE_SECONDS": "3000",
+            "RECONCILE_AFTER_SECONDS": "60",
+            "CONTROL_TABLE": "control",
+            "FAL_CONCURRENCY": "1",
+            "FAL_QUEUE_HEADROOM": "0",
+        }
+    )
+
+
+class Crash(BaseException):
+    """SIGKILL between the slot transaction and fal: nothing after it runs, no handler sees it."""
+
+
+class Fal:
+    """Records each submit; ``crash_next`` kills the dispatching process before fal hears it."""
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self.crash_next = False
+
+    def submit(self, arguments: dict[str, Any], *, webhook_url: str) -> str:
+        if self.crash_next:
+            self.crash_next = False
+            raise Crash
+        self.submitted.append(webhook_url)
+        return f"req-{len(self.submitted)}"
+
+    def submits_for(self, job_id: str) -> int:
+        return sum(f"job_id={job_id}" in url for url in self.submitted)
+
+
+@dataclass
+class Clock:
+    now: float = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Gate:
+    """One pipeline's dispatch gate over moto; ``dispatcher()`` is one more process running it."""
+
+    jobs_table: Any
+    control_table: Any
+    slot_count: int
+    fal: Fal = field(default_factory=Fal)
+    clock: Clock = field(default_factory=Clock)
+
+    def __post_init__(self) -> None:
+        self.s3 = boto3.client("s3")
+        self.s3.create_bucket(Bucket=INPUT)
+        self.repository = JobRepository(lambda: self.jobs_table, retention_days=30)
+        self.slots = Slots(
+            control=lambda: self.control_table, jobs=lambda: self.jobs_table, count=self.slot_count
+        )
+        self.waiting = WaitingJobs(lambda: self.jobs_table)
+        self.service = SubmitService(
+            settings=settings(),
+            repository=self.repository,
+            images=InputObjects(self.s3, presign_expires_seconds=3600),
+            fal=lambda: self.fal,  # type: ignore[arg-type, return-value]
+            token_key=lambda: "token-key",
+            events=JobEvents(boto3.client("events"), "default"),
+            fair_share=FairShare(lambda: self.control_table),
+            clock=self.clock,
+        )
+
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher(
+            slots=self.slots,
+            waiting=self.waiting,
+            fair_share=FairShare(lambda: self.control_table),
+            pause=PauseSwitch(lambda: self.control_table, cache_seconds=0),
+            repository=self.repository,
+            submit=self.service,
+            claim_seconds=CLAIM_SECONDS,
+            reconcile_after_seconds=60,
+            clock=self.clock,
+        )
+
+    def upload(self, key: str, **metadata: str) -> str:
+        """An upload event for a new image: the job waits QUEUED."""
+        self.s3.put_object(
+            Bucket=INPUT, Key=key, Body=JPEG, Metadata={"prompt": "a slow pan", **metadata}
+        )
+        upload = Upload(
+            bucket=INPUT, key=key, size=len(JPEG), etag="e", version_id=None, sequencer=key
+        )
+        assert self.service.process_upload(upload) is SubmitOutcome.QUEUED
+        self.clock.now += 0.01  # uploads arrive one after another
+        return job_id_for(bucket=INPUT, key=key, version=key)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        item: dict[str, Any] = self.jobs_table.get_item(
+            Key={"job_id": job_id}, ConsistentRead=True
+        )["Item"]
+        return item
+
+    def holder(self, slot: int) -> str | None:
+        item = self.control_table.get_item(Key={"pk": f"slot#{slot}"}, ConsistentRead=True)
+        holder = item.get("Item", {}).get("holder")
+        return str(holder) if holder else None
+
+    def finish(self, job_id: str) -> None:
+        """fal's webhook: the job ends, and by ending frees its slot."""
+        self.repository.transition(job_id, JobStatus.COMPLETED)
+
+
+@pytest.fixture(autouse=True)
+def _offline_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    yield
+    metrics.clear_metrics()
+
+
+def _table(dynamodb: Any, name: str, logical: str) -> Any:
+    props = load_template()["Resources"][logical]["Properties"]
+    arguments = {
+        key: props[key]
+        for key in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
+        if key in props
+    }
+    return dynamodb.create_table(TableName=name, **arguments)
+
+
+def gate(slot_count: int) -> Iterator[Gate]:
+    with mock_aws():
+        dynamodb = boto3.resource("dynamodb")
+        yield Gate(
+            jobs_table=_table(dynamodb, "jobs", "JobsTable"),
+            control_table=_table(dynamodb, "control", "ControlTable"),
+            slot_count=slot_count,
+        )
+
+
+@pytest.fixture
+def one_slot() -> Iterator[Gate]:
+    yield from gate(1)
+
+
+@pytest.fixture
+def two_slots() -> Iterator[Gate]:
+    yield from gate(2)
+
+
+# --- the slot transaction -----------------------------------------------------------------------
+
+
+def test_a_slot_held_by_an_open_job_is_not_taken(one_slot: Gate) -> None:
+    first = one_slot.upload("uploads/a.jpg")
+    second = one_slot.upload("uploads/b.jpg")
+
+    assert one_slot.dispatcher().fill() == 1
+    assert one_slot.dispatcher().fill() == 0  # the slot's holder is at fal
+
+    # Even a dispatcher that believes the slot is free loses it to the open holder.
+    with pytest.raises(SlotLost):
+        one_slot.slots.take(
+            Slot(number=0, holder=first, freed_at=None),
+            next(iter(one_slot.waiting.all())),
+            attempt="x",
+            now_epoch=NOW,
+            claim_seconds=CLAIM_SECONDS,
+            reconcile_after_seconds=60,
+        )
+    assert one_slot.job(first)["status"] == JobStatus.SUBMITTED
+    assert one_slot.job(second)["status"] == JobStatus.QUEUED
+    assert one_slot.holder(0) == first
+    assert one_slot.fal.submitted
+    assert one_slot.fal.submits_for(second) == 0
+
+
+@pytest.mark.parametrize("ended", ["final", "deleted"])
+def test_a_slot_whose_holder_ended_is_taken(one_slot: Gate, ended: str) -> None:
+    first = one_slot.upload("uploads/a.jpg")
+    second = one_slot.upload("uploads/b.jpg")
+    one_slot.dispatcher().fill()
+
+    if ended == "final":
+        one_slot.finish(first)
+    else:  # DynamoDB's TTL, or by hand
+        one_slot.jobs_table.delete_item(Key={"job_id": first})
+    assert [slot.holder for slot in one_slot.slots.view().free] == [first]
+    assert one_slot.dispatcher().fill() == 1
+
+    job = one_slot.job(second)
+    assert (job["status"], job["slot"], job["request_id"]) == (JobStatus.SUBMITTED, 0, "req-2")
+    assert job["dispatched_at"]
+    assert "queue_lane" not in job
+    assert "queue_order" not in job
+    assert one_slot.holder(0) == second
+
+
+def test_two_dispatchers_racing_for_the_last_slot_dispatch_exactly_one_job(one_slot: Gate) -> None:
+    first = one_slot.upload("uploads/a.jpg")
+    second = one_slot.upload("uploads/b.jpg")
+    # Both read the free slot before either writes: the race's worst interleaving.
+    seen_by_one, seen_by_other = one_slot.slots.view(), one_slot.slots.view()
+    one, other = list(one_slot.waiting.all())
+
+    def take(view_slot: Slot, job: Any) -> None:
+        one_slot.slots.take(
+            view_slot,
+            job,
+            attempt=f"a-{job.job_id}",
+            now_epoch=NOW,
+            claim_seconds=CLAIM_SECONDS,
+            reconcile_after_seconds=60,
+        )
+
+    take(seen_by_one.free[0], one)
+    with pytest.raises(SlotLost):
+        take(seen_by_other.free[0], other)
+
+    statuses = {one_slot.job(j)["status"] for j in (first, second)}
+    assert statuses == {JobStatus.PENDING, JobStatus.QUEUED}
+    assert one_slot.holder(0) == one.job_id
+    assert one_slot.slots.view().free == []
+
+
+def test_two_dispatchers_racing_for_the_same_job_take_one_slot(two_slots: Gate) -> None:
+    only = two_slots.upload("uploads/a.jpg")
+    job = next(iter(two_slots.waiting.all()))
+    free = two_slots.slots.view().free
+
+    arguments: dict[str, Any] = {
+        "now_epoch": NOW,
+        "claim_seconds": CLAIM_SECONDS,
+        "reconcile_after_seconds": 60,
+    }
+    two_slots.slots.take(free[0], job, attempt="a1", **arguments)
+    with pytest.raises(JobLost):
+        two_slots.slots.take(free[1], job, attempt="a2", **arguments)
+
+    assert two_slots.job(only)["open_attempts"] == {"a1"}
+    assert [slot.number for slot in two_slots.slots.view().free] == [1]  # not leaked
+
+
+def test_a_paused_gate_dispatches_nothing(one_slot: Gate) -> None:
+    waiting = one_slot.upload("uploads/a.jpg")
+    one_slot.control_table.put_item(Item={"pk": DISPATCH_ITEM, "paused": True})
+
+    assert one_slot.dispatcher().fill() == 0
+
+    one_slot.control_table.put_item(Item={"pk": DISPATCH_ITEM, "paused": False})
+    assert one_slot.dispatcher().fill() == 1
+    assert one_slot.fal.submits_for(waiting) == 1
+
+
+# --- crash safety -------------------------------------------------------------------------------
+
+
+def test_a_dispatch_killed_before_fal_leaks_no_slot_and_is_submitted_exactly_once(
+    one_slot: Gate,
+) -> None:
+    crashed = one_slot.upload("uploads/a.jpg")
+    behind = one_slot.upload("uploads/b.jpg")
+
+    # The slot transaction commits, then the process dies before fal hears of the job.
+    one_slot.fal.crash_next = True
+    with pytest.raises(Crash):
+        one_slot.dispatcher().fill()
+
+    job = one_slot.job(crashed)
+    assert (job["status"], job["slot"]) == (JobStatus.PENDING, 0)
+    assert "request_id" not in job
+    # The slot stays with the crashed job (it may yet reach fal): nobody else is sent meanwhile.
+    assert one_slot.dispatcher().fill() == 0
+    assert one_slot.job(behind)["status"] == JobStatus.QUEUED
+
+    # The reconciler takes over the claim once it has run out, exactly as for a crashed submit.
+    upload = Upload.of_job(job)
+    assert one_slot.service.resubmit(upload) is SubmitOutcome.DUPLICATE  # claim still live
+    one_slot.clock.now += CLAIM_SECONDS + 1
+    assert one_slot.service.resubmit(upload) is SubmitOutcome.SUBMITTED
+    assert one_slot.service.resubmit(upload) is SubmitOutcome.DUPLICATE  # answered: never again
+
+    assert one_slot.fal.submits_for(crashed) == 1
+    assert one_slot.job(crashed)["status"] == JobStatus.SUBMITTED
+    assert one_slot.holder(0) == crashed
+
+    # And when it ends, its slot goes to the next job.
+    one_slot.finish(crashed)
+    assert one_slot.dispatcher().fill() == 1
+    assert one_slot.fal.submits_for(behind) == 1
+
+
+# --- order --------------------------------------------------------------------------------------
+
+
+def test_high_priority_first_then_batches_share_round_robin(one_slot: Gate) -> None:
+    bulk = [one_slot.upload(f"uploads/catalog/{n}.jpg") for n in range(6)]
+    single = one_slot.upload("uploads/alice/portrait.jpg")
+    urgent = one_slot.upload("uploads/catalog/hero.jpg", priority="high")
+
+    order: list[str] = []
+    while len(order) < 8:
+        assert one_slot.dispatcher().fill() == 1
+        holder = one_slot.holder(0)
+        assert holder is not None
+        order.append(holder)
+        one_slot.finish(holder)
+
+    assert order[0] == urgent  # uploaded last, dispatched first
+    # The single image waits behind one job of the batch at most, not behind all six.
+    assert order.index(single) <= 2
+    assert [job for job in order if job in bulk] == bulk  # FIFO within the batch
+
+
+def test_a_pause_takes_effect_within_the_cache_and_a_resume_at_once(one_slot: Gate) -> None:
+    clock = Clock(now=0.0)
+    switch = PauseSwitch(lambda: one_slot.control_table, cache_seconds=5, clock=clock)
+    assert switch.paused() is False
+
+    one_slot.control_table.put_item(Item={"pk": DISPATCH_ITEM, "paused": True})
+    clock.now = 4.9
+    assert switch.paused() is False  # a running function trusts what it read for 5 s
+    clock.now = 5.0
+    assert switch.paused() is True
+
+    one_slot.control_table.put_item(Item={"pk": DISPATCH_ITEM, "paused": False})
+    clock.now = 5.1
+    assert switch.paused() is False  # a paused one reads again: resume's nudge dispatches
