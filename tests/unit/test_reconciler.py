@@ -167,7 +167,8 @@ def test_a_job_that_cannot_be_settled_is_tried_again_until_its_deadline_then_fai
 def test_a_job_an_operator_cancelled_at_fal_is_cancelled_there_and_ends_cancelled() -> None:
     jobs = FakeJobs({**SUBMITTED_JOB, "cancel_requested": True, "cancel_requested_by": "ops"})
 
-    report = _reconciler(jobs, RuntimeError("unused"), now=_epoch(SUBMITTED) + 60).run(reconcile_batch_size=1)
+    reconciler = _reconciler(jobs, RuntimeError("unused"), now=_epoch(SUBMITTED) + 60)
+    report = reconciler.run(reconcile_batch_size=1)
 
     assert report == {"cancelled": 1}
     assert jobs.cancelled == ["req-1"]
