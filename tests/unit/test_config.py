@@ -471,6 +471,6 @@ def test_each_setting_has_one_name_from_template_parameter_to_code() -> None:
             continue  # Powertools' own names, which it reads itself
         if isinstance(value, dict) and value.get("Ref") in parameters:
             assert variable == _snake(str(value["Ref"])).upper(), (variable, value["Ref"])
-    for settings in (SubmitSettings, WebhookSettings, ReconcilerSettings):
+    for settings in (SubmitSettings, WebhookSettings, ReconcilerSettings, NotifierSettings):
         for spec in fields(settings):
             assert spec.name == str(spec.metadata["env"]).lower(), (settings.__name__, spec.name)

@@ -384,23 +384,27 @@ class NotifierSettings(CommonSettings):
 
     notify_url: str = _env("NOTIFY_URL", default="")
     callback_hosts: tuple[str, ...] = _env("CALLBACK_HOSTS", _hosts, default=())
-    signing_secret: str = _env("NOTIFY_SIGNING_SECRET", check=_non_empty, rule="must not be empty")
-    download_url_seconds: int = _env(
+    notify_signing_secret: str = _env(
+        "NOTIFY_SIGNING_SECRET", check=_non_empty, rule="must not be empty"
+    )
+    notify_download_url_seconds: int = _env(
         "NOTIFY_DOWNLOAD_URL_SECONDS", int, check=lambda v: v >= 1, rule="must be >= 1"
     )
     # The wait after the 1st, 2nd... failed attempt; the last repeats until max_attempts.
-    retry_delays: tuple[int, ...] = _env(
+    notify_retry_delays: tuple[int, ...] = _env(
         "NOTIFY_RETRY_DELAYS",
         _delays,
         check=lambda v: bool(v) and all(0 <= d <= 43200 for d in v),
         rule="must be comma-separated seconds, each from 0 to 43200",
     )
     # The queue's maxReceiveCount: the attempt after which the message is dead-lettered.
-    max_attempts: int = _env(
+    notify_max_attempts: int = _env(
         "NOTIFY_MAX_ATTEMPTS", int, check=lambda v: v >= 1, rule="must be >= 1"
     )
-    connect_timeout_seconds: float = _env("NOTIFY_CONNECT_TIMEOUT_SECONDS", float, default=3.0)
-    read_timeout_seconds: float = _env("NOTIFY_READ_TIMEOUT_SECONDS", float, default=10.0)
+    notify_connect_timeout_seconds: float = _env(
+        "NOTIFY_CONNECT_TIMEOUT_SECONDS", float, default=3.0
+    )
+    notify_read_timeout_seconds: float = _env("NOTIFY_READ_TIMEOUT_SECONDS", float, default=10.0)
 
     def __post_init__(self) -> None:
         if self.notify_url and not self.notify_url.startswith("https://"):

@@ -203,7 +203,7 @@ def notifier(settings: NotifierSettings) -> Notifier:
         url: str = s3.generate_presigned_url(
             "get_object",
             Params={"Bucket": bucket, "Key": key},
-            ExpiresIn=settings.download_url_seconds,
+            ExpiresIn=settings.notify_download_url_seconds,
         )
         return url
 
@@ -212,14 +212,15 @@ def notifier(settings: NotifierSettings) -> Notifier:
         sender=WebhookSender(
             allowed_hosts=allowed,
             timeout=urllib3.Timeout(
-                connect=settings.connect_timeout_seconds, read=settings.read_timeout_seconds
+                connect=settings.notify_connect_timeout_seconds,
+                read=settings.notify_read_timeout_seconds,
             ),
         ),
-        secret=lambda: read_secret(settings.signing_secret),
+        secret=lambda: read_secret(settings.notify_signing_secret),
         presign=presign,
         notify_url=settings.notify_url,
-        retry_delays=settings.retry_delays,
-        max_attempts=settings.max_attempts,
+        retry_delays=settings.notify_retry_delays,
+        max_attempts=settings.notify_max_attempts,
         now=lambda: datetime.now(UTC),
     )
 
