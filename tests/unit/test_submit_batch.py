@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from pika_pipeline.aws.sqs_messages import QueueMessage
 from pika_pipeline.errors import FalUnavailable, FalUnavailableKind, MalformedMessage
-from pika_pipeline.submit.batch import QueueMessage, SubmitBatch, retry_delay
+from pika_pipeline.submit.batch import SubmitBatch, retry_delay
 
 SAMPLE = json.loads((Path(__file__).parents[2] / "events" / "submit-eventbridge.json").read_text())
 QUEUE_ARN = SAMPLE["Records"][0]["eventSourceARN"]

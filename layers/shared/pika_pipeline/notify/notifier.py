@@ -11,14 +11,13 @@ backs off; after the last attempt the next receive moves it to the dead-letter q
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pika_pipeline.aws.sqs_messages import MAX_VISIBILITY_SECONDS, Postponer, QueueMessage
 from pika_pipeline.notify.delivery import Outcome, WebhookSender
 from pika_pipeline.notify.messages import NotAnEvent, webhook_message
 from pika_pipeline.notify.signing import signature_header, signing_keys
@@ -29,33 +28,10 @@ if TYPE_CHECKING:
 
     from mypy_boto3_sqs.client import SQSClient
 
-# SQS caps one ChangeMessageVisibility at 12 hours.
-MAX_VISIBILITY_SECONDS = 12 * 3600
-
 
 def retry_delay(receive_count: int, delays: Sequence[int]) -> int:
     """The wait after the ``receive_count``-th failed attempt; the last delay repeats."""
     return min(delays[min(receive_count, len(delays)) - 1], MAX_VISIBILITY_SECONDS)
-
-
-@dataclass(frozen=True)
-class NotifyRecord:
-    message_id: str
-    body: str
-    receipt_handle: str
-    queue_arn: str
-    receive_count: int
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> NotifyRecord:
-        attributes = record.get("attributes") or {}
-        return cls(
-            message_id=str(record.get("messageId", "")),
-            body=str(record.get("body", "")),
-            receipt_handle=str(record.get("receiptHandle", "")),
-            queue_arn=str(record.get("eventSourceARN", "")),
-            receive_count=int(attributes.get("ApproximateReceiveCount") or 1),
-        )
 
 
 class RetryLater(Exception):
@@ -84,11 +60,11 @@ class Notifier:
         self._retry_delays = tuple(retry_delays)
         self._max_attempts = max_attempts
         self._now = now
-        self._queue_url: Callable[[str], str] = functools.cache(self._lookup_queue_url)
+        self._postponer = Postponer(sqs)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notify")
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
-        records = [NotifyRecord.from_record(r) for r in event.get("Records") or ()]
+        records = [QueueMessage.from_record(r) for r in event.get("Records") or ()]
         succeeded = list(self._pool.map(self._succeeds, records))
         return {
             "batchItemFailures": [
@@ -98,7 +74,7 @@ class Notifier:
             ]
         }
 
-    def _succeeds(self, record: NotifyRecord) -> bool:
+    def _succeeds(self, record: QueueMessage) -> bool:
         logger.thread_safe_clear_keys()
         logger.thread_safe_append_keys(message_id=record.message_id)
         try:
@@ -107,11 +83,11 @@ class Notifier:
             return False
         except Exception:
             logger.exception("Notification not processed; the message will be retried")
-            self._postpone(record, retry_delay(record.receive_count, self._retry_delays))
+            self._postponer.postpone(record, retry_delay(record.receive_count, self._retry_delays))
             return False
         return True
 
-    def handle_record(self, record: NotifyRecord) -> None:
+    def handle_record(self, record: QueueMessage) -> None:
         try:
             message = json.loads(record.body)
             event, destination = (
@@ -140,7 +116,7 @@ class Notifier:
             destination = destinations[0]
         self._deliver(record, destination, webhook.msg_id, webhook.body)
 
-    def _deliver(self, record: NotifyRecord, url: str, msg_id: str, body: bytes) -> None:
+    def _deliver(self, record: QueueMessage, url: str, msg_id: str, body: bytes) -> None:
         now = self._now()
         timestamp = int(now.timestamp())
         headers = {
@@ -174,17 +150,19 @@ class Notifier:
         if record.receive_count >= self._max_attempts:
             count(Metric.NOTIFICATIONS_FAILED, reason="dead_lettered")
             logger.error("Webhook failed every attempt; to the dead-letter queue", extra=log)
-            self._postpone(record, 0)  # its next receive moves it to the dead-letter queue
+            self._postponer.postpone(
+                record, 0
+            )  # its next receive moves it to the dead-letter queue
             raise RetryLater
         delay = retry_delay(record.receive_count, self._retry_delays)
         logger.warning("Webhook not delivered; retrying", extra={**log, "retry_in_seconds": delay})
-        self._postpone(record, delay)
+        self._postponer.postpone(record, delay)
         raise RetryLater
 
-    def _split(self, record: NotifyRecord, event: Any, destinations: list[str]) -> None:
+    def _split(self, record: QueueMessage, event: Any, destinations: list[str]) -> None:
         """One message per destination, each then retried on its own schedule."""
         response = self._sqs.send_message_batch(
-            QueueUrl=self._queue_url(record.queue_arn),
+            QueueUrl=self._postponer.queue_url(record.queue_arn),
             Entries=[
                 {
                     "Id": str(index),
@@ -197,21 +175,3 @@ class Notifier:
             # Splitting again later may repeat a destination: same webhook-id, which receivers
             # deduplicate on; losing one would be worse.
             raise RuntimeError(f"could not split the event: {response['Failed']}")
-
-    def _postpone(self, record: NotifyRecord, delay: int) -> None:
-        try:
-            self._sqs.change_message_visibility(
-                QueueUrl=self._queue_url(record.queue_arn),
-                ReceiptHandle=record.receipt_handle,
-                VisibilityTimeout=delay,
-            )
-        except Exception:
-            # The message still comes back, after the queue's own visibility timeout.
-            logger.exception("Could not reschedule the message")
-
-    def _lookup_queue_url(self, queue_arn: str) -> str:
-        *_, account, name = queue_arn.split(":")
-        url: str = self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
-            "QueueUrl"
-        ]
-        return url

@@ -7,12 +7,11 @@ the same partial-failure contract, ~30 ms less cold start (measured by ``make be
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pika_pipeline.aws.sqs_messages import MAX_VISIBILITY_SECONDS, Postponer, QueueMessage
 from pika_pipeline.errors import FalUnavailable, JobStoreBusy, MalformedMessage
 from pika_pipeline.observability import logger
 
@@ -22,36 +21,11 @@ if TYPE_CHECKING:
     from pika_pipeline.dispatch.dispatcher import Dispatcher
     from pika_pipeline.submit.service import SubmitService
 
-# SQS caps a message's visibility timeout at 12 hours.
-MAX_VISIBILITY_SECONDS = 12 * 3600
-
 
 def retry_delay(receive_count: int, base_seconds: int) -> int:
     """base, 2x base, 4x base... after the 1st, 2nd, 3rd... failed attempt."""
     delay: int = base_seconds * 2 ** max(0, receive_count - 1)
     return min(delay, MAX_VISIBILITY_SECONDS)
-
-
-@dataclass(frozen=True)
-class QueueMessage:
-    """The parts of an SQS record (as Lambda delivers it) the submit path uses."""
-
-    message_id: str
-    body: str
-    receipt_handle: str
-    queue_arn: str
-    receive_count: int
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> QueueMessage:
-        attributes = record.get("attributes") or {}
-        return cls(
-            message_id=str(record.get("messageId", "")),
-            body=str(record.get("body", "")),
-            receipt_handle=str(record.get("receiptHandle", "")),
-            queue_arn=str(record.get("eventSourceARN", "")),
-            receive_count=int(attributes.get("ApproximateReceiveCount") or 1),
-        )
 
 
 class SubmitBatch:
@@ -70,7 +44,7 @@ class SubmitBatch:
         self._sqs = sqs
         self._max_attempts = submit_max_attempts
         self._retry_base_seconds = submit_retry_base_seconds
-        self._queue_url: Callable[[str], str] = functools.cache(self._lookup_queue_url)
+        self._postponer = Postponer(sqs)
         # One thread per record of a full batch (BatchSize 10): a batch takes about a record's time.
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="record")
 
@@ -117,44 +91,24 @@ class SubmitBatch:
         except FalUnavailable:
             # Back off while fal recovers; after the last attempt, hand the message straight
             # back so its next receive moves it to the dead-letter queue.
-            self._postpone(
+            self._postponer.postpone(
                 record, 0 if final else retry_delay(receive_count, self._retry_base_seconds)
             )
             raise
         except JobStoreBusy as exc:
             # The jobs table is throttled past boto3's retries: back off as for a fal outage.
             logger.warning("Jobs table busy; message to be retried", extra={"reason": str(exc)})
-            self._postpone(
+            self._postponer.postpone(
                 record, 0 if final else retry_delay(receive_count, self._retry_base_seconds)
             )
             raise
         except MalformedMessage:
             # It can never succeed: burn through the receive limit now, not over hours.
-            self._postpone(record, 0)
+            self._postponer.postpone(record, 0)
             raise
         except Exception:
             # AWS failing past boto3's own retries: back off like a fal outage rather than wait
             # out the queue's long visibility timeout. A claim left behind is the reconciler's.
             logger.exception("Upload not processed; the message will be retried")
-            self._postpone(record, retry_delay(receive_count, self._retry_base_seconds))
+            self._postponer.postpone(record, retry_delay(receive_count, self._retry_base_seconds))
             raise
-
-    def _postpone(self, record: QueueMessage, delay: int) -> None:
-        try:
-            self._sqs.change_message_visibility(
-                QueueUrl=self._queue_url(record.queue_arn),
-                ReceiptHandle=record.receipt_handle,
-                VisibilityTimeout=delay,
-            )
-        except Exception:
-            # The message still comes back, after the queue's own visibility timeout.
-            logger.exception("Could not reschedule the message")
-            return
-        logger.info("Retrying the message later", extra={"retry_in_seconds": delay})
-
-    def _lookup_queue_url(self, queue_arn: str) -> str:
-        *_, account, name = queue_arn.split(":")
-        url: str = self._sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
-            "QueueUrl"
-        ]
-        return url
