@@ -34,6 +34,10 @@ from local.stack import LocalStack
 from local.template import REPO_ROOT
 
 GROUPS = ("cold", "network", "batch", "copy", "size", "cost")
+# These figures are not about fal's capacity: a gate wide enough never to hold their jobs (one
+# submit batch run holds up to 88 renders), yet at most 100 slots, so the dispatcher reads them in
+# one BatchGetItem page and makes the calls it makes on a deployed stack.
+STACK_PARAMETERS = {"FalConcurrency": "98", "FalQueueHeadroom": "1"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,6 +112,7 @@ def _stack_figures(results: Results, selected: set[str]) -> None:
             # function process counts its network calls (bench/call_meter.py).
             stack = LocalStack(
                 Path(state),
+                STACK_PARAMETERS,
                 run_schedules=False,
                 function_python_path=[call_meter.SITE_DIR],
                 function_environment=call_meter.function_environment(Path(state)),

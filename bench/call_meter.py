@@ -63,6 +63,8 @@ def install_from_environment() -> None:
         os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
     )
     if calls_dir and function_name:
+        # Marks every AWS call of this function at the wire (the fault proxy counts by it).
+        os.environ.setdefault("AWS_SDK_UA_APP_ID", function_name)
         CallMeter(calls_file(Path(calls_dir), function_name)).install()
 
 

@@ -6,12 +6,14 @@ clients' hooks (``bench/call_meter.py``: botocore's ``before-send`` event for AW
 an httpx request hook for fal_client, a wrapper of urllib3's pool for the webhook's downloads):
 those counts are the figures. The same calls are counted again at the wire, as a cross-check:
 every AWS call goes through ``local/fault_proxy.py``, which counts them per
-``service.Operation``, and every call to fal is a line in the fal emulator's log. The wire counts
-are split between the two functions by time: the emulated fal account's concurrency is set to
-0, so every request waits in fal's queue; the counter is read once every job is SUBMITTED (and
-no request has left the queue, checked before and after the read); the account's concurrency is
-restored, and the counter is read again once every job is COMPLETED and its webhook delivery
-answered.
+``service.Operation``, and every call to fal is a line in the fal emulator's log. At the wire, AWS
+calls are split between the functions by the SDK app id each function process puts in its
+User-Agent (the call meter sets it), since the submit function also dispatches after every
+completion (the event's nudge). fal calls are split by time: the emulated fal account's
+concurrency is set to 0, so every request waits in fal's queue; the emulator's log is marked
+once every job is SUBMITTED (and no request has left the queue, checked before and after); the
+account's concurrency is restored, and everything is read once every job is COMPLETED and its
+webhook delivery answered.
 
 Not counted, and reported separately: SQS calls (the Lambda poller's ReceiveMessage and
 DeleteMessageBatch, not the function's), Secrets Manager (cached for 300 s, so once per secret
@@ -44,10 +46,17 @@ from local.stack import StackInfo
 from pika_pipeline.jobs.statuses import TERMINAL_STATUSES
 from tests.support.pipeline import Pipeline
 
-# The design's minimum, call by call.
+# The design's minimum, call by call. Was 4 (claim, fal, request id, image GET): the dispatch gate
+# (issue 16) inherently adds queueing the job, its fair-share rank, reading slots and the waiting
+# job, and the slot transaction (layers/shared/pika_pipeline/dispatch/, dispatch-design.md).
 SUBMIT_MINIMUM = (
     "s3 ranged GET of the image (metadata, size, signature)",
-    "DynamoDB claim (conditional write)",
+    "DynamoDB queue the job (conditional write, QUEUED)",
+    "DynamoDB fair-share rank: the batch's counter (conditional update)",
+    "DynamoDB fair-share rank: the lane's clock (read)",
+    "DynamoDB slots (one BatchGetItem)",
+    "DynamoDB next waiting job (one Query of its lane)",
+    "DynamoDB slot transaction (TransactWriteItems: slot + QUEUED -> PENDING)",
     "fal submit",
     "DynamoDB request id (conditional write)",
 )
@@ -173,27 +182,32 @@ class _Measurement:
         try:
             job_ids = self._upload(self.jobs)
             wait_until(
-                lambda: all(s not in ("", "PENDING") for s in self._statuses(job_ids)),
+                lambda: all(s not in ("", "QUEUED", "PENDING") for s in self._statuses(job_ids)),
                 timeout=30 + 5 * self.jobs,
                 what="every job to be SUBMITTED",
             )
             queued_before = self._queued(job_ids)
-            submit_calls = self.stack.aws_calls()
             queued_after = self._queued(job_ids)
             split_offset = self.stack.emulator_log_offset()
         finally:
             self.stack.set_fal_concurrency(concurrency)
         if not (queued_before and queued_after):
             raise BenchError("a request left fal's queue before the submit calls were counted")
-        submit_calls += self.stack.emulator_calls(log_offset, split_offset)
         self._finish(job_ids)
         self.window = (self.window[0], time.time())
-        all_calls = self.stack.aws_calls() + self.stack.emulator_calls(log_offset)
-        webhook_calls = all_calls - submit_calls
-        # The emulator fetched each image through the presigned URL, after the split.
-        if webhook_calls["s3.GetObject"] < self.jobs:
-            raise BenchError(f"expected the emulator's {self.jobs} image GETs: {webhook_calls}")
-        webhook_calls["s3.GetObject"] -= self.jobs
+        # AWS calls by the function that made them (its SDK app id at the wire): the submit
+        # function also dispatches after each completion (the event's nudge), after the split.
+        by_app = self.stack.aws_calls_by_app()
+        name = {f: self.info.functions[HANDLERS[f]]["function_name"] for f in HANDLERS}
+        submit_calls = by_app.get(name["submit"], Counter()) + self.stack.emulator_calls(
+            log_offset, split_offset
+        )
+        webhook_calls = by_app.get(name["webhook"], Counter()) + self.stack.emulator_calls(
+            split_offset
+        )
+        # The emulator fetched each image through the presigned URL (no app id: not boto3).
+        if by_app.get("", Counter())["s3.GetObject"] < self.jobs:
+            raise BenchError(f"expected the emulator's {self.jobs} image GETs: {by_app}")
         webhook_calls[PRESIGNED_IMAGE_GET] += self.jobs
         self.log_bytes = {
             name: (self.logs / f"{name}.log").stat().st_size - size

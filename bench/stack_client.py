@@ -32,6 +32,13 @@ class StackClient:
         assert isinstance(calls, dict)
         return Counter({str(k): int(v) for k, v in calls.items()})
 
+    def aws_calls_by_app(self) -> dict[str, Counter[str]]:
+        """The same, by the calling process's SDK app id (the call meter sets it to the
+        function's name; "" for callers without one, e.g. a presigned URL's GET)."""
+        calls = self._proxy("GET", "/_faults/calls/by-app")
+        assert isinstance(calls, dict)
+        return {str(a): Counter({str(k): int(v) for k, v in c.items()}) for a, c in calls.items()}
+
     def add_aws_latency(self, service: str, seconds: float) -> None:
         """Every call to ``service`` reaches moto ``seconds`` late (until the next reset)."""
         rule = {"service": service, "operation": "*", "rate": 1.0, "delay_seconds": seconds}

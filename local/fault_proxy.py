@@ -89,6 +89,10 @@ def error_body(service: str, status: int) -> tuple[bytes, str]:
     return xml.encode(), "application/xml"
 
 
+def _app_id(user_agent: str) -> str:
+    return next((t[4:] for t in user_agent.split() if t.startswith("app/")), "")
+
+
 class FaultProxy:
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
@@ -96,11 +100,15 @@ class FaultProxy:
         self.upstream_port = parts.port or 80
         self.rules: list[FaultRule] = []
         self.calls: Counter[str] = Counter()
+        # The same calls by the caller's SDK app id (``app/<id>`` in botocore's User-Agent, from
+        # AWS_SDK_UA_APP_ID): the benchmark tells which function made a call at the wire.
+        self.calls_by_app: dict[str, Counter[str]] = {}
         self.lock = threading.Lock()
 
-    def match(self, service: str, operation: str) -> FaultRule | None:
+    def match(self, service: str, operation: str, app: str = "") -> FaultRule | None:
         with self.lock:
             self.calls[f"{service}.{operation}"] += 1
+            self.calls_by_app.setdefault(app, Counter())[f"{service}.{operation}"] += 1
             for rule in self.rules:
                 if rule.service == service and rule.operation in ("*", operation) and rule.fires():
                     return rule
@@ -123,7 +131,7 @@ def make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 return self._control(body)
             headers = {k.lower(): v for k, v in self.headers.items()}
             service, operation = operation_of(self.command, self.path, headers)
-            rule = proxy.match(service, operation)
+            rule = proxy.match(service, operation, _app_id(self.headers.get("User-Agent", "")))
             if rule is not None and rule.delay_seconds is not None:
                 time.sleep(rule.delay_seconds)
             elif rule is not None:
@@ -152,9 +160,12 @@ def make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 state: Any
                 if self.path == "/_faults/calls":
                     state = dict(proxy.calls)
+                elif self.path == "/_faults/calls/by-app":
+                    state = {app: dict(calls) for app, calls in proxy.calls_by_app.items()}
                 elif self.command == "POST" and self.path == "/_faults/reset":
                     proxy.rules.clear()
                     proxy.calls.clear()
+                    proxy.calls_by_app.clear()
                     state = []
                 elif self.command == "POST":
                     proxy.rules.append(FaultRule(**json.loads(body)))
