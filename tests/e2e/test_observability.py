@@ -11,45 +11,46 @@ from tests.support.pipeline import Pipeline, eventually
 
 
 def test_every_log_line_about_a_job_carries_its_correlation_ids(pipeline: Pipeline) -> None:
-    submit_mark = pipeline.log_mark("SubmitFunction")
-    webhook_mark = pipeline.log_mark("WebhookFunction")
-    # An outage makes the submit path log a retry; a duplicate delivery, a second webhook call.
+    marks = {
+        f: pipeline.log_mark(f) for f in ("SubmitFunction", "WebhookFunction", "ReconcilerFunction")
+    }
+    # An outage at dispatch leaves the job to the reconciler, which submits it again; a
+    # duplicate delivery makes a second webhook call.
     pipeline.fal_faults(submit=[500], delivery=["duplicate"])
 
-    job = pipeline.wait_for_job(pipeline.upload({"prompt": "correlated", "duration": "1"}))
-    eventually(lambda: len(_deliveries(pipeline, job["job_id"])) == 2 or None)
+    job_id = pipeline.upload({"prompt": "correlated", "duration": "1"})
+    eventually(lambda: (pipeline.job(job_id) or {}).get("last_error"))
+    job = pipeline.reconcile_until_final(job_id)
+    eventually(lambda: len(_deliveries(pipeline, job_id)) == 2 or None)
 
-    job_id, key, request_id = job["job_id"], job["source_key"], job["request_id"]
-    submit = pipeline.log_entries("SubmitFunction", since=submit_mark)
-    webhook = pipeline.log_entries("WebhookFunction", since=webhook_mark)
-    submitted = [line for line in submit if line.get("job_id") == job_id]
-    stored = [line for line in webhook if line.get("job_id") == job_id]
+    key, request_id = job["source_key"], job["request_id"]
+    logs = {f: pipeline.log_entries(f, since=mark) for f, mark in marks.items()}
+    submitted = [line for line in logs["SubmitFunction"] if line.get("job_id") == job_id]
+    reconciled = [line for line in logs["ReconcilerFunction"] if line.get("job_id") == job_id]
+    stored = [line for line in logs["WebhookFunction"] if line.get("job_id") == job_id]
     assert job["status"] == "COMPLETED"
     assert [line["message"] for line in submitted] == [
-        "fal unavailable; the message will be retried",
-        "Retrying the message later",
-        "Submitted to fal",
+        "Queued",
+        "Dispatched",
+        "fal unavailable; the job will be submitted again",
     ]
-    assert {line["object_key"] for line in submitted} == {key}
-    assert submitted[-1]["fal_request_id"] == request_id
+    assert "Submitted to fal" in [line["message"] for line in reconciled]
+    assert {line["object_key"] for line in [*submitted, *reconciled]} == {key}
+    (resubmitted,) = [line for line in reconciled if line["message"] == "Submitted to fal"]
+    assert resubmitted["fal_request_id"] == request_id
     # The duplicate logs "Result for a finished job", or nothing when it lost the race to the
     # transition; the video is stored once either way.
     messages = [line["message"] for line in stored]
     assert messages.count("Video stored") == 1
     assert set(messages) <= {"Video stored", "Result for a finished job"}
     assert {line["fal_request_id"] for line in stored} == {request_id}
-    # Lines that should carry the ids but do not: any other line of the same invocations, and any
-    # line anywhere that names the job, its object or its fal request in another field.
-    for lines, ids, ours in (
-        (submit, ("job_id", "object_key"), submitted),
-        (webhook, ("job_id", "fal_request_id"), stored),
-    ):
-        invocations = {line["function_request_id"] for line in ours}
+    # Lines that should carry the ids but do not: any line anywhere that names the job, its
+    # object or its fal request in another field (a summary line carrying the last job's ids
+    # would be one).
+    for function, lines in logs.items():
         for line in lines:
-            if line.get("function_request_id") in invocations:
-                assert all(line.get(name) for name in ids), line
             if any(marker in json.dumps(line) for marker in (job_id, key, request_id)):
-                assert line.get("job_id") == job_id, line
+                assert line.get("job_id") == job_id, (function, line)
 
 
 def test_a_completed_job_is_counted_and_measured_in_the_pipelines_namespace(

@@ -131,11 +131,10 @@ class Dispatcher:
                 unit=MetricUnit.Milliseconds,
                 value=max(0.0, now - started_waiting) * 1000,
             )
-            logger.info(
-                "Dispatched",
-                extra={"job_id": job.job_id, "slot": slot.number, "queue_wait_seconds": waited},
-            )
-            if not self._submit_dispatched(job.job_id, attempt=claim.attempt, started=now):
+            dispatched_as = {"slot": slot.number, "queue_wait_seconds": waited}
+            if not self._submit_dispatched(
+                job.job_id, attempt=claim.attempt, started=now, logged=dispatched_as
+            ):
                 break
         return dispatched
 
@@ -144,7 +143,9 @@ class Dispatcher:
         logger.info("Waiting for budget", extra={"job_id": job_id, "reason": reason})
         self._budget.waiting(job_id)
 
-    def _submit_dispatched(self, job_id: str, *, attempt: str, started: float) -> bool:
+    def _submit_dispatched(
+        self, job_id: str, *, attempt: str, started: float, logged: dict[str, float]
+    ) -> bool:
         """Submits the claimed job; False when fal is unavailable (stop filling for now).
 
         fal unavailable: the claim is released and the job keeps its slot; the reconciler
@@ -153,8 +154,11 @@ class Dispatcher:
         instead would have every fill hammer a fal that is down.
         """
         job = self._jobs.get(job_id)
+        logger.thread_safe_clear_keys()  # this job's lines carry its ids, none of the last one's
         if job is None:
             return True
+        logger.thread_safe_append_keys(job_id=job_id, object_key=job.item.get("source_key"))
+        logger.info("Dispatched", extra=logged)
         try:
             self._submit.dispatched(job, attempt=attempt, started=started)
         except FalUnavailable:

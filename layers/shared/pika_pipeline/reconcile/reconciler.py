@@ -211,6 +211,7 @@ class Reconciler:
         metrics.add_metric(
             name=Metric.OLDEST_OPEN_JOB_SECONDS, unit=MetricUnit.Seconds, value=round(oldest_open)
         )
+        logger.thread_safe_clear_keys()  # the summary is about the run, not its last job
         for outcome, number in report.items():
             logger.info("Reconciled", extra={"outcome": outcome, "jobs": number})
         answer = {str(outcome): number for outcome, number in report.items()}

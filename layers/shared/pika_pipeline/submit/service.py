@@ -223,7 +223,10 @@ class SubmitService:
         request = VideoRequest.model_validate(
             {name: plain(job.item[name]) for name in VideoRequest.model_fields if name in job.item}
         )
-        logger.thread_safe_append_keys(job_id=job.job_id)
+        logger.thread_safe_clear_keys()  # nothing of the job dispatched before it
+        logger.thread_safe_append_keys(
+            job_id=job.job_id, object_key=str(job.item.get("source_key", ""))
+        )
         return self.submit_claimed(
             job_id=job.job_id,
             upload=Upload.of_job(job.item),
