@@ -42,7 +42,8 @@ def _every_path_once(pipeline: Pipeline) -> list[str]:
         pipeline.upload({}),
     ]
     for job_id in jobs:
-        pipeline.wait_for_job(job_id)
+        # fal's outage at dispatch leaves that job to the reconciler, which submits it again.
+        pipeline.reconcile_until_final(job_id)
     status, _ = pipeline.post_webhook(
         f"{pipeline.info.webhook_url}?job_id={jobs[1]}&attempt=0&token=forged", b"{}", {}
     )
