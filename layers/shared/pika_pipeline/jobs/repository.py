@@ -121,9 +121,7 @@ class JobRepository:
         with jobs_table_errors(f"job {job_id} is not a crashed claim"):
             attrs = self._table.update_item(
                 Key={"job_id": job_id},
-                ConditionExpression=_status_is(JobStatus.PENDING)
-                & Attr("request_id").not_exists()
-                & Attr("claim_expires_at").lt(now_epoch),
+                ConditionExpression=_crashed_claim(now_epoch),
                 ReturnValues="ALL_NEW",
                 **update.arguments(),
             )["Attributes"]
@@ -195,9 +193,7 @@ class JobRepository:
         with jobs_table_errors(f"job {job_id} is not a stranded claim"):
             attrs = self._table.update_item(
                 Key={"job_id": job_id},
-                ConditionExpression=_status_is(JobStatus.PENDING)
-                & Attr("request_id").not_exists()
-                & Attr("claim_expires_at").lt(now_epoch),
+                ConditionExpression=_crashed_claim(now_epoch),
                 ReturnValues="ALL_NEW",
                 **update.arguments(),
             )["Attributes"]
@@ -314,6 +310,15 @@ class JobRepository:
                 **update.arguments(),
             )["Attributes"]
         return Job(attrs)
+
+
+def _crashed_claim(now_epoch: int) -> ConditionBase:
+    """A dispatched job whose submit never recorded fal's answer and whose claim ran out."""
+    return (
+        _status_is(JobStatus.PENDING)
+        & Attr("request_id").not_exists()
+        & Attr("claim_expires_at").lt(now_epoch)
+    )
 
 
 def _status_is(status: JobStatus) -> ConditionBase:
