@@ -8,7 +8,9 @@ DynamoDB write) loses nothing.
   POST /_faults        {"service": "s3", "operation": "UploadPart", "times": 5, "status": 500}
                        ("rate": 0.1 instead of "times" fails a fraction of matching calls;
                        "delay_seconds": 0.01 with "rate": 1 forwards every matching call after
-                       that long instead of failing it: network latency)
+                       that long instead of failing it: network latency;
+                       "reply_delay_seconds": 30 forwards the call at once and holds its answer:
+                       the write is done, and its caller is caught waiting for the reply)
   POST /_faults/reset  forget every rule, and zero the call counts
   GET  /_faults        the rules and how often each fired
   GET  /_faults/calls  how many calls of each service.operation went through
@@ -48,6 +50,7 @@ class FaultRule:
     times: int | None = None
     rate: float | None = None
     delay_seconds: float | None = None
+    reply_delay_seconds: float | None = None
     fired: int = 0
 
     def fires(self) -> bool:
@@ -134,7 +137,7 @@ def make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             rule = proxy.match(service, operation, _app_id(self.headers.get("User-Agent", "")))
             if rule is not None and rule.delay_seconds is not None:
                 time.sleep(rule.delay_seconds)
-            elif rule is not None:
+            elif rule is not None and rule.reply_delay_seconds is None:
                 payload, content_type = error_body(service, rule.status)
                 return self._reply(rule.status, {"Content-Type": content_type}, payload)
             connection = http.client.HTTPConnection(
@@ -145,6 +148,8 @@ def make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 connection.request(self.command, self.path, body=body, headers=forwarded)
                 response = connection.getresponse()
                 payload = response.read()
+                if rule is not None and rule.reply_delay_seconds is not None:
+                    time.sleep(rule.reply_delay_seconds)
                 reply_headers = {
                     k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP
                 }

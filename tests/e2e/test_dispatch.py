@@ -276,15 +276,16 @@ def test_a_submit_function_killed_mid_dispatch_leaks_no_slot_and_submits_once(
     job_id = pipeline.upload({"prompt": "killed mid-dispatch", "duration": "1"})
     pipeline.wait_for_status(job_id, "QUEUED")
     pipeline.wait_for_queue_drained()
-    # The dispatch's next two reads stall, long enough for a loaded machine: the pause switch
-    # (before the slot transaction) and the job (after it, before fal is called), so the
-    # function is caught inside the window.
-    pipeline.aws_faults(service="dynamodb", operation="GetItem", times=2, delay_seconds=30)
+    # The slot transaction is written at once but its answer is held: the function is caught
+    # holding the slot and the claim, before fal is called, however slow the machine is.
+    pipeline.aws_faults(
+        service="dynamodb", operation="TransactWriteItems", times=1, reply_delay_seconds=45
+    )
 
     # when dispatch resumes, and the function is SIGKILLed between the slot and fal
     set_paused(False)
     pipeline.send_raw_message(json.dumps(DISPATCH_NUDGE))
-    claimed = pipeline.wait_for_status(job_id, "PENDING", timeout=90)
+    claimed = pipeline.wait_for_status(job_id, "PENDING", timeout=60)
     stack.kill_and_restart("SubmitFunction")
     assert pipeline.fal_submits_for(job_id) == []  # killed before fal heard of it
 
