@@ -157,6 +157,9 @@ class _Measurement:
         wait_until(
             lambda: self._delivered(job_ids), timeout=30, what="the webhook deliveries to answer"
         )
+        # Each completion nudges the submit function to dispatch: those calls are done once the
+        # queue is empty, so the hooks and the wire count the same ones.
+        self.pipeline.wait_for_queue_drained()
 
     def hooked_calls(self, since: float, until: float) -> tuple[Counter[str], Counter[str]]:
         """(submit, webhook): what each function counted from inside its process."""
