@@ -14,6 +14,16 @@ seconds, as its schedule would, compressed.
 Then a second phase, a drop larger than fal's capacity: the emulator runs 2 requests at once like a
 new fal account, the faults are on again (no kills), and the report shows the peak of requests
 outstanding at fal against the cap the pipeline must keep (FalConcurrency + FalQueueHeadroom).
+
+Money and news, both phases: the first starts with a daily budget of about 70% of its drop's price,
+so dispatch stops part-way; the report shows spend against budget (never a cent over) and the jobs
+left waiting QUEUED, then the run raises the budget the way an operator does (`pika-pipeline budget
+set`) and they drain. Every finished job is announced by a signed webhook to NotifyUrl, a receiver
+of the run's own that verifies with ``standardwebhooks`` and answers 5xx to 10% of deliveries: the
+report counts webhooks delivered, duplicates and dead letters, and checks none is lost. (A run
+across UTC midnight starts a new day's budget; the spend check reads today's.)
+
+The checks and the report: local/chaos_checks.py.
 """
 
 from __future__ import annotations
@@ -26,21 +36,24 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import av
 import boto3
 
-from local.aws import REGION
+from local.aws import REGION, free_port
+from local.chaos_checks import ChaosReport, Evidence, budget_ran_out, check
 from local.stack import SCHEDULED_EVENT, LocalStack, StackInfo
 from local.template import REPO_ROOT
+from pika_pipeline.fal import pika
+from pika_pipeline.fal.prices import usd_per_video
 from pika_pipeline.jobs.identity import job_id_for
-from pika_pipeline.jobs.statuses import TERMINAL_STATUSES
+from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus
+from pika_pipeline_cli.resources import find_pipeline
+from pika_pipeline_cli.spend import BudgetState, budget_state, set_budget
+from tests.support.webhook_receiver import WebhookReceiver, webhook_receiver
 
 SAMPLE = (REPO_ROOT / "local" / "assets" / "sample.jpg").read_bytes()
 # Time compressed so a run takes minutes: retries after 1 s, claims and crashed batches back
@@ -57,7 +70,16 @@ PARAMETERS = {
     # phase's cap is this file's fact, whatever the defaults become).
     "FalConcurrency": "2",
     "FalQueueHeadroom": "1",
+    # The endpoint whose price the budget is set in (the template's default, stated here).
+    "FalEndpoint": pika.ENDPOINT,
+    # The notifier's retries after 1 and 2 s instead of minutes to hours (about 3 days in all):
+    # 8 failed attempts in a row, 1e-8 at 10%, is what would dead-letter a notification.
+    "NotifyRetryDelays": "1,2",
+    "NotifyMaxAttempts": "8",
 }
+PRICE = usd_per_video(PARAMETERS["FalEndpoint"])  # every chaos upload is fal's default video
+BUDGET_SHARE = Decimal("0.7")  # of the first drop's price: dispatch stops part-way
+RECEIVER_FAILURE_RATE = 0.10
 FAL_CAP = int(PARAMETERS["FalConcurrency"]) + int(PARAMETERS["FalQueueHeadroom"])
 EMULATOR_CONCURRENCY = 2  # the emulator's account limit in the over-capacity phase
 FAL_FAULTS = {
@@ -73,39 +95,23 @@ FAL_FAULTS = {
         "media": {"not_mp4": 0.02, "foreign_host": 0.02},
     },
 }
-# The code a job ends with when every fal request of it served its video this way.
-PERMANENT_MEDIA = {"not_mp4": "video_not_mp4", "foreign_host": "video_host_not_allowed"}
 AWS_FAULTS = [
     {"service": "s3", "operation": "*", "rate": 0.02, "status": 500},
     {"service": "dynamodb", "operation": "*", "rate": 0.02, "status": 500},
 ]
 NO_PROMPT_SHARE = 0.02
 SETTLE_SECONDS = 60
-# What the submit path logs when a call to fal got no answer (its request may be queued all the
-# same: one extra request each).
-_SUBMIT_GAVE_UP_WAITING = (
-    "fal unavailable; the message will be retried",
-    "fal stayed unavailable; giving up",
-)
 
 
-@dataclass
-class ChaosReport:
-    rows: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-    def table(self) -> str:
-        width = max(len(name) for name in self.rows)
-        lines = [f"{'figure':<{width}}  value", f"{'-' * width}  -----"]
-        lines += [f"{name:<{width}}  {value}" for name, value in self.rows.items()]
-        lines += [f"problem: {problem}" for problem in self.problems] or ["no problems found"]
-        return "\n".join(lines)
-
-
-class _Run:
-    def __init__(self, stack: LocalStack, info: StackInfo) -> None:
+class ChaosRun:
+    def __init__(self, stack: LocalStack, info: StackInfo, receiver: WebhookReceiver) -> None:
         self.stack = stack
         self.info = info
+        self.receiver = receiver
+        # What an operator's CLI sees: the same control items `pika-pipeline budget` reads.
+        self.operator = find_pipeline(
+            stack=None, local_stack_file=Path(info.state_dir) / "stack.json"
+        )
         session = boto3.session.Session(
             aws_access_key_id=info.environment["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=info.environment["AWS_SECRET_ACCESS_KEY"],
@@ -182,12 +188,16 @@ class _Run:
             self.kills_in_flight += bool(held)
             self.calls_in_flight_at_kills += held
 
+    def budget_state(self) -> BudgetState:
+        return budget_state(self.operator)
+
     def queue_depth(self, output: str) -> int:
         attributes = self.sqs.get_queue_attributes(
             QueueUrl=self.info.outputs[output],
             AttributeNames=[
                 "ApproximateNumberOfMessages",
                 "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
             ],
         )["Attributes"]
         return sum(int(value) for value in attributes.values())
@@ -197,23 +207,57 @@ def run(
     *, uploads: int, kills: int, seed: int, timeout: float, over_capacity: int = 0
 ) -> ChaosReport:
     random.seed(seed)
+    # The receiver's URL is a stack parameter; its certificate and secret come with the stack.
+    receiver_port = free_port()
+    budget = (PRICE * uploads * BUDGET_SHARE).quantize(Decimal("0.01"))
     stack = LocalStack(
-        Path(tempfile.mkdtemp(prefix="pika-chaos-")), parameters=PARAMETERS, run_schedules=False
+        Path(tempfile.mkdtemp(prefix="pika-chaos-")),
+        parameters={
+            **PARAMETERS,
+            "DailyBudgetUSD": str(budget),
+            "NotifyUrl": f"https://127.0.0.1:{receiver_port}/hooks/pika",
+        },
+        run_schedules=False,
     )
     info = stack.start()
     try:
-        chaos = _Run(stack, info)
-        report = _drive(chaos, uploads=uploads, kills=kills, timeout=timeout)
-        if over_capacity:
-            phase = _over_capacity(chaos, uploads=over_capacity, timeout=timeout)
-            report.rows.update({f"over capacity: {k}": v for k, v in phase.rows.items()})
-            report.problems.extend(f"over capacity: {problem}" for problem in phase.problems)
-        return report
+        with webhook_receiver(
+            _signing_secret(info),
+            info.fal_ca_file,
+            port=receiver_port,
+            failure_rate=RECEIVER_FAILURE_RATE,
+            seed=seed,
+        ) as receiver:
+            chaos = ChaosRun(stack, info, receiver)
+            # Raised to what every job of the run could hold at once (one reservation each).
+            raised = PRICE * (uploads + over_capacity)
+            report = _drive(
+                chaos, uploads=uploads, kills=kills, timeout=timeout, budget=(budget, raised)
+            )
+            if over_capacity:
+                phase = _over_capacity(chaos, uploads=over_capacity, timeout=timeout)
+                report.rows.update({f"over capacity: {k}": v for k, v in phase.rows.items()})
+                report.problems.extend(f"over capacity: {problem}" for problem in phase.problems)
+            return report
     finally:
         stack.stop()
 
 
-def _over_capacity(run: _Run, *, uploads: int, timeout: float) -> ChaosReport:
+def _signing_secret(info: StackInfo) -> str:
+    """What an operator hands a receiver: "whsec_" + the notifier secret's current key."""
+    secrets = boto3.client(
+        "secretsmanager",
+        endpoint_url=info.aws_endpoint,
+        region_name=REGION,
+        aws_access_key_id=info.environment["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=info.environment["AWS_SECRET_ACCESS_KEY"],
+    )
+    name = info.functions["NotifierFunction"]["environment"]["NOTIFY_SIGNING_SECRET"]
+    value = json.loads(secrets.get_secret_value(SecretId=name)["SecretString"])
+    return f"whsec_{value['current']}"
+
+
+def _over_capacity(run: ChaosRun, *, uploads: int, timeout: float) -> ChaosReport:
     """A drop many times fal's capacity, with the faults on: every job still ends exactly once,
     and fal never holds more than the cap (the dispatch gate's promise)."""
     info = run.info
@@ -245,8 +289,7 @@ def _over_capacity(run: _Run, *, uploads: int, timeout: float) -> ChaosReport:
     run.http(f"{info.fal_url}/_emulator/faults", {"rates": {}}, run.tls)
     if not _settle(run, deadline=time.monotonic() + SETTLE_SECONDS):
         report.problems.append(f"not settled {SETTLE_SECONDS} s after the faults stopped")
-    jobs = run.jobs()
-    _check(run, report, job_ids, {j: jobs[j] for j in job_ids if j in jobs})
+    _check(run, report, job_ids)
     report.rows.update(
         {
             "peak requests outstanding at fal": f"{peak} (cap {FAL_CAP})",
@@ -259,7 +302,11 @@ def _over_capacity(run: _Run, *, uploads: int, timeout: float) -> ChaosReport:
     return report
 
 
-def _drive(run: _Run, *, uploads: int, kills: int, timeout: float) -> ChaosReport:
+def _drive(
+    run: ChaosRun, *, uploads: int, kills: int, timeout: float, budget: tuple[Decimal, Decimal]
+) -> ChaosReport:
+    """``budget``: the daily budget the stack starts with, and what it is raised to once it
+    has run out."""
     info = run.info
     run.http(f"{info.fal_url}/_emulator/faults", FAL_FAULTS, run.tls)
     for rule in AWS_FAULTS:
@@ -278,12 +325,37 @@ def _drive(run: _Run, *, uploads: int, kills: int, timeout: float) -> ChaosRepor
     report = ChaosReport()
     deadline = started + timeout
     jobs = run.jobs()
+    limit, raised = budget
+    ran_out, peak_spend = False, Decimal(0)
     while time.monotonic() < deadline:
         jobs = run.jobs()
-        if all(jobs.get(j, {}).get("status") in TERMINAL_STATUSES for j in job_ids):
+        open_jobs = [jobs.get(j, {}) for j in job_ids]
+        open_jobs = [job for job in open_jobs if job.get("status") not in TERMINAL_STATUSES]
+        if not open_jobs:
             break
+        spent = run.budget_state().today.reserved_usd
+        peak_spend = max(peak_spend, spent)
+        # Ran out: nothing at fal or on its way there, and the rest cannot pay one more video.
+        at_rest = all(job.get("status") == JobStatus.QUEUED for job in open_jobs)
+        if not ran_out and at_rest and spent + PRICE > limit:
+            ran_out = True
+            fal = run.http(f"{info.fal_url}/_emulator/requests", None, run.tls)
+            budget_ran_out(
+                report,
+                budget=limit,
+                spent=spent,
+                peak=peak_spend,
+                price=PRICE,
+                open_jobs=open_jobs,
+                fal=fal,
+            )
+            set_budget(run.operator, daily=raised, monthly=None, by="local.chaos")
+            report.rows["daily budget raised to (USD)"] = raised
+            continue
         time.sleep(1)
     wall = time.monotonic() - started
+    if not ran_out:
+        report.problems.append(f"the daily budget of {limit} USD never stopped dispatch")
     stop.set()
     for helper in helpers:
         helper.join()
@@ -296,15 +368,16 @@ def _drive(run: _Run, *, uploads: int, kills: int, timeout: float) -> ChaosRepor
     if not _settle(run, deadline=time.monotonic() + SETTLE_SECONDS):
         report.problems.append(
             f"not settled {SETTLE_SECONDS} s after the faults stopped "
-            "(fal deliveries pending or messages in the submit queue)"
+            "(fal deliveries pending, messages in the submit or notify queue)"
         )
-    _check(run, report, job_ids, run.jobs())
+    _check(run, report, job_ids)
     report.rows.update({"wall time (s)": f"{wall:.1f}", "jobs per second": f"{uploads / wall:.1f}"})
     return report
 
 
-def _settle(run: _Run, deadline: float) -> bool:
-    """Waits for fal's pending work and the submit queue to drain; False if they never do."""
+def _settle(run: ChaosRun, deadline: float) -> bool:
+    """Waits for fal's pending work, the submit queue and the notifications (retries included)
+    to drain; False if they never do."""
     while time.monotonic() < deadline:
         requests = run.http(f"{run.info.fal_url}/_emulator/requests", None, run.tls)["requests"]
         deliveries_done = all(
@@ -312,7 +385,8 @@ def _settle(run: _Run, deadline: float) -> bool:
             and (r["delivery"] == "drop" or any(_ok(d["status"]) for d in r["deliveries"]))
             for r in requests
         )
-        if deliveries_done and run.queue_depth("SubmitQueueUrl") == 0:
+        queues = ("SubmitQueueUrl", "NotifyQueueUrl")
+        if deliveries_done and not any(run.queue_depth(queue) for queue in queues):
             return True
         time.sleep(1)
     return False
@@ -322,210 +396,18 @@ def _ok(status: Any) -> bool:
     return isinstance(status, int) and 200 <= status < 300
 
 
-def _check(run: _Run, report: ChaosReport, job_ids: list[str], jobs: dict[str, Any]) -> None:
-    info = run.info
-    problems = report.problems
-    statuses = Counter(str(jobs.get(j, {}).get("status", "MISSING")) for j in job_ids)
-    for job_id in job_ids:
-        if jobs.get(job_id, {}).get("status") not in TERMINAL_STATUSES:
-            problems.append(f"job {job_id} is {jobs.get(job_id, {}).get('status', 'missing')}")
-    if len(jobs) != len(set(job_ids)):
-        problems.append(f"{len(jobs)} jobs for {len(set(job_ids))} uploads")
-
-    completed = [jobs[j] for j in job_ids if jobs.get(j, {}).get("status") == "COMPLETED"]
-    for job in completed:
-        listing = run.s3.list_objects_v2(
-            Bucket=info.outputs["OutputBucketName"], Prefix=f"videos/{job['job_id']}"
-        )
-        if listing.get("KeyCount") != 1:
-            problems.append(f"job {job['job_id']} has {listing.get('KeyCount')} video objects")
-        elif not _decodes(run, job):
-            problems.append(f"the video of job {job['job_id']} does not decode")
-
-    requests = run.http(f"{info.fal_url}/_emulator/requests", None, run.tls)["requests"]
-    by_job = Counter(_job_of(r["webhook_url"]) for r in requests)
-    reached_fal = [j for j in job_ids if jobs.get(j, {}).get("request_ids")]
-    extra = sum(by_job.values()) - len(reached_fal)
-    unrecorded = [
-        r
-        for r in requests
-        if r["request_id"]
-        not in set(jobs.get(_job_of(r["webhook_url"]), {}).get("request_ids", ()))
-    ]
-    # A call whose answer was lost (killed, timed out) after fal queued it leaves a request only
-    # its webhook can make known; when the fault also drops that webhook, nobody (fal's API
-    # included) can name it. Any other unrecorded request is a paid result the pipeline lost.
-    unknowable = [r for r in unrecorded if r["delivery"] == "drop"]
-    unfinished = [r for r in requests if r["status"] in ("IN_QUEUE", "IN_PROGRESS")]
-    if unfinished:
-        problems.append(f"{len(unfinished)} fal requests still queued or running at the end")
-    lost = [r for r in unrecorded if r["delivery"] != "drop"]
-    problems.extend(
-        f"fal request {r['request_id']} ({r['delivery']} delivery, answers "
-        f"{[d['status'] for d in r['deliveries']]}) is not recorded on its job"
-        for r in lost
+def _check(run: ChaosRun, report: ChaosReport, job_ids: list[str]) -> None:
+    jobs = run.jobs()
+    check(
+        Evidence(
+            run=run,
+            job_ids=job_ids,
+            jobs={j: jobs[j] for j in job_ids if j in jobs},
+            fal=run.http(f"{run.info.fal_url}/_emulator/requests", None, run.tls),
+            deadline_seconds=int(PARAMETERS["JobDeadlineSeconds"]),
+        ),
+        report,
     )
-    refused = run.http(f"{info.fal_url}/_emulator/requests", None, run.tls)["rejected_submits"]
-    _check_permanent_failures(report, jobs, requests, refused)
-    multipart = run.s3.list_multipart_uploads(Bucket=info.outputs["OutputBucketName"]).get(
-        "Uploads", []
-    )
-    if multipart:
-        problems.append(f"{len(multipart)} multipart uploads left in progress")
-    dead = run.queue_depth("SubmitDeadLetterQueueUrl")
-    if run.queue_depth("SubmitQueueUrl"):
-        problems.append("messages left in the submit queue")
-    if dead:
-        problems.append(f"{dead} messages in the dead-letter queue")
-    undelivered = (
-        run.queue_depth("UploadRuleDeadLetterQueueUrl")
-        if "UploadRuleDeadLetterQueueUrl" in info.outputs
-        else 0
-    )
-    if undelivered:
-        problems.append(f"{undelivered} upload events in the upload rule's dead-letter queue")
-    submit_timeouts = _submit_calls_unanswered(Path(info.state_dir) / "logs")
-    metrics = _metrics(Path(info.state_dir) / "logs")
-    failed = Counter(
-        str(job.get("error_code")) for job in jobs.values() if job["status"] == "FAILED"
-    )
-    rejected = Counter(
-        str(job.get("error_code")) for job in jobs.values() if job["status"] == "REJECTED"
-    )
-    report.rows.update(
-        {
-            "uploads": len(job_ids),
-            "completed": statuses["COMPLETED"],
-            "failed (by code)": dict(failed) or 0,
-            "rejected (by code)": dict(rejected) or 0,
-            "expired": statuses["EXPIRED"],
-            "fal submissions accepted": sum(by_job.values()),
-            "jobs that reached fal": len(reached_fal),
-            "extra fal requests (ambiguous timeouts, crashes mid-call)": extra,
-            "... explained by: fal calls in flight at kills": run.calls_in_flight_at_kills,
-            "... explained by: submit calls fal did not answer in time": submit_timeouts,
-            "fal requests the job never recorded": len(lost),
-            "fal requests no one could know (answer lost, webhook dropped)": len(unknowable),
-            "fal submits refused by injected faults": len(
-                run.http(f"{info.fal_url}/_emulator/requests", None, run.tls)["rejected_submits"]
-            ),
-            "duplicate uploads suppressed": int(metrics["DuplicateUploads"]),
-            "duplicate deliveries suppressed": int(metrics["DuplicateDeliveries"]),
-            "webhooks rejected": int(metrics["WebhooksRejected"]),
-            "jobs recovered by the reconciler": int(metrics["JobsRecovered"]),
-            "reconciler runs": run.reconciler_runs,
-            "submit function kills": run.kills,
-            "... of them with a fal call in flight": run.kills_in_flight,
-            "dead letters": dead,
-            "undelivered upload events": undelivered,
-        }
-    )
-    if extra > run.calls_in_flight_at_kills + submit_timeouts:
-        problems.append(
-            f"{extra} extra fal requests, more than the {run.calls_in_flight_at_kills} calls "
-            f"in flight at kills and {submit_timeouts} unanswered submit calls explain"
-        )
-
-
-def _check_permanent_failures(
-    report: ChaosReport,
-    jobs: dict[str, Any],
-    requests: list[dict[str, Any]],
-    refused: list[dict[str, Any]],
-) -> None:
-    """A job whose every fal result is a video that can never be stored ends FAILED with that
-    video's code, within the deadline (no retry loop keeps it open)."""
-    by_job: dict[str, list[dict[str, Any]]] = {}
-    for request in requests:
-        by_job.setdefault(_job_of(request["webhook_url"]), []).append(request)
-    deadline = int(PARAMETERS["JobDeadlineSeconds"])
-    ended: Counter[str] = Counter()
-    # A submit fal refused (an injected 422, say) ends its job with fal's code first.
-    refused_jobs = {_job_of(r["webhook_url"]) for r in refused}
-    for job_id, made in by_job.items():
-        # Only jobs whose every request made a video, all unstorable the same way: a usable
-        # video, or fal's own error, ends a job otherwise (checked elsewhere).
-        if job_id in refused_jobs:
-            continue
-        codes = {PERMANENT_MEDIA.get(r["media"], "") if r["outcome"] == "ok" else "" for r in made}
-        job = jobs.get(job_id)
-        if job is None or len(codes) != 1 or "" in codes:
-            continue
-        (code,) = codes
-        if (job["status"], job.get("error_code")) != ("FAILED", code):
-            report.problems.append(
-                f"job {job_id} got only videos that cannot be stored ({code}) but is "
-                f"{job['status']} {job.get('error_code')}"
-            )
-            continue
-        # From when its deadline started: a job whose call's answer was lost (a kill) is
-        # finished straight from PENDING, never having a submitted_at.
-        started = job.get("submitted_at") or job.get("created_at")
-        took = _seconds_between(started, job.get("updated_at"))
-        if took is None or took > deadline:
-            report.problems.append(f"job {job_id} took {took} s to fail ({code}), past {deadline}")
-        ended[code] += 1
-    report.rows["jobs failed for good by unstorable videos (by code)"] = dict(ended) or 0
-
-
-def _seconds_between(start: Any, end: Any) -> float | None:
-    if not start or not end:
-        return None
-    return (datetime.fromisoformat(str(end)) - datetime.fromisoformat(str(start))).total_seconds()
-
-
-def _job_of(webhook_url: str | None) -> str:
-    return (webhook_url or "").split("job_id=", 1)[-1].split("&", 1)[0]
-
-
-def _decodes(run: _Run, job: dict[str, Any]) -> bool:
-    body = run.s3.get_object(Bucket=job["output_bucket"], Key=job["output_key"])["Body"]
-    with tempfile.NamedTemporaryFile(suffix=".mp4") as handle:
-        handle.write(body.read())
-        handle.flush()
-        try:
-            with av.open(handle.name) as container:
-                return sum(1 for _ in container.decode(video=0)) > 0
-        except av.error.FFmpegError:
-            return False
-
-
-def _submit_calls_unanswered(logs: Path) -> int:
-    """Submit calls to fal that timed out or broke off (by the submit path's log, wherever it ran:
-    the submit function or the reconciler's re-submits)."""
-    unanswered = 0
-    for log in logs.glob("*Function.log"):
-        for line in log.read_text(errors="replace").splitlines():
-            if not line.startswith("{") or "fal did not answer" not in line:
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            unanswered += record.get("message") in _SUBMIT_GAVE_UP_WAITING and str(
-                record.get("reason", "")
-            ).startswith("fal did not answer")
-    return unanswered
-
-
-def _metrics(logs: Path) -> Counter[str]:
-    """Totals of the pipeline's EMF metrics (the undimensioned ones) across the function logs."""
-    totals: Counter[str] = Counter()
-    for log in logs.glob("*Function.log"):
-        for line in log.read_text(errors="replace").splitlines():
-            if not line.startswith('{"_aws"'):
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line mangled by a process killed mid-write
-            for directive in record["_aws"]["CloudWatchMetrics"]:
-                if directive["Dimensions"] != [["service"]]:
-                    continue
-                for metric in directive["Metrics"]:
-                    values = record.get(metric["Name"], [])
-                    totals[metric["Name"]] += sum(values) if isinstance(values, list) else values
-    return totals
 
 
 def main() -> int:

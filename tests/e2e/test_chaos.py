@@ -1,14 +1,18 @@
-"""The fault-injected load run, reduced: every upload ends exactly once despite the faults."""
+"""The fault-injected load run, reduced: every upload ends exactly once despite the faults, the
+budget runs out part-way without a cent over, and every finished job is announced by webhook."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
-from local.chaos import run
+from local.chaos import PRICE, run
 
 
 @pytest.mark.stack  # local.chaos starts a stack of its own
 def test_a_burst_of_uploads_under_faults_ends_with_every_job_final_and_nothing_lost() -> None:
+    # given a daily budget of 70% of the drop's price (60 x $0.40 x 0.7 = $16.80: 42 videos)
     report = run(uploads=60, kills=2, seed=11, timeout=240)
 
     assert report.problems == []
@@ -33,3 +37,16 @@ def test_a_burst_of_uploads_under_faults_ends_with_every_job_final_and_nothing_l
         <= rows["... explained by: fal calls in flight at kills"]
         + rows["... explained by: submit calls fal did not answer in time"]
     )
+    # The budget ran out part-way: within it to the cent, the rest waiting QUEUED until raised.
+    budget = rows["daily budget at the start (USD)"]
+    assert budget == Decimal("16.80")
+    assert rows["highest spend seen while dispatching (USD)"] <= budget
+    assert budget - PRICE < rows["spent when it ran out (USD, ledger)"] <= budget
+    assert rows["jobs waiting for budget (QUEUED)"] > 0
+    assert rows["... of them showing waiting_for=budget"] >= 1
+    assert rows["daily budget raised to (USD)"] == rows["daily budget in force (USD)"]
+    # Every finished job announced to NotifyUrl exactly once by webhook id, despite 5xx answers.
+    assert rows["webhooks delivered (unique webhook ids)"] == 60
+    assert rows["webhook deliveries the receiver failed (5xx at random)"] > 0
+    assert rows["notifications lost"] == 0
+    assert rows["dead-lettered notifications"] == 0

@@ -1,9 +1,11 @@
 """A webhook receiver of the tests' own: https on loopback, verifying every delivery with the
-official ``standardwebhooks`` library, answering what the test scripts (a status, or silence)."""
+official ``standardwebhooks`` library, answering what the test scripts (a status, or silence), or
+failing a share of deliveries at random (``make chaos``'s flaky receiver)."""
 
 from __future__ import annotations
 
 import json
+import random
 import ssl
 import threading
 import time
@@ -35,7 +37,8 @@ class Delivery:
 
 @dataclass
 class WebhookReceiver:
-    """``answers`` are used in order, one per request, then 200 for good. An answer of 0 is a
+    """``answers`` are used in order, one per request, then 200, except that a share
+    ``failure_rate`` of those answers (drawn from ``rng``) is a 5xx. An answer of 0 is a
     receiver that hangs past the notifier's read timeout before it answers 200."""
 
     secret: str
@@ -43,6 +46,8 @@ class WebhookReceiver:
     hang_seconds: float = 12.0
     deliveries: list[Delivery] = field(default_factory=list)
     url: str = ""
+    failure_rate: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def delivered(self) -> dict[str, int]:
@@ -69,7 +74,12 @@ class WebhookReceiver:
         except WebhookVerificationError:
             verified = False
         with self._lock:
-            answer = self.answers.pop(0) if self.answers else 200
+            if self.answers:
+                answer = self.answers.pop(0)
+            elif self.rng.random() < self.failure_rate:
+                answer = self.rng.choice((500, 502, 503))
+            else:
+                answer = 200
         if answer == 0:
             time.sleep(self.hang_seconds)
             answer = 200
@@ -82,10 +92,22 @@ class WebhookReceiver:
 
 @contextmanager
 def webhook_receiver(
-    secret: str, ca_file: str, answers: list[int] | None = None
+    secret: str,
+    ca_file: str,
+    answers: list[int] | None = None,
+    *,
+    port: int = 0,
+    failure_rate: float = 0.0,
+    seed: int | None = None,
 ) -> Iterator[WebhookReceiver]:
-    """Serves on 127.0.0.1 with the local stack's loopback certificate (its functions trust it)."""
-    receiver = WebhookReceiver(secret=secret, answers=list(answers or []))
+    """Serves on 127.0.0.1 with the local stack's loopback certificate (its functions trust it),
+    on ``port`` when its URL must be known before the stack starts (a NotifyUrl), else any."""
+    receiver = WebhookReceiver(
+        secret=secret,
+        answers=list(answers or []),
+        failure_rate=failure_rate,
+        rng=random.Random(seed),
+    )
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -102,7 +124,7 @@ def webhook_receiver(
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(Path(ca_file).parent / LOOPBACK_CERT))
