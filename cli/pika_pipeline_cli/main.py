@@ -230,9 +230,13 @@ def _budget(pipeline: Pipeline, args: argparse.Namespace) -> int:
                     "monthly_usd": state.limits.monthly_usd,
                     "day": state.day,
                     "spent_today_usd": state.today.reserved_usd,
+                    "videos_today": state.today.videos,
+                    "refunded_today_usd": state.today.refunded_usd,
+                    "refunds_today": state.today.refunds,
                     "remaining_today_usd": state.remaining(state.limits.daily_usd, state.today),
                     "month": state.month,
                     "spent_this_month_usd": state.this_month.reserved_usd,
+                    "videos_this_month": state.this_month.videos,
                     "remaining_this_month_usd": state.remaining(
                         state.limits.monthly_usd, state.this_month
                     ),

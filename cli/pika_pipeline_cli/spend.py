@@ -130,8 +130,9 @@ def spend_report(pipeline: Pipeline, *, days: int, now: datetime | None = None) 
     report = SpendReport(days=wanted)
     arguments: dict[str, Any] = {
         "FilterExpression": Attr("reserved_day").gte(wanted[-1]),
-        "ProjectionExpression": "reserved_day, batch, #s, reserved_usd, refunded_usd",
-        "ExpressionAttributeNames": {"#s": "status"},
+        # BATCH and STATUS are DynamoDB reserved words: named through placeholders.
+        "ProjectionExpression": "reserved_day, #b, #s, reserved_usd, refunded_usd",
+        "ExpressionAttributeNames": {"#b": "batch", "#s": "status"},
     }
     table = pipeline.table()
     while True:
