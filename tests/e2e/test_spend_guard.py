@@ -153,6 +153,12 @@ def test_a_daily_budget_sends_fal_exactly_what_it_pays_for_and_budget_set_releas
     shown = run(budgeted, "queue").stdout
     assert "Budget:   $0.20 left; 3 job(s) wait for budget, not for a slot" in shown
     assert "Drain:    not within the budget left" in shown
+    # The reconciler's run shows it on each of them too, where `status` reads it.
+    pipeline.reconcile()
+    assert [(pipeline.job(job["job_id"]) or {}).get("waiting_for") for job in waiting] == [
+        "budget"
+    ] * 3
+    assert "budget (pika-pipeline budget)" in run(budgeted, "status", waiting[-1]["job_id"]).stdout
 
     # when the operator raises the day's budget to pay for all five
     raised_at = datetime.now(UTC)
