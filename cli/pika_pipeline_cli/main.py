@@ -230,9 +230,13 @@ def _budget(pipeline: Pipeline, args: argparse.Namespace) -> int:
                     "monthly_usd": state.limits.monthly_usd,
                     "day": state.day,
                     "spent_today_usd": state.today.reserved_usd,
+                    "videos_today": state.today.videos,
+                    "refunded_today_usd": state.today.refunded_usd,
+                    "refunds_today": state.today.refunds,
                     "remaining_today_usd": state.remaining(state.limits.daily_usd, state.today),
                     "month": state.month,
                     "spent_this_month_usd": state.this_month.reserved_usd,
+                    "videos_this_month": state.this_month.videos,
                     "remaining_this_month_usd": state.remaining(
                         state.limits.monthly_usd, state.this_month
                     ),
@@ -567,23 +571,25 @@ def _redrive(pipeline: Pipeline, args: argparse.Namespace) -> int:
 
 
 def _queue(pipeline: Pipeline, args: argparse.Namespace) -> int:
+    def snapshot(rate: float | None = None) -> queue_control.QueueSnapshot:
+        left = spend.budget_state(pipeline).left_usd()
+        return queue_control.snapshot(pipeline, rate_per_second=rate, budget_left_usd=left)
+
     if args.json:
-        print(json.dumps(queue_control.snapshot(pipeline).as_json(), indent=2))
+        print(json.dumps(snapshot().as_json(), indent=2))
         return 0
     console = Console()
     if not args.watch:
-        console.print(queue_view(queue_control.snapshot(pipeline)))
+        console.print(queue_view(snapshot()))
         return 0
     rate = queue_control.measured_rate(pipeline)
     measured = time.monotonic()
-    with Live(
-        queue_view(queue_control.snapshot(pipeline, rate_per_second=rate)), console=console
-    ) as live:
+    with Live(queue_view(snapshot(rate)), console=console) as live:
         while True:  # until Ctrl-C (main answers it with 130)
             time.sleep(2)
             if time.monotonic() - measured > WATCH_RATE_EVERY_SECONDS:
                 rate, measured = queue_control.measured_rate(pipeline), time.monotonic()
-            live.update(queue_view(queue_control.snapshot(pipeline, rate_per_second=rate)))
+            live.update(queue_view(snapshot(rate)))
 
 
 def _pause(pipeline: Pipeline, args: argparse.Namespace) -> int:

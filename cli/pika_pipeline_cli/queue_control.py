@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
@@ -23,6 +24,8 @@ from pika_pipeline.aws.errors import error_code
 from pika_pipeline.dispatch.control import DISPATCH_ITEM
 from pika_pipeline.dispatch.order import LANES as DISPATCH_LANES
 from pika_pipeline.dispatch.order import QUEUED_JOBS_INDEX
+from pika_pipeline.fal import pika
+from pika_pipeline.fal.prices import usd_per_video
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.events import SOURCE, JobEvents
 from pika_pipeline.jobs.job import now_iso, plain
@@ -54,6 +57,9 @@ class WaitingJob:
     batch: str
     queued_at: datetime | None
     source_key: str
+    # What the dispatcher will reserve for it (recorded at upload; older jobs: about the price
+    # of fal's default video at its endpoint).
+    price_usd: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ class QueueSnapshot:
     headroom: int
     pause: PauseState
     rate_per_second: float | None  # measured: jobs leaving fal per second, None when unknown
+    # What the tighter of today's and this month's budgets has left; None: no limit.
+    budget_left_usd: Decimal | None = None
     taken_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -97,6 +105,22 @@ class QueueSnapshot:
         return [
             BatchRow(lane, batch, n, oldest[(lane, batch)]) for (lane, batch), n in counts.items()
         ]
+
+    def waiting_for_budget(self) -> list[WaitingJob]:
+        """The waiting jobs the budget left cannot pay for, however many slots free up: from the
+        first whose price, added to those of the jobs ahead of it, does not fit, to the end
+        (the dispatcher never lets a job overtake the head of the queue).
+
+        Computed from the budget now rather than read from the jobs' ``waiting_for``: the
+        dispatcher marks only the head it stopped at, and a raised budget frees them at once."""
+        if self.budget_left_usd is None:
+            return []
+        ahead = Decimal(0)
+        for index, job in enumerate(self.waiting):
+            ahead += job.price_usd
+            if ahead > self.budget_left_usd:
+                return self.waiting[index:]
+        return []
 
     def oldest(self) -> WaitingJob | None:
         dated = [job for job in self.waiting if job.queued_at is not None]
@@ -118,6 +142,8 @@ class QueueSnapshot:
             "paused_at": _iso(self.pause.since),
             "paused_by": self.pause.by,
             "waiting": len(self.waiting),
+            "waiting_for_budget": len(self.waiting_for_budget()),
+            "budget_left_usd": None if self.budget_left_usd is None else str(self.budget_left_usd),
             "by_batch": [
                 {
                     "priority": r.lane,
@@ -141,8 +167,14 @@ class QueueSnapshot:
 # --- reading ------------------------------------------------------------------------------------
 
 
-def snapshot(pipeline: Pipeline, *, rate_per_second: float | None = None) -> QueueSnapshot:
-    """The queue now; pass ``rate_per_second`` to reuse a recent measurement (it costs a scan)."""
+def snapshot(
+    pipeline: Pipeline,
+    *,
+    rate_per_second: float | None = None,
+    budget_left_usd: Decimal | None = None,
+) -> QueueSnapshot:
+    """The queue now; pass ``rate_per_second`` to reuse a recent measurement (it costs a scan),
+    and what the budgets have left (spend.budget_state) to see which jobs wait for budget."""
     concurrency, headroom = capacity(pipeline)
     return QueueSnapshot(
         waiting=list(waiting_jobs(pipeline)),
@@ -151,6 +183,7 @@ def snapshot(pipeline: Pipeline, *, rate_per_second: float | None = None) -> Que
         headroom=headroom,
         pause=pause_state(pipeline),
         rate_per_second=(measured_rate(pipeline) if rate_per_second is None else rate_per_second),
+        budget_left_usd=budget_left_usd,
     )
 
 
@@ -182,6 +215,7 @@ def waiting_jobs(pipeline: Pipeline, *, batch: str | None = None) -> Iterator[Wa
                 batch=str(item.get("batch", "")),
                 queued_at=parse_time(item.get("queued_at")),
                 source_key=str(item.get("source_key", "")),
+                price_usd=_price(item),
             )
 
 
@@ -232,6 +266,15 @@ def measured_rate(pipeline: Pipeline) -> float | None:
     if len(finishes) < 2 or finishes[-1] <= finishes[0]:
         return None
     return (len(finishes) - 1) / (finishes[-1] - finishes[0]).total_seconds()
+
+
+def _price(item: dict[str, Any]) -> Decimal:
+    if item.get("price_usd") is not None:
+        return Decimal(str(item["price_usd"]))
+    try:  # a job queued before prices were recorded: the gate prices it at its endpoint
+        return usd_per_video(str(item.get("fal_endpoint", pika.ENDPOINT)))
+    except KeyError:
+        return Decimal(0)
 
 
 # --- steering -----------------------------------------------------------------------------------

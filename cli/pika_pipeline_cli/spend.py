@@ -32,6 +32,18 @@ class BudgetState:
     def remaining(self, limit: Decimal, spend: PeriodSpend) -> Decimal | None:
         return None if limit <= 0 else max(Decimal(0), limit - spend.reserved_usd)
 
+    def left_usd(self) -> Decimal | None:
+        """What the tighter of the two periods has left to reserve; None: no limit at all."""
+        left = [
+            r
+            for r in (
+                self.remaining(self.limits.daily_usd, self.today),
+                self.remaining(self.limits.monthly_usd, self.this_month),
+            )
+            if r is not None
+        ]
+        return min(left, default=None)
+
 
 def _defaults(pipeline: Pipeline) -> BudgetLimits:
     def parameter(name: str) -> Decimal:
@@ -118,8 +130,9 @@ def spend_report(pipeline: Pipeline, *, days: int, now: datetime | None = None) 
     report = SpendReport(days=wanted)
     arguments: dict[str, Any] = {
         "FilterExpression": Attr("reserved_day").gte(wanted[-1]),
-        "ProjectionExpression": "reserved_day, batch, #s, reserved_usd, refunded_usd",
-        "ExpressionAttributeNames": {"#s": "status"},
+        # BATCH and STATUS are DynamoDB reserved words: named through placeholders.
+        "ProjectionExpression": "reserved_day, #b, #s, reserved_usd, refunded_usd",
+        "ExpressionAttributeNames": {"#b": "batch", "#s": "status"},
     }
     table = pipeline.table()
     while True:

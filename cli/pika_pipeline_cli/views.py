@@ -68,10 +68,23 @@ def queue_view(queue: QueueSnapshot) -> RenderableType:
         waited = duration((now - oldest.queued_at).total_seconds())
         lines.append(f", oldest {oldest.job_id} queued {local_time(oldest.queued_at)} ({waited})")
     lines.append("\n")
+    blocked = queue.waiting_for_budget()
+    if queue.budget_left_usd is not None:
+        lines.append(f"Budget:   {_usd(queue.budget_left_usd)} left; ")
+        if blocked:
+            lines.append(
+                f"{len(blocked)} job(s) wait for budget, not for a slot "
+                "(pika-pipeline budget set raises it)\n",
+                style="bold yellow",
+            )
+        else:
+            lines.append("no job waits for budget\n")
     rate = queue.rate_per_second
     measured = f"{rate * 60:.1f} jobs/min measured over 15 min" if rate else "no rate measured yet"
     if queue.pause.paused and queue.waiting:
         drain = "not while paused"
+    elif blocked:
+        drain = "not within the budget left"
     else:
         drain = duration(queue.drain_seconds())
     lines.append(f"Drain:    {drain} ({measured})")

@@ -261,6 +261,17 @@ def test_a_waiting_job_shows_its_position_and_estimated_start(
     assert "estimated_start_at" not in stored(table)
 
 
+def test_a_waiting_job_shows_whether_it_waits_for_budget(jobs: JobRepository, table: Any) -> None:
+    enqueue(jobs)
+
+    jobs.set_queue_position(JOB_ID, position=2, estimated_start_at=None, waiting_for_budget=True)
+    assert stored(table)["waiting_for"] == "budget"
+    jobs.set_queue_position(JOB_ID, position=1, estimated_start_at=None)  # left as it is
+    assert stored(table)["waiting_for"] == "budget"
+    jobs.set_queue_position(JOB_ID, position=1, estimated_start_at=None, waiting_for_budget=False)
+    assert "waiting_for" not in stored(table)
+
+
 @pytest.mark.parametrize("status", [JobStatus.PENDING, JobStatus.CANCELLED])
 def test_a_job_that_left_the_queue_gets_no_position(
     jobs: JobRepository, table: Any, status: JobStatus

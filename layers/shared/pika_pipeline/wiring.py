@@ -115,6 +115,7 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
             fair_share=FairShare(control),
             repository=repository,
             control=control,
+            budget=_budget_gate(settings),
         ),
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
@@ -58,6 +59,8 @@ class WaitingJob:
     job_id: str
     lane: str
     order: str
+    # What the dispatcher will reserve for it; None for a job queued before prices were recorded.
+    price_usd: Decimal | None = None
 
     @property
     def queued_at(self) -> str:
@@ -165,5 +168,8 @@ class WaitingJobs:
 
 def _waiting(item: dict[str, Any]) -> WaitingJob:
     return WaitingJob(
-        job_id=str(item["job_id"]), lane=str(item["queue_lane"]), order=str(item["queue_order"])
+        job_id=str(item["job_id"]),
+        lane=str(item["queue_lane"]),
+        order=str(item["queue_order"]),
+        price_usd=Decimal(str(item["price_usd"])) if "price_usd" in item else None,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from pika_pipeline.dispatch.order import FairShare, WaitingJobs
     from pika_pipeline.dispatch.slots import Slots
     from pika_pipeline.jobs.repository import JobRepository
+    from pika_pipeline.spend.budget import BudgetGate
 
 RATE_ITEM = "rate"  # the dispatch count at the last run, to measure the dispatch rate
 
@@ -38,7 +40,9 @@ class QueueReport:
         repository: JobRepository,
         control: Callable[[], Table],
         clock: Callable[[], float] = time.time,
+        budget: BudgetGate | None = None,
     ) -> None:
+        self._budget = budget
         self._waiting = waiting
         self._slots = slots
         self._pause = pause
@@ -66,13 +70,24 @@ class QueueReport:
         # reading `status` sees a place at most one reconciler period old. Positions count the
         # jobs dispatched before it (higher lanes first); the estimate uses the dispatch rate
         # measured since the last run, and is left out while nothing is being dispatched.
+        # The same write says whether the job waits for budget: the dispatcher marks only the
+        # head it stopped at, yet every job behind it waits for the same reason (none overtakes
+        # the head), from the first whose price and those ahead of it the budget cannot pay.
+        left = self._budget.left_usd() if self._budget is not None else None
+        ahead = Decimal(0)
         for position, job in enumerate(waiting, start=1):
             if out_of_time():
                 break
-            estimate = iso(now + position / rate) if rate > 0 else None
+            # A job without a recorded price (queued before prices were) is not judged here.
+            ahead += job.price_usd or Decimal(0)
+            over = None if self._budget is None else left is not None and ahead > left
+            estimate = iso(now + position / rate) if rate > 0 and not over else None
             with contextlib.suppress(JobConflict):  # dispatched or cancelled meanwhile
                 self._jobs.set_queue_position(
-                    job.job_id, position=position, estimated_start_at=estimate
+                    job.job_id,
+                    position=position,
+                    estimated_start_at=estimate,
+                    waiting_for_budget=over,
                 )
         report = {
             "queued": len(waiting),

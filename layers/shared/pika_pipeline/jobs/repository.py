@@ -26,6 +26,7 @@ from pika_pipeline.jobs.statuses import (
     sources_of,
 )
 from pika_pipeline.jobs.store_errors import jobs_table_errors
+from pika_pipeline.spend.budget import WAITING_FOR_BUDGET
 
 if TYPE_CHECKING:
     from boto3.dynamodb.conditions import ConditionBase
@@ -128,14 +129,25 @@ class JobRepository:
         return Job(attrs)
 
     def set_queue_position(
-        self, job_id: str, *, position: int, estimated_start_at: str | None
+        self,
+        job_id: str,
+        *,
+        position: int,
+        estimated_start_at: str | None,
+        waiting_for_budget: bool | None = None,
     ) -> None:
-        """Shows a waiting job's place; raises JobConflict when it left the queue meanwhile."""
+        """Shows a waiting job's place, and with ``waiting_for_budget`` whether it waits for
+        budget rather than for a slot (None leaves that as it is); raises JobConflict when it
+        left the queue meanwhile."""
         update = Update().set("queue_position", position)
         if estimated_start_at:
             update.set("estimated_start_at", estimated_start_at)
         else:
             update.remove("estimated_start_at")
+        if waiting_for_budget:
+            update.set("waiting_for", WAITING_FOR_BUDGET)
+        elif waiting_for_budget is not None:
+            update.remove("waiting_for")
         with jobs_table_errors(f"job {job_id} no longer waits"):
             self._table.update_item(
                 Key={"job_id": job_id},

@@ -241,6 +241,19 @@ class BudgetGate:
                 else float(max(Decimal(0), limits.daily_usd - day_reserved_usd)),
             )
 
+    def left_usd(self) -> Decimal | None:
+        """What the tighter of today's and this month's budgets has left to reserve now (the
+        limits as cached); None without any limit."""
+        now = self._clock()
+        limits = self._limits.limits()
+        day_spend, month_spend = self._ledger.spent(day=day_of(now), month=month_of(now))
+        left = [
+            max(Decimal(0), limit - spend.reserved_usd)
+            for limit, spend in ((limits.daily_usd, day_spend), (limits.monthly_usd, month_spend))
+            if limit > 0
+        ]
+        return min(left, default=None)
+
     def emit_now(self) -> None:
         """The gauges from the counters (the reconciler, each run)."""
         now = self._clock()
