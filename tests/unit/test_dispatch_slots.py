@@ -67,7 +67,7 @@ class Fal:
         self.submitted: list[str] = []
         self.crash_next = False
 
-    def submit(self, arguments: dict[str, Any], *, webhook_url: str) -> str:
+    def submit(self, arguments: dict[str, Any], *, webhook_url: str, endpoint: str) -> str:
         if self.crash_next:
             self.crash_next = False
             raise Crash

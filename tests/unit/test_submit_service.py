@@ -191,7 +191,7 @@ class Fal:
         self.failures = list(failures)
         self.submitted: list[tuple[dict[str, Any], str]] = []
 
-    def submit(self, arguments: dict[str, Any], *, webhook_url: str) -> str:
+    def submit(self, arguments: dict[str, Any], *, webhook_url: str, endpoint: str) -> str:
         if self.failures:
             raise self.failures.pop(0)
         self.submitted.append((arguments, webhook_url))
