@@ -5,9 +5,13 @@ stand-in that records what it was sent, or dies mid-dispatch like a SIGKILLed fu
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
@@ -34,9 +38,10 @@ JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 64
 CLAIM_SECONDS = 300
 
 
-def settings() -> SubmitServiceSettings:
+def settings(**overrides: str) -> SubmitServiceSettings:
     return SubmitServiceSettings.from_environment(
-        {
+        overrides
+        | {
             "JOBS_TABLE": "jobs",
             "OUTPUT_BUCKET": "pika-output",
             "WEBHOOK_TOKEN_SECRET": "token-secret",
@@ -53,6 +58,7 @@ def settings() -> SubmitServiceSettings:
             "FAL_CONCURRENCY": "1",
             "FAL_QUEUE_HEADROOM": "0",
         }
+        | overrides
     )
 
 
@@ -65,13 +71,16 @@ class Fal:
 
     def __init__(self) -> None:
         self.submitted: list[str] = []
+        self.endpoints: list[tuple[str, str]] = []  # (job id, the endpoint it was sent to)
         self.crash_next = False
 
-    def submit(self, arguments: dict[str, Any], *, webhook_url: str) -> str:
+    def submit(self, arguments: dict[str, Any], *, webhook_url: str, endpoint: str) -> str:
         if self.crash_next:
             self.crash_next = False
             raise Crash
         self.submitted.append(webhook_url)
+        (job_id,) = parse_qs(urlsplit(webhook_url).query)["job_id"]
+        self.endpoints.append((job_id, endpoint))
         return f"req-{len(self.submitted)}"
 
     def submits_for(self, job_id: str) -> int:
@@ -104,8 +113,11 @@ class Gate:
             control=lambda: self.control_table, jobs=lambda: self.jobs_table, count=self.slot_count
         )
         self.waiting = WaitingJobs(lambda: self.jobs_table)
-        self.service = SubmitService(
-            settings=settings(),
+        self.service = self.service_with()
+
+    def service_with(self, **setting_overrides: str) -> SubmitService:
+        return SubmitService(
+            settings=settings(**setting_overrides),
             repository=self.repository,
             images=InputObjects(self.s3, presign_expires_seconds=3600),
             fal=lambda: self.fal,  # type: ignore[arg-type, return-value]
@@ -115,7 +127,7 @@ class Gate:
             clock=self.clock,
         )
 
-    def dispatcher(self) -> Dispatcher:
+    def dispatcher(self, executor: Executor | None = None) -> Dispatcher:
         return Dispatcher(
             slots=self.slots,
             waiting=self.waiting,
@@ -126,6 +138,7 @@ class Gate:
             claim_seconds=CLAIM_SECONDS,
             reconcile_after_seconds=60,
             clock=self.clock,
+            executor=executor,
         )
 
     def upload(self, key: str, **metadata: str) -> str:
@@ -375,3 +388,114 @@ def test_a_pause_takes_effect_within_the_cache_and_a_resume_at_once(one_slot: Ga
     one_slot.control_table.put_item(Item={"pk": DISPATCH_ITEM, "paused": False})
     clock.now = 5.1
     assert switch.paused() is False  # a paused one reads again: resume's nudge dispatches
+
+
+# --- what a fill costs --------------------------------------------------------------------------
+
+
+class Calls:
+    """Counts the DynamoDB operations the gate sends (botocore's before-call event)."""
+
+    def __init__(self, table: Any) -> None:
+        self.seen: Counter[str] = Counter()
+        table.meta.client.meta.events.register("before-call.dynamodb", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.seen[model.name] += 1
+
+    def take(self) -> Counter[str]:
+        seen, self.seen = self.seen, Counter()
+        return seen
+
+
+def test_a_nudge_that_finds_nothing_waiting_costs_one_read(two_slots: Gate) -> None:
+    calls = Calls(two_slots.jobs_table)
+    dispatcher = two_slots.dispatcher()
+
+    assert dispatcher.fill(waiting_first=True) == 0
+
+    # The pause switch (not cached in these tests) and one Scan of the empty queue.
+    assert calls.take() == Counter({"GetItem": 1, "Scan": 1})
+
+
+def test_a_fill_that_finds_no_free_slot_reads_the_slots_only(one_slot: Gate) -> None:
+    one_slot.upload("uploads/a.jpg")
+    one_slot.upload("uploads/b.jpg")
+    one_slot.dispatcher().fill()
+    calls = Calls(one_slot.jobs_table)
+
+    assert one_slot.dispatcher().fill() == 0
+
+    # The slot items and their holders; the queue is not read.
+    assert calls.take() == Counter({"GetItem": 1, "BatchGetItem": 2})
+
+
+def test_a_fill_reads_slots_and_queue_once_and_no_job_twice() -> None:
+    for gate_ in gate(3):
+        jobs = [gate_.upload(f"uploads/shop/{n}.jpg") for n in range(3)]
+        calls = Calls(gate_.jobs_table)
+
+        assert gate_.dispatcher().fill() == 3
+
+        # Per fill: the pause switch, the slots (no holder yet: one read), the queue's head (one
+        # Scan). Per job: the slot transaction, the lane's clock, fal's request id. No job read.
+        assert calls.take() == Counter(
+            {"GetItem": 1, "BatchGetItem": 1, "Scan": 1, "TransactWriteItems": 3, "UpdateItem": 6}
+        )
+        assert [gate_.fal.submits_for(job) for job in jobs] == [1, 1, 1]
+
+
+def test_a_long_queue_is_read_by_its_lanes_in_dispatch_order(one_slot: Gate) -> None:
+    bulk = [one_slot.upload(f"uploads/catalog/{n}.jpg") for n in range(3)]
+    waiting = one_slot.waiting
+
+    assert [job.job_id for job in waiting.head(1)] == bulk[:1]  # a Scan found it too long
+    calls = Calls(one_slot.jobs_table)
+    assert [job.job_id for job in waiting.head(2)] == bulk[:2]
+    # Known to be long now: no Scan first; the high lane is empty, the normal one has enough.
+    assert calls.take() == Counter({"Query": 2})
+    assert waiting.head(2, skip=frozenset(bulk[:1]))[0].item["source_key"].endswith("/1.jpg")
+
+
+class MeetingFal(Fal):
+    """Each submit waits until ``in_flight`` are under way at once: only concurrent ones pass."""
+
+    def __init__(self, in_flight: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(in_flight, timeout=5)
+        self.lock = threading.Lock()
+
+    def submit(self, arguments: dict[str, Any], *, webhook_url: str, endpoint: str) -> str:
+        self.barrier.wait()
+        with self.lock:
+            return super().submit(arguments, webhook_url=webhook_url, endpoint=endpoint)
+
+
+def test_the_jobs_a_fill_dispatches_are_submitted_to_fal_concurrently() -> None:
+    for gate_ in gate(3):
+        jobs = [gate_.upload(f"uploads/shop/{n}.jpg") for n in range(3)]
+        gate_.fal = MeetingFal(in_flight=3)
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            dispatcher = gate_.dispatcher(executor=pool)
+
+            assert dispatcher.fill() == 3
+
+        assert [gate_.job(job)["status"] for job in jobs] == [JobStatus.SUBMITTED] * 3
+        assert sorted(gate_.job(job)["request_id"] for job in jobs) == ["req-1", "req-2", "req-3"]
+
+
+def test_a_job_is_sent_to_the_fal_endpoint_it_was_queued_for(one_slot: Gate) -> None:
+    queued_before = one_slot.upload("uploads/a.jpg")
+    assert one_slot.job(queued_before)["fal_endpoint"] == "fal-ai/pika/v2.1/image-to-video"
+
+    # The operator changes FalEndpoint; the functions restart with the new setting.
+    one_slot.service = one_slot.service_with(FAL_ENDPOINT="fal-ai/pika/v2.2/image-to-video")
+    queued_after = one_slot.upload("uploads/b.jpg")
+    one_slot.dispatcher().fill()
+    one_slot.finish(queued_before)
+    one_slot.dispatcher().fill()
+
+    assert one_slot.fal.endpoints == [
+        (queued_before, "fal-ai/pika/v2.1/image-to-video"),
+        (queued_after, "fal-ai/pika/v2.2/image-to-video"),
+    ]

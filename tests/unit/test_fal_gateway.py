@@ -113,7 +113,7 @@ def test_the_libraries_that_log_request_urls_stay_quiet_once_a_gateway_exists(
 ) -> None:
     # The submit URL's query carries the webhook URL and its token: httpx logs URLs at INFO,
     # fal_client its retries at DEBUG.
-    FalGateway(key="k", endpoint="fal-ai/x", timeout_seconds=1, start_timeout_seconds=1)
+    FalGateway(key="k", timeout_seconds=1, start_timeout_seconds=1)
 
     assert not logging.getLogger(library).isEnabledFor(logging.INFO)
     assert logging.getLogger(library).isEnabledFor(logging.WARNING)

@@ -14,6 +14,7 @@ import pytest
 from pika_pipeline.aws.sqs_messages import QueueMessage
 from pika_pipeline.errors import FalUnavailable, FalUnavailableKind, MalformedMessage
 from pika_pipeline.submit.batch import SubmitBatch, retry_delay
+from pika_pipeline.submit.service import SubmitOutcome
 
 SAMPLE = json.loads((Path(__file__).parents[2] / "events" / "submit-eventbridge.json").read_text())
 QUEUE_ARN = SAMPLE["Records"][0]["eventSourceARN"]
@@ -171,3 +172,41 @@ def test_a_failure_to_reschedule_still_reports_the_record() -> None:
 def test_retry_delays_are_capped_at_sqs_maximum_visibility() -> None:
     assert retry_delay(1, 30) == 30
     assert retry_delay(30, 30) == 12 * 3600
+
+
+class Dispatcher:
+    def __init__(self) -> None:
+        self.fills: list[bool] = []  # waiting_first, per fill
+
+    def fill(self, *, waiting_first: bool = False) -> int:
+        self.fills.append(waiting_first)
+        return 0
+
+
+class QueueingService(Service):
+    """Queues a job for each body starting with "upload"; anything else is a nudge."""
+
+    def process_message(self, body: str, *, final_attempt: bool = False) -> list[Any]:
+        super().process_message(body, final_attempt=final_attempt)
+        return [SubmitOutcome.QUEUED] if body.startswith("upload") else []
+
+
+@pytest.mark.parametrize(
+    ("bodies", "waiting_first"),
+    [(["upload-a", "nudge-b", "upload-c"], False), (["nudge-a", "nudge-b"], True)],
+)
+def test_one_fill_per_batch_reading_the_queue_first_when_the_batch_queued_nothing(
+    bodies: list[str], waiting_first: bool
+) -> None:
+    dispatcher = Dispatcher()
+    batch = SubmitBatch(
+        service=QueueingService({}),  # type: ignore[arg-type]
+        sqs=Sqs(),  # type: ignore[arg-type]
+        submit_max_attempts=5,
+        submit_retry_base_seconds=30,
+        dispatcher=dispatcher,  # type: ignore[arg-type]
+    )
+
+    batch.handle({"Records": [record(body) for body in bodies]})
+
+    assert dispatcher.fills == [waiting_first]

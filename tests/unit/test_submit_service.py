@@ -7,6 +7,7 @@ what they were asked. The same paths run end to end against the local stack in t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -190,11 +191,13 @@ class Fal:
     def __init__(self, *failures: Exception) -> None:
         self.failures = list(failures)
         self.submitted: list[tuple[dict[str, Any], str]] = []
+        self.endpoints: list[str] = []
 
-    def submit(self, arguments: dict[str, Any], *, webhook_url: str) -> str:
+    def submit(self, arguments: dict[str, Any], *, webhook_url: str, endpoint: str) -> str:
         if self.failures:
             raise self.failures.pop(0)
         self.submitted.append((arguments, webhook_url))
+        self.endpoints.append(endpoint)
         return f"req-{len(self.submitted)}"
 
 
@@ -221,8 +224,12 @@ class World:
         self.jobs = Jobs()
         self.fal = fal or Fal()
         self.events = Events()
-        self.service = SubmitService(
-            settings=SETTINGS,
+        self.service = self.service_with(SETTINGS)
+
+    def service_with(self, settings: SubmitServiceSettings) -> SubmitService:
+        """The submit function as deployed with ``settings`` (after a redeploy, say)."""
+        return SubmitService(
+            settings=settings,
             repository=self.jobs,  # type: ignore[arg-type]
             images=self.images,  # type: ignore[arg-type]
             fal=lambda: self.fal,  # type: ignore[arg-type, return-value]
@@ -516,3 +523,38 @@ def test_a_resubmit_of_a_watched_upload_submits_it_under_the_same_job() -> None:
 
     assert world.service.resubmit(upload()) is SubmitOutcome.SUBMITTED
     assert world.jobs.items[job_id]["status"] == JobStatus.SUBMITTED
+
+
+# --- the endpoint a job was queued for -----------------------------------------------------------
+
+
+def test_a_job_queued_before_a_fal_endpoint_change_is_sent_where_it_was_priced() -> None:
+    world = World()
+    world.images.put("uploads/cat.jpg", metadata={"prompt": "a cat"})
+    assert world.service.process_upload(upload()) is SubmitOutcome.QUEUED
+    queued = dict(world.job(upload()))
+
+    # FalEndpoint changes while the job waits; the redeployed function dispatches it.
+    world.service = world.service_with(
+        dataclasses.replace(SETTINGS, fal_endpoint="fal-ai/pika/v2.2/image-to-video")
+    )
+    job = world.jobs.dispatch(queued["job_id"], attempt="a1", now_epoch=int(NOW))
+    assert world.service.dispatched(job, attempt="a1", started=NOW) is SubmitOutcome.SUBMITTED
+
+    assert world.fal.endpoints == ["fal-ai/pika/v2.1/image-to-video"]
+    assert world.job(upload())["price_usd"] == queued["price_usd"]
+
+
+def test_the_reconcilers_resubmit_uses_the_endpoint_the_job_recorded() -> None:
+    world = World()
+    world.images.put("uploads/cat.jpg", metadata={"prompt": "a cat"})
+    job_id = job_id_for(bucket=INPUT, key="uploads/cat.jpg", version="v1")
+    world.jobs.items[job_id] = {
+        "job_id": job_id,
+        "status": JobStatus.PENDING,
+        "claim_expires_at": NOW - 1,  # its dispatch crashed before fal answered
+        "fal_endpoint": "fal-ai/pika/v2/turbo/image-to-video",
+    }
+
+    assert world.service.resubmit(upload()) is SubmitOutcome.SUBMITTED
+    assert world.fal.endpoints == ["fal-ai/pika/v2/turbo/image-to-video"]

@@ -19,6 +19,8 @@ from pika_pipeline.jobs.events import JobEvents
 from pika_pipeline.jobs.repository import JobRepository
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from mypy_boto3_dynamodb.service_resource import Table
 
     from pika_pipeline.config import (
@@ -46,15 +48,17 @@ if TYPE_CHECKING:
 def submit_batch(settings: SubmitSettings) -> SubmitBatch:
     from pika_pipeline.aws.clients import sqs_client
     from pika_pipeline.fal.on_demand import fal_gateway_on_demand
-    from pika_pipeline.submit.batch import SubmitBatch
+    from pika_pipeline.submit.batch import SubmitBatch, record_pool
 
     repository = _repository(settings)
     service = _submit_service(
         settings, repository, _events(settings), fal_gateway_on_demand(settings)
     )
+    pool = record_pool()
     return SubmitBatch(
         service=service,
-        dispatcher=_dispatcher(settings, repository, service),
+        dispatcher=_dispatcher(settings, repository, service, executor=pool),
+        pool=pool,
         sqs=sqs_client(),
         submit_max_attempts=settings.submit_max_attempts,
         submit_retry_base_seconds=settings.submit_retry_base_seconds,
@@ -136,7 +140,10 @@ def _slots(settings: SubmitServiceSettings) -> Slots:
 
 
 def _dispatcher(
-    settings: SubmitServiceSettings, repository: JobRepository, submit: SubmitService
+    settings: SubmitServiceSettings,
+    repository: JobRepository,
+    submit: SubmitService,
+    executor: Executor | None = None,
 ) -> Dispatcher:
     from pika_pipeline.dispatch.control import PauseSwitch
     from pika_pipeline.dispatch.dispatcher import Dispatcher
@@ -153,6 +160,7 @@ def _dispatcher(
         claim_seconds=settings.submit_claim_seconds,
         reconcile_after_seconds=settings.reconcile_after_seconds,
         budget=_budget_gate(settings),
+        executor=executor,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, wait
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -17,14 +18,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pika_pipeline.dispatch.order import rank_of
 from pika_pipeline.dispatch.slots import BudgetLost, JobLost, SlotLost
 from pika_pipeline.errors import FalUnavailable, JobConflict
+from pika_pipeline.jobs.job import Job
+from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, logger, metrics
 from pika_pipeline.spend.budget import BudgetExceeded
 from pika_pipeline.webhook.tokens import new_attempt
 
 if TYPE_CHECKING:
     from pika_pipeline.dispatch.control import PauseSwitch
-    from pika_pipeline.dispatch.order import FairShare, WaitingJobs
-    from pika_pipeline.dispatch.slots import Slots
+    from pika_pipeline.dispatch.order import FairShare, WaitingJob, WaitingJobs
+    from pika_pipeline.dispatch.slots import Claim, Slot, Slots
     from pika_pipeline.jobs.repository import JobRepository
     from pika_pipeline.spend.budget import BudgetGate, Reservation
     from pika_pipeline.submit.service import SubmitService
@@ -48,8 +51,12 @@ class Dispatcher:
         reconcile_after_seconds: int,
         clock: Callable[[], float] = time.time,
         budget: BudgetGate | None = None,
+        executor: Executor | None = None,
     ) -> None:
+        """``executor``: where the jobs a fill dispatched are submitted to fal, concurrently
+        (the submit function shares its records' threads); None submits them one by one."""
         self._budget = budget
+        self._executor = executor
         self._slots = slots
         self._waiting = waiting
         self._fair_share = fair_share
@@ -60,112 +67,168 @@ class Dispatcher:
         self._reconcile_after_seconds = reconcile_after_seconds
         self._clock = clock
 
-    def fill(self) -> int:
-        """Dispatches waiting jobs until no slot or no job is left; returns how many."""
+    def fill(self, *, waiting_first: bool = False) -> int:
+        """Dispatches waiting jobs until no slot or no job is left; returns how many.
+
+        The slots and the head of the queue are read once each; the jobs dispatched are
+        submitted to fal concurrently (on ``executor``), so a fill of ten is about one fal
+        round trip, not ten. ``waiting_first``: read the queue before the slots, for a fill that
+        most likely finds nothing waiting (a completion's nudge): one read then settles it.
+        """
         if self._pause.paused():
             return 0
-        free = deque(self._slots.view().free)
-        lost: set[str] = set()
+        if self._budget is not None:
+            self._budget.begin_fill()
+        if waiting_first:
+            head = self._waiting.head(self._slots.count)
+            if not head:
+                return 0
+            free = deque(self._slots.view().free)
+        else:
+            free = deque(self._slots.view().free)
+            if not free:
+                return 0
+            head = self._waiting.head(len(free))
+        asked = self._slots.count if waiting_first else len(free)
+        candidates = deque(head)
+        # The queue may hold more than was read: read on if the fill runs out of candidates.
+        more = len(head) >= asked
+        seen: set[str] = set()  # taken or lost: the index may still list them for a moment
+        submits: list[Future[bool]] = []
         dispatched = races = 0
-        while free and races <= MAX_LOST_RACES:
-            job = self._waiting.first(skip=frozenset(lost))
-            if job is None:
-                break
-            slot = free[0]
-            now = self._clock()
-            attempt = new_attempt()
-            # Reserve before paying: the price goes into the slot transaction. A job that does
-            # not fit ends the fill: it is the head of the queue, and nothing behind it may
-            # overtake it (a cheaper job of a lower lane included); the next fill, after a
-            # slot frees, a `budget set` nudge or the reconciler's run, tries it again.
-            reservation: Reservation | None = None
-            if self._budget is not None:
+        try:
+            while free and races <= MAX_LOST_RACES and not _fal_down(submits):
+                if not candidates:
+                    if not more:
+                        break
+                    head = self._waiting.head(len(free), skip=frozenset(seen))
+                    candidates, more = deque(head), len(head) >= len(free)
+                    if not candidates:
+                        break
+                job, slot = candidates[0], free[0]
+                now = self._clock()
+                attempt = new_attempt()
+                # Reserve before paying: the price goes into the slot transaction. A job that
+                # does not fit ends the fill: it is the head of the queue, and nothing behind it
+                # may overtake it (a cheaper job of a lower lane included); the next fill, after
+                # a slot frees, a `budget set` nudge or the reconciler's run, tries it again.
+                reservation: Reservation | None = None
+                if self._budget is not None:
+                    try:
+                        reservation = self._budget.reservation(
+                            job.job_id, now_epoch=now, item=job.item or None
+                        )
+                    except BudgetExceeded as exceeded:
+                        self._waits_for_budget(job.job_id, str(exceeded))
+                        break
+                    if reservation is None:  # gone meanwhile
+                        seen.add(candidates.popleft().job_id)
+                        races += 1
+                        continue
                 try:
-                    reservation = self._budget.reservation(job.job_id, now_epoch=now)
-                except BudgetExceeded as exceeded:
-                    self._waits_for_budget(job.job_id, str(exceeded))
+                    claim = self._slots.take(
+                        slot,
+                        job,
+                        attempt=attempt,
+                        now_epoch=now,
+                        claim_seconds=self._claim_seconds,
+                        reconcile_after_seconds=self._reconcile_after_seconds,
+                        reservation=reservation,
+                    )
+                except BudgetLost:
+                    self._waits_for_budget(job.job_id, "another dispatcher reserved the rest")
                     break
-                if reservation is None:  # gone meanwhile
-                    lost.add(job.job_id)
+                except SlotLost:
+                    free.popleft()
                     races += 1
                     continue
-            try:
-                claim = self._slots.take(
-                    slot,
-                    job,
-                    attempt=attempt,
-                    now_epoch=now,
-                    claim_seconds=self._claim_seconds,
-                    reconcile_after_seconds=self._reconcile_after_seconds,
-                    reservation=reservation,
-                )
-            except BudgetLost:
-                self._waits_for_budget(job.job_id, "another dispatcher reserved the rest")
-                break
-            except SlotLost:
+                except JobLost:
+                    seen.add(candidates.popleft().job_id)
+                    races += 1
+                    continue
                 free.popleft()
-                races += 1
-                continue
-            except JobLost:
-                lost.add(job.job_id)
-                races += 1
-                continue
-            free.popleft()
-            lost.add(job.job_id)  # the index may still list it for a moment
-            dispatched += 1
-            if self._budget is not None and reservation is not None:
-                self._budget.reserved(reservation)
-            # Best effort: a stale clock only shifts fairness a little.
-            try:
-                self._fair_share.dispatched(job.lane, rank_of(job.order))
-            except Exception:
-                logger.exception("Could not move the lane's clock")
-            waited = max(0.0, now - _epoch(job.queued_at))
-            metrics.add_metric(
-                name=Metric.QUEUE_WAIT_SECONDS, unit=MetricUnit.Seconds, value=waited
-            )
-            # From the slot freeing (or the job arriving, if the slot was idle) to this dispatch.
-            started_waiting = max(slot.freed_at or 0.0, _epoch(job.queued_at))
-            metrics.add_metric(
-                name=Metric.DISPATCH_LATENCY,
-                unit=MetricUnit.Milliseconds,
-                value=max(0.0, now - started_waiting) * 1000,
-            )
-            dispatched_as = {"slot": slot.number, "queue_wait_seconds": waited}
-            if not self._submit_dispatched(
-                job.job_id, attempt=claim.attempt, started=now, logged=dispatched_as
-            ):
-                break
+                seen.add(candidates.popleft().job_id)
+                dispatched += 1
+                if self._budget is not None and reservation is not None:
+                    self._budget.reserved(reservation)
+                self._measure(job, slot, now)
+                submits.append(self._start(job, slot, claim, started=now))
+        finally:
+            # Every job taken is submitted (or its failure recorded) before the fill returns:
+            # the function must not freeze with a submit half done.
+            wait(submits)
+        for submit in submits:
+            submit.result()  # a submit's unexpected error fails the fill, as it did inline
         return dispatched
+
+    def _measure(self, job: WaitingJob, slot: Slot, now: float) -> None:
+        waited = max(0.0, now - _epoch(job.queued_at))
+        metrics.add_metric(name=Metric.QUEUE_WAIT_SECONDS, unit=MetricUnit.Seconds, value=waited)
+        # From the slot freeing (or the job arriving, if the slot was idle) to this dispatch.
+        started_waiting = max(slot.freed_at or 0.0, _epoch(job.queued_at))
+        metrics.add_metric(
+            name=Metric.DISPATCH_LATENCY,
+            unit=MetricUnit.Milliseconds,
+            value=max(0.0, now - started_waiting) * 1000,
+        )
+
+    def _start(self, job: WaitingJob, slot: Slot, claim: Claim, *, started: float) -> Future[bool]:
+        """Submits the claimed job on the executor (inline without one)."""
+        arguments = (job, slot, claim, started)
+        if self._executor is not None:
+            return self._executor.submit(self._submit_dispatched, *arguments)
+        done: Future[bool] = Future()
+        done.set_result(self._submit_dispatched(*arguments))
+        return done
 
     def _waits_for_budget(self, job_id: str, reason: str) -> None:
         assert self._budget is not None
         logger.info("Waiting for budget", extra={"job_id": job_id, "reason": reason})
         self._budget.waiting(job_id)
 
-    def _submit_dispatched(
-        self, job_id: str, *, attempt: str, started: float, logged: dict[str, float]
-    ) -> bool:
+    def _submit_dispatched(self, job: WaitingJob, slot: Slot, claim: Claim, started: float) -> bool:
         """Submits the claimed job; False when fal is unavailable (stop filling for now).
+
+        The job is the one the queue listed: what a submit needs of it was written when it was
+        queued, and the slot transaction has just checked it was still waiting, so it is not
+        read again.
 
         fal unavailable: the claim is released and the job keeps its slot; the reconciler
         submits it again when it next looks (ReconcileAfterSeconds), and past the deadline
         records FAILED fal_unavailable, as for a crashed submit. Putting it back in the queue
         instead would have every fill hammer a fal that is down.
         """
-        job = self._jobs.get(job_id)
         logger.thread_safe_clear_keys()  # this job's lines carry its ids, none of the last one's
-        if job is None:
-            return True
-        logger.thread_safe_append_keys(job_id=job_id, object_key=job.item.get("source_key"))
-        logger.info("Dispatched", extra=logged)
+        logger.thread_safe_append_keys(job_id=job.job_id, object_key=job.item.get("source_key"))
+        logger.info(
+            "Dispatched",
+            extra={"slot": slot.number, "queue_wait_seconds": started - _epoch(job.queued_at)},
+        )
+        # Best effort: a stale clock only shifts fairness a little.
         try:
-            self._submit.dispatched(job, attempt=attempt, started=started)
+            self._fair_share.dispatched(job.lane, rank_of(job.order))
+        except Exception:
+            logger.exception("Could not move the lane's clock")
+        claimed = Job(
+            {
+                **{k: v for k, v in job.item.items() if k not in ("queue_lane", "queue_order")},
+                "status": JobStatus.PENDING,
+                "slot": slot.number,
+                "dispatched_at": claim.dispatched_at,
+            }
+        )
+        try:
+            self._submit.dispatched(claimed, attempt=claim.attempt, started=started)
         except FalUnavailable:
             return False
         except JobConflict:
-            logger.info("The job moved on before it was submitted", extra={"job_id": job_id})
+            logger.info("The job moved on before it was submitted", extra={"job_id": job.job_id})
         return True
+
+
+def _fal_down(submits: list[Future[bool]]) -> bool:
+    """Whether a submit of this fill found fal unavailable: take no more slots for now."""
+    return any(s.done() and s.exception() is None and s.result() is False for s in submits)
 
 
 def _epoch(iso_time: str) -> float:

@@ -10,7 +10,7 @@ A slightly stale clock shifts fairness a little, never correctness (the slots ar
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,10 @@ class WaitingJob:
     order: str
     # What the dispatcher will reserve for it; None for a job queued before prices were recorded.
     price_usd: Decimal | None = None
+    # The whole job as the index holds it (its projection is ALL): what dispatch needs to price
+    # and submit it was written when it was queued and does not change while it waits, so
+    # dispatch reads the job no further (the slot transaction checks it is still QUEUED).
+    item: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def queued_at(self) -> str:
@@ -135,6 +139,61 @@ class WaitingJobs:
 
     def __init__(self, jobs: Callable[[], Table]) -> None:
         self._jobs = jobs
+        # Whether the last head() found at least as many jobs as it wanted: then the queue is
+        # long (a bulk drop) and the next head() reads the lanes at once, without first trying
+        # to read the whole queue in one Scan that would come back too long to use.
+        self._backlog = False
+
+    def head(self, count: int, *, skip: frozenset[str] = frozenset()) -> list[WaitingJob]:
+        """Up to ``count`` jobs to dispatch next, in dispatch order, leaving out ``skip``.
+
+        One call in the common cases: a short queue (an idle pipeline, a completion's nudge that
+        finds nothing waiting) is read whole by one Scan of the sparse index and sorted here; a
+        long one by a Query of the first lane that has enough (a Scan's order is not ours, so
+        it cannot pick the head of a long queue).
+        """
+        if count <= 0:
+            return []
+        wanted = count + len(skip)
+        if not self._backlog:
+            whole = self._whole_queue(wanted)
+            if whole is not None:
+                return [job for job in whole if job.job_id not in skip][:count]
+        found: list[WaitingJob] = []
+        for lane in LANES:
+            for job in self._lane_head(lane, wanted - len(found)):
+                found.append(job)
+            if len(found) >= wanted:
+                break
+        self._backlog = len(found) >= wanted
+        return [job for job in found if job.job_id not in skip][:count]
+
+    def _whole_queue(self, at_most: int) -> list[WaitingJob] | None:
+        """Every waiting job, in dispatch order, if there are at most ``at_most``; else None."""
+        response = self._jobs().scan(IndexName=QUEUED_JOBS_INDEX, Limit=at_most + 1)
+        items = response.get("Items", [])
+        if len(items) > at_most or "LastEvaluatedKey" in response:
+            self._backlog = True
+            return None
+        return sorted(
+            (_waiting(item) for item in items), key=lambda job: (LANES.index(job.lane), job.order)
+        )
+
+    def _lane_head(self, lane: str, count: int) -> list[WaitingJob]:
+        arguments: dict[str, Any] = {
+            "IndexName": QUEUED_JOBS_INDEX,
+            "KeyConditionExpression": Key("queue_lane").eq(lane),
+            "Limit": count,
+        }
+        found: list[WaitingJob] = []
+        while len(found) < count:
+            response = self._jobs().query(**arguments)
+            found.extend(_waiting(item) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                break
+            arguments["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            arguments["Limit"] = count - len(found)
+        return found[:count]
 
     def first(self, *, skip: frozenset[str] = frozenset()) -> WaitingJob | None:
         """The next job to dispatch, leaving out ``skip`` (jobs another dispatcher just took)."""
@@ -172,4 +231,5 @@ def _waiting(item: dict[str, Any]) -> WaitingJob:
         lane=str(item["queue_lane"]),
         order=str(item["queue_order"]),
         price_usd=Decimal(str(item["price_usd"])) if "price_usd" in item else None,
+        item=dict(item),
     )

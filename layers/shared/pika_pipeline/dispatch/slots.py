@@ -81,6 +81,10 @@ class Slots:
         self._count = count
         self._retention_seconds = retention_days * 86400
 
+    @property
+    def count(self) -> int:
+        return self._count
+
     def view(self) -> SlotView:
         """Which slots are free now (consistent reads: two BatchGetItems, at most 100 slots)."""
         keys = [{"pk": slot_key(n)} for n in range(self._count)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 from typing import Any
 
 import fal_client
@@ -38,20 +39,24 @@ def quiet_url_logging() -> None:
 
 
 class FalGateway:
+    """Safe to share between threads (a fill submits the jobs it dispatched concurrently):
+    fal_client's calls keep no state between them, and its httpx.Client's connection pool
+    takes a lock (httpcore's ThreadLock). Only that client's creation, on fal_client's first
+    call and without a lock, could run twice at once: the first submit goes alone."""
+
     def __init__(
         self,
         *,
         key: str,
-        endpoint: str,
         timeout_seconds: float,
         start_timeout_seconds: float,
         media_lifetime_seconds: int = 0,
     ) -> None:
-        """``endpoint`` is where new requests go; a request already made is asked about at the
-        endpoint its job recorded. ``media_lifetime_seconds`` (0: none) is how long fal may keep
-        the video it makes."""
+        """Every call names its endpoint: the one its job recorded when it was queued.
+        ``media_lifetime_seconds`` (0: none) is how long fal may keep the video it makes."""
         quiet_url_logging()
-        self._endpoint = endpoint
+        self._first_call = threading.Lock()
+        self._warm = False
         self._start_timeout = start_timeout_seconds
         self._headers = (
             {LIFECYCLE_HEADER: json.dumps({"expiration_duration_seconds": media_lifetime_seconds})}
@@ -60,8 +65,8 @@ class FalGateway:
         )
         self._client = fal_client.SyncClient(key=key, default_timeout=timeout_seconds)
 
-    def submit(self, arguments: dict[str, Any], *, webhook_url: str) -> str:
-        """Queues one generation and returns fal's request id.
+    def submit(self, arguments: dict[str, Any], *, webhook_url: str, endpoint: str) -> str:
+        """Queues one generation at ``endpoint`` and returns fal's request id.
 
         start_timeout does two things: fal drops a request it could not start before the job's
         deadline or the image URL's expiry (nothing is paid for; see
@@ -70,9 +75,18 @@ class FalGateway:
         lost answer surfaces as FalUnavailable; the job's open attempt still recognises its
         result.
         """
+        if not self._warm:
+            with self._first_call:
+                try:
+                    return self._submit(arguments, webhook_url=webhook_url, endpoint=endpoint)
+                finally:
+                    self._warm = True  # the client exists now, whatever fal answered
+        return self._submit(arguments, webhook_url=webhook_url, endpoint=endpoint)
+
+    def _submit(self, arguments: dict[str, Any], *, webhook_url: str, endpoint: str) -> str:
         try:
             handle = self._client.submit(
-                self._endpoint,
+                endpoint,
                 arguments=arguments,
                 webhook_url=webhook_url,
                 start_timeout=self._start_timeout,

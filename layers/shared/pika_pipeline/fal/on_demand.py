@@ -9,6 +9,7 @@ reconciler run needs neither, so neither is loaded at init. What this defers is 
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -22,16 +23,23 @@ if TYPE_CHECKING:
 def fal_gateway_on_demand(settings: SubmitServiceSettings) -> Callable[[], FalGateway]:
     """A factory that builds the gateway on its first call and returns the same one after."""
 
+    building = threading.Lock()
+
     @functools.cache
-    def gateway() -> FalGateway:
+    def build() -> FalGateway:
         from pika_pipeline.fal.gateway import FalGateway  # here, not at init: see the docstring
 
         return FalGateway(
             key=read_fal_key(settings.fal_key_secret_name),
-            endpoint=settings.fal_endpoint,
             timeout_seconds=settings.fal_timeout_seconds,
             start_timeout_seconds=settings.fal_start_timeout_seconds,
             media_lifetime_seconds=settings.fal_media_lifetime_seconds,
         )
+
+    def gateway() -> FalGateway:
+        # functools.cache does not stop two threads building at once (a fill submits on
+        # several): one gateway, one read of the key.
+        with building:
+            return build()
 
     return gateway

@@ -13,8 +13,9 @@ Prices live beside this table, in ``fal.prices``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeIs, get_args
+from typing import Any, Literal, TypeIs, get_args
 
 Endpoint = Literal[
     "fal-ai/pika/v2.1/image-to-video",
@@ -49,6 +50,14 @@ RULES: dict[Endpoint, EndpointRules] = {
 
 def is_endpoint(value: str) -> TypeIs[Endpoint]:
     return value in ENDPOINTS
+
+
+def endpoint_of(item: Mapping[str, Any]) -> str:
+    """The fal endpoint of a job: the one it recorded when it was queued, so a job queued or
+    submitted before a change of FalEndpoint is sent, priced and settled where it was reserved.
+    A job without one predates the recording, when v2.1 was the only endpoint the template could
+    choose."""
+    return str(item.get("fal_endpoint") or ENDPOINT)
 
 
 def durations_allowed(

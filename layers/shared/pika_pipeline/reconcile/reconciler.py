@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, assert_never
 from aws_lambda_powertools.metrics import MetricUnit
 
 from pika_pipeline.errors import FalUnavailable, JobConflict, JobStoreBusy, VideoUnavailable
-from pika_pipeline.fal import pika
+from pika_pipeline.fal.pika import endpoint_of
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, count, logger, metrics
@@ -146,13 +146,6 @@ def deadline_started(item: Mapping[str, Any]) -> float | None:
         if value := item.get(name):
             return datetime.fromisoformat(str(value)).timestamp()
     return None
-
-
-def endpoint_of(item: Mapping[str, Any]) -> str:
-    """The fal endpoint a job was sent to: the one it recorded, so a job submitted before a
-    change of FalEndpoint is still settled where it runs. A job without one predates the
-    recording, when v2.1 was the only endpoint the template could choose."""
-    return str(item.get("fal_endpoint") or pika.ENDPOINT)
 
 
 class Reconciler:

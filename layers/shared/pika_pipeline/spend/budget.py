@@ -10,8 +10,8 @@ which functions read cached for a few seconds. A job that does not fit waits QUE
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -101,8 +101,9 @@ class Reservation:
     day: str
     month: str
     limits: BudgetLimits
-    # What the periods had reserved when checked: the gauges after this reservation.
-    day_reserved_usd: Decimal
+    # What the periods had reserved when checked: the gauges after this reservation (None
+    # without limits: nothing was read).
+    day_reserved_usd: Decimal | None
 
     def counter_updates(self, control_table: str) -> list[dict[str, Any]]:
         """One conditional ADD per period: ``reserved + price <= limit``, written as
@@ -161,11 +162,30 @@ class BudgetGate:
         self._jobs = jobs
         self._price_of = price_of
         self._clock = clock
+        # (day, month, their counters) as this fill read them, plus its own reservations.
+        self._spent: tuple[str, str, PeriodSpend, PeriodSpend] | None = None
 
-    def reservation(self, job_id: str, *, now_epoch: float | None = None) -> Reservation | None:
+    def begin_fill(self) -> None:
+        """Forgets the counters the last fill read: a fill reads them once, before its first
+        reservation, and counts its own reservations on top (other dispatchers' reservations
+        meanwhile are the transaction's conditions to catch; this check only spares a doomed
+        transaction)."""
+        self._spent = None
+
+    def reservation(
+        self,
+        job_id: str,
+        *,
+        now_epoch: float | None = None,
+        item: Mapping[str, Any] | None = None,
+    ) -> Reservation | None:
         """The job's reservation, or None if the job is no longer there (another dispatcher).
-        Raises BudgetExceeded when its price does not fit what the periods have left."""
-        item = self._jobs().get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
+        Raises BudgetExceeded when its price does not fit what the periods have left.
+
+        ``item``: the job as the dispatcher already has it (its price was recorded when it was
+        queued and does not change), sparing a read of the job."""
+        if item is None:
+            item = self._jobs().get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         if item is None:
             return None
         price = (
@@ -173,12 +193,21 @@ class BudgetGate:
         )
         now = self._clock() if now_epoch is None else now_epoch
         day, month = day_of(now), month_of(now)
-        day_spend, month_spend = self._ledger.spent(day=day, month=month)
         limits = self._limits.limits()
+        if limits.daily_usd <= 0 and limits.monthly_usd <= 0:
+            # No limit to check, nothing to read: the SpendUSD gauge comes from the
+            # reconciler's run (emit_now) rather than from every dispatch.
+            return Reservation(
+                job_id=job_id, price_usd=price, day=day, month=month, limits=limits,
+                day_reserved_usd=None,
+            )  # fmt: skip
+        day_spend, month_spend = self._spent_in(day, month)
         if not _fits(limits, price, day_spend, month_spend):
-            # Before making a job wait, the limits as they are now: `budget set` and its nudge
-            # take effect at once, not after the cache's few seconds.
+            # Before making a job wait, the limits and counters as they are now: `budget set`
+            # and its nudge take effect at once, not after the cache's few seconds.
             limits = self._limits.limits(fresh=True)
+            self._spent = None
+            day_spend, month_spend = self._spent_in(day, month)
         for period, limit, spend in (
             ("daily", limits.daily_usd, day_spend),
             ("monthly", limits.monthly_usd, month_spend),
@@ -199,9 +228,26 @@ class BudgetGate:
             day_reserved_usd=day_spend.reserved_usd,
         )
 
+    def _spent_in(self, day: str, month: str) -> tuple[PeriodSpend, PeriodSpend]:
+        if self._spent is None or self._spent[:2] != (day, month):
+            day_spend, month_spend = self._ledger.spent(day=day, month=month)
+            self._spent = (day, month, day_spend, month_spend)
+        return self._spent[2], self._spent[3]
+
     def reserved(self, reservation: Reservation) -> None:
-        """After the transaction: the gauges."""
+        """After the transaction: the gauges, and the reservation counted in what this fill
+        read (the next job of the fill is checked against it without reading again)."""
+        if reservation.day_reserved_usd is None:
+            return
         self.emit(reservation.limits, reservation.day_reserved_usd + reservation.price_usd)
+        if self._spent is not None and self._spent[:2] == (reservation.day, reservation.month):
+            day, month, day_spend, month_spend = self._spent
+            self._spent = (
+                day,
+                month,
+                replace(day_spend, reserved_usd=day_spend.reserved_usd + reservation.price_usd),
+                replace(month_spend, reserved_usd=month_spend.reserved_usd + reservation.price_usd),
+            )
 
     def waiting(self, job_id: str) -> None:
         """Shows on the job that it waits for budget (only while it is still QUEUED)."""

@@ -14,12 +14,19 @@ from typing import TYPE_CHECKING, Any
 from pika_pipeline.aws.sqs_messages import MAX_VISIBILITY_SECONDS, Postponer, QueueMessage
 from pika_pipeline.errors import FalUnavailable, JobStoreBusy, MalformedMessage
 from pika_pipeline.observability import logger
+from pika_pipeline.submit.service import SubmitOutcome
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
 
     from pika_pipeline.dispatch.dispatcher import Dispatcher
     from pika_pipeline.submit.service import SubmitService
+
+
+def record_pool(workers: int = 10) -> ThreadPoolExecutor:
+    """One thread per record of a full batch (BatchSize 10): a batch takes about a record's
+    time; the fill after it submits on the same threads (their DynamoDB resources are warm)."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="record")
 
 
 def retry_delay(receive_count: int, base_seconds: int) -> int:
@@ -37,57 +44,59 @@ class SubmitBatch:
         submit_max_attempts: int,
         submit_retry_base_seconds: int,
         dispatcher: Dispatcher | None = None,
-        workers: int = 10,
+        pool: ThreadPoolExecutor | None = None,
     ) -> None:
+        """``pool``: the records' threads; the dispatcher submits on the same ones (wiring)."""
         self._service = service
         self._dispatcher = dispatcher
         self._sqs = sqs
         self._max_attempts = submit_max_attempts
         self._retry_base_seconds = submit_retry_base_seconds
         self._postponer = Postponer(sqs)
-        # One thread per record of a full batch (BatchSize 10): a batch takes about a record's time.
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="record")
+        self._pool = pool or record_pool()
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
         """Processes every record of an SQS event; the answer names the ones to deliver again."""
         messages = [QueueMessage.from_record(r) for r in event.get("Records") or ()]
-        succeeded = list(self._pool.map(self._succeeds, messages))
-        self._dispatch()
+        outcomes = list(self._pool.map(self._outcomes, messages))
+        self._dispatch(queued=any(SubmitOutcome.QUEUED in o for o in outcomes if o is not None))
         return {
             "batchItemFailures": [
                 {"itemIdentifier": message.message_id}
-                for message, ok in zip(messages, succeeded, strict=True)
-                if not ok
+                for message, done in zip(messages, outcomes, strict=True)
+                if done is None
             ]
         }
 
-    def _dispatch(self) -> None:
-        """After every batch (uploads queued, or a nudge: a job ended and freed its slot), send
-        fal what it has room for. A failure here loses nothing: the jobs wait, and the next
-        batch or the reconciler's run dispatches them; the batch's records are answered."""
+    def _dispatch(self, *, queued: bool) -> None:
+        """Once per batch (uploads queued, or a nudge: a job ended and freed its slot), send
+        fal what it has room for. A batch that queued nothing (nudges, duplicates) most likely
+        finds nothing waiting: it reads the queue first, which settles that in one read.
+        A failure here loses nothing: the jobs wait, and the next batch or the reconciler's run
+        dispatches them; the batch's records are answered."""
         if self._dispatcher is None:
             return
         logger.thread_safe_clear_keys()
         try:
-            self._dispatcher.fill()
+            self._dispatcher.fill(waiting_first=not queued)
         except Exception:
             logger.exception("Dispatch failed; waiting jobs stay queued")
 
-    def _succeeds(self, message: QueueMessage) -> bool:
+    def _outcomes(self, message: QueueMessage) -> list[SubmitOutcome] | None:
+        """The record's outcomes, or None when it failed."""
         try:
-            self.handle_record(message)
+            return self.handle_record(message)
         except Exception:  # handle_record logged it; SQS delivers the record again
-            return False
-        return True
+            return None
 
-    def handle_record(self, record: QueueMessage) -> None:
+    def handle_record(self, record: QueueMessage) -> list[SubmitOutcome]:
         """Raises to report the record as a batch item failure."""
         logger.thread_safe_clear_keys()
         logger.thread_safe_append_keys(message_id=record.message_id)
         receive_count = record.receive_count
         final = receive_count >= self._max_attempts
         try:
-            self._service.process_message(record.body, final_attempt=final)
+            return self._service.process_message(record.body, final_attempt=final)
         except FalUnavailable:
             # Back off while fal recovers; after the last attempt, hand the message straight
             # back so its next receive moves it to the dead-letter queue.

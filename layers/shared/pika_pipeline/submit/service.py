@@ -18,6 +18,7 @@ from pika_pipeline.errors import (
     MalformedMessage,
     UploadRejected,
 )
+from pika_pipeline.fal.pika import endpoint_of
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.identity import job_id_for
 from pika_pipeline.jobs.job import plain
@@ -150,12 +151,14 @@ class SubmitService:
         request: VideoRequest,
         attempt: str,
         started: float,
+        endpoint: str,
         final_attempt: bool = False,
     ) -> SubmitOutcome:
         """The second half of the submit path, for a job claimed PENDING under ``attempt`` (a
         dispatch, or the reconciler's take-over of a crashed one): presigns the image now (the
-        URL's clock starts at dispatch), submits to fal and records the request id (SUBMITTED),
-        or records FAILED. Raises FalUnavailable after releasing the claim, for a retry later.
+        URL's clock starts at dispatch), submits to fal at ``endpoint`` (the one the job recorded
+        when it was queued, and priced at) and records the request id (SUBMITTED), or records
+        FAILED. Raises FalUnavailable after releasing the claim, for a retry later.
         """
         image_url = self._images.presigned_url(upload)
         webhook_url = webhook_url_for(
@@ -167,7 +170,7 @@ class SubmitService:
         )
         try:
             request_id = self._fal().submit(
-                request.fal_arguments(image_url), webhook_url=webhook_url
+                request.fal_arguments(image_url), webhook_url=webhook_url, endpoint=endpoint
             )
         except FalRequestFailed as failure:
             count(Metric.FAL_ERRORS, error_type=failure.code)
@@ -233,6 +236,7 @@ class SubmitService:
             request=request,
             attempt=attempt,
             started=started,
+            endpoint=endpoint_of(job.item),
         )
 
     def resubmit(self, upload: Upload, *, final_attempt: bool = False) -> SubmitOutcome:
@@ -257,7 +261,7 @@ class SubmitService:
         started = self._clock()
         attempt = new_attempt()
         try:
-            self._jobs.reclaim(
+            claimed = self._jobs.reclaim(
                 job_id,
                 attempt=attempt,
                 now_epoch=int(started),
@@ -273,6 +277,7 @@ class SubmitService:
             request=request,
             attempt=attempt,
             started=started,
+            endpoint=endpoint_of(claimed.item),
             final_attempt=final_attempt,
         )
 
