@@ -75,8 +75,6 @@ def _config(args: argparse.Namespace, argv: list[str]) -> RunConfig:
         copy_repeats=repeats or (1 if quick else 3),
         throughput_size=video_copy.parse_size(throughput),
         throughput_repeats=repeats or (1 if quick else 7),
-        # Quick: few enough to keep the smoke run short; still three times what fal can hold.
-        drain_uploads=10 if quick else 60,
         build_dir=args.build_dir,
         command=shlex.join(["python", "-m", "bench", *argv]),
     )
@@ -198,9 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     _stack_figures(results, selected)
     if "drain" in selected:  # its own stack, with a new fal account's concurrency
-        results.drain = _attempt(
-            results, "drain", lambda: dispatch_drain.measure(uploads=config.drain_uploads)
-        )
+        # Quick: few enough for the smoke run, still more than three times what fal can hold.
+        uploads = 10 if config.quick else 60
+        results.drain = _attempt(results, "drain", lambda: dispatch_drain.measure(uploads=uploads))
     if "copy" in selected:
         results.copy = _attempt(
             results,

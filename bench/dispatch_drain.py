@@ -43,8 +43,10 @@ class DrainResult:
     concurrency: int
     video_seconds: float  # the mean time a request held an emulator runner
     drain_seconds: float  # the first upload stored -> the last job recorded COMPLETED
-    utilisation: float  # busy slot-seconds / (concurrency x the time work waited)
+    utilisation: float  # busy slot-seconds / (concurrency x the time work waited), see busy_share
     waiting_seconds: float
+    utilisation_from_upload: float  # the same counted from the first upload: the pipeline's
+    # latency to fal's first start counted as idle slots too
     dispatch_latency_ms: list[float]  # every DispatchLatency a dispatcher emitted
     peak_outstanding: int  # the most requests queued or running at fal at once
     cap: int  # FalConcurrency + FalQueueHeadroom
@@ -56,16 +58,22 @@ class DrainResult:
 
 
 def busy_share(
-    uploaded: Sequence[float], runs: Sequence[tuple[float, float]], concurrency: int
+    uploaded: Sequence[float],
+    runs: Sequence[tuple[float, float]],
+    concurrency: int,
+    *,
+    from_upload: bool = False,
 ) -> tuple[float, float]:
     """(busy slot-seconds / (concurrency x waiting time), waiting time).
 
     Work waits while more images are uploaded than fal has started (in the pipeline's queue, on
     its way to fal, or in fal's queue), counted from fal's first start: before it, the first job
-    is still travelling through the pipeline, which the drain time counts, not an idle slot.
+    is still travelling through the pipeline, which the drain time counts, not an idle slot
+    (``from_upload`` counts it as idle slots too).
     """
-    first = min(start for start, _ in runs)
-    edges = sorted({first, *(t for t in uploaded if t > first)} | {t for r in runs for t in r})
+    since = min(uploaded) if from_upload else min(start for start, _ in runs)
+    times = [*uploaded, *(t for run in runs for t in run)]
+    edges = sorted({since, *(t for t in times if t > since)})
     busy = waiting = 0.0
     for left, right in itertools.pairwise(edges):
         middle = (left + right) / 2
@@ -123,6 +131,7 @@ def _drain(info: StackInfo, *, uploads: int, video_seconds: float) -> DrainResul
     if len(runs) != uploads or any(end is None for _, end in runs):
         raise BenchError(f"fal ran {len(runs)} requests for {uploads} uploads")
     utilisation, waiting = busy_share(uploaded, runs, FAL_CONCURRENCY)
+    from_upload, _ = busy_share(uploaded, runs, FAL_CONCURRENCY, from_upload=True)
     latencies = _metric(Path(info.state_dir) / "logs", "DispatchLatency")
     if not latencies:
         raise BenchError("no DispatchLatency in the functions' logs")
@@ -134,6 +143,7 @@ def _drain(info: StackInfo, *, uploads: int, video_seconds: float) -> DrainResul
         drain_seconds=completed - uploaded[0],
         utilisation=utilisation,
         waiting_seconds=waiting,
+        utilisation_from_upload=from_upload,
         dispatch_latency_ms=latencies,
         peak_outstanding=int(fal["peak_outstanding"]),
         cap=FAL_CONCURRENCY + HEADROOM,

@@ -21,6 +21,8 @@ def test_busy_share_counts_only_the_time_work_waited_from_fals_first_start() -> 
     # one from 3 s to 4 s (a freed slot left idle): 5 of 6 slot-seconds
     assert waiting == pytest.approx(3.0)
     assert share == pytest.approx(5 / 6)
+    # and counted from the first upload, the second before fal's first start is idle too
+    assert busy_share(uploaded, runs, 2, from_upload=True) == pytest.approx((5 / 8, 4.0))
 
 
 def test_an_upload_that_arrives_later_makes_work_wait_only_from_its_arrival() -> None:
