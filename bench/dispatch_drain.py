@@ -34,7 +34,9 @@ SAMPLE = (REPO_ROOT / "local" / "assets" / "sample.jpg").read_bytes()
 FAL_CONCURRENCY, HEADROOM = 2, 1
 PARAMETERS = {"FalConcurrency": str(FAL_CONCURRENCY), "FalQueueHeadroom": str(HEADROOM)}
 OPEN = ("QUEUED", "PENDING", "SUBMITTED")
-VIDEO_SECONDS = 1.0  # long enough that a second of pipeline latency shows in the ratio
+# The emulator's processing time per video: fal's minute scaled down, as in the repro;
+# the shorter it is, the more the pipeline's own latency per job weighs in the drain ratio.
+VIDEO_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
