@@ -8,13 +8,15 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from bench.cold_start import ColdStartResult
 from bench.common import MIB, median
 from bench.cost import FAL_PRICE_PER_VIDEO, PRICES_AS_OF, TARGET_SHARE, CostBreakdown
+from bench.dispatch_drain import DrainResult
 from bench.network_calls import SUBMIT_MINIMUM, WEBHOOK_MINIMUM, NetworkCallsResult
 from bench.package_size import LAYER_TARGET_BYTES, PackageSizes
 from bench.submit_batch import SubmitBatchResult
@@ -27,14 +29,18 @@ MEMORY_TARGET_MIB = 64.0
 FLAT_TOLERANCE_MIB = 16.0  # "flat": the largest size grows at most two 8 MiB parts more
 THROUGHPUT_TARGET = 0.8
 BATCH_TARGET = 2.0
+DRAIN_TARGET, UTILISATION_TARGET, LATENCY_TARGET_MS = 1.10, 0.95, 1000.0
+DRAIN = ("dispatch: drain a drop", "dispatch: fal slots busy while work waits",
+         "dispatch: median DispatchLatency")  # fmt: skip
 MET, NOT_MET, INFO, SKIPPED, ERROR = "met", "NOT MET", "info", "skipped", "ERROR"
 UNMEASURED = ("-", "-", "-", "-")  # measured, baseline, ratio, target
 COLUMNS = ("figure", "measured", "baseline (same run)", "ratio", "target", "result")
 TEMPLATE = (Path(__file__).parent / "performance_template.md").read_text(encoding="utf-8")
 
 
-@dataclass
-class Row:
+class Row(NamedTuple):
+    """The table's cells (COLUMNS), then a note for the document."""
+
     figure: str
     measured: str
     baseline: str
@@ -42,12 +48,6 @@ class Row:
     target: str
     status: str
     note: str = ""
-
-    def cells(self, markdown: bool = False) -> tuple[str, ...]:
-        if not markdown:
-            return (self.figure, self.measured, self.baseline, self.ratio, self.target, self.status)
-        bold = f"**{self.status}**" if self.status in (NOT_MET, ERROR) else self.status
-        return (*self.cells()[:-1], bold, self.note)
 
 
 def _row(figure: str, measured: str, baseline: str, ratio: float | str, target: str,
@@ -82,6 +82,7 @@ class Results:
     copy: VideoCopyResult | None = None
     sizes: PackageSizes | None = None
     cost: CostBreakdown | None = None
+    drain: DrainResult | None = None
     errors: dict[str, str] = field(default_factory=dict)  # group -> why it was not measured
     started: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
     seconds: float = 0.0
@@ -95,11 +96,6 @@ SIZED = ("layer", *HANDLERS)
 
 def _mib(size: float) -> str:
     return f"{size / MIB:.1f} MiB"
-
-
-def _md(header: Sequence[str], body: Iterable[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in body]
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *lines]
 
 
 def _cold(cold: ColdStartResult, sizes: PackageSizes | None) -> list[Row]:
@@ -215,6 +211,19 @@ def _cost(cost: CostBreakdown) -> list[Row]:
                  f"< {TARGET_SHARE * 100:.2f}%", cost.share < TARGET_SHARE, note)]  # fmt: skip
 
 
+def _drain(d: DrainResult) -> list[Row]:
+    ratio, ms, n = d.drain_seconds / d.minimum_seconds, median(d.dispatch_latency_ms), d.uploads
+    return [_row(DRAIN[0], f"{d.drain_seconds:.1f} s", f"{d.minimum_seconds:.1f} s ({n} x "
+                 f"{d.video_seconds:.2f} s / {d.concurrency})", ratio, f"<= {DRAIN_TARGET:.2f}x",
+                 ratio <= DRAIN_TARGET, "first upload stored to last job COMPLETED"),
+            _row(DRAIN[1], f"{d.utilisation:.1%}", f"{d.waiting_seconds:.1f} s of waiting", "-",
+                 f">= {UTILISATION_TARGET:.0%}", d.utilisation >= UTILISATION_TARGET,
+                 f"{d.utilisation_from_upload:.1%} from the first upload; at fal at once: "
+                 f"at most {d.peak_outstanding} (cap {d.cap})"),
+            _row(DRAIN[2], f"{ms:.0f} ms", "-", "-", f"<= {LATENCY_TARGET_MS:.0f} ms", ms <=
+                 LATENCY_TARGET_MS, f"{len(d.dispatch_latency_ms)} dispatches")]  # fmt: skip
+
+
 # Each group (its --only name, several entries for some): the rows it adds, in order, and how.
 GROUPS: tuple[tuple[str, tuple[str, ...], Callable[[Results], list[Row] | None]], ...] = (
     ("cold", (*(f"cold start: {short}" for short in HANDLERS), "webhook imports fal_client",
@@ -230,6 +239,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...], Callable[[Results], list[Row] | None]]
     ("size", tuple(f"package size: {short}" for short in SIZED),
      lambda r: None if r.sizes is None else _sizes(r.sizes)),
     ("cost", ("AWS cost per video",), lambda r: None if r.cost is None else _cost(r.cost)),
+    ("drain", DRAIN, lambda r: None if r.drain is None else _drain(r.drain)),
 )  # fmt: skip
 FIGURES = tuple(figure for _, figures, _ in GROUPS for figure in figures)
 
@@ -245,7 +255,7 @@ def rows(results: Results) -> list[Row]:
 
 
 def text_table(table: list[Row]) -> str:
-    lines = [COLUMNS, *(row.cells() for row in table)]
+    lines = [COLUMNS, *(row[: len(COLUMNS)] for row in table)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
     out = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
     return "\n".join([out[0], "  ".join("-" * w for w in widths), *out[1:]])
@@ -288,12 +298,10 @@ def _environment(results: Results) -> list[str]:
 
 
 def document(results: Results, table: list[Row]) -> str:
-    out = _md((*COLUMNS, "notes"), (row.cells(markdown=True) for row in table))
+    bold = [row._replace(status=f"**{row.status}**") if row.status in (NOT_MET, ERROR) else row
+            for row in table]  # fmt: skip
+    lines = [(*COLUMNS, "notes"), ("---",) * (len(COLUMNS) + 1), *bold]
+    out = ["| " + " | ".join(c.replace("|", "\\|") for c in line) + " |" for line in lines]
     out += ["", "Not measured:"] * bool(results.errors)
     out += [f"- {group}: `{why.splitlines()[0]}`" for group, why in results.errors.items()]
     return TEMPLATE.format(environment="\n".join(_environment(results)), results="\n".join(out))
-
-
-def write(path: Path, results: Results, table: list[Row]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(document(results, table), encoding="utf-8")

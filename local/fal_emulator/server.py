@@ -15,7 +15,8 @@ within its X-Fal-Request-Timeout ends with fal's timeout error (504, X-Fal-Reque
 user) and nothing rendered.
 Control (for tests and the demo, not part of fal's API):
   GET  /_emulator/requests     every submission seen, with its outcome and deliveries, the
-                               X-Fal-Object-Lifecycle-Preference it came with, and how many
+                               X-Fal-Object-Lifecycle-Preference it came with, when a runner
+                               took it and gave it back (epoch seconds), and how many
                                accepted submits are still waiting for their (delayed) answer
   POST /_emulator/faults       queue up faults (see Faults)
   POST /_emulator/account       the account's settings: {"concurrency": N}
@@ -137,6 +138,9 @@ class FalRequest:
     submitted_at: float = field(default_factory=time.time)
     cancelled: bool = False
     timed_out: bool = False  # not started within its start timeout
+    # When a runner took it and when it gave the runner back: the account's busy slot-time.
+    started_at: float | None = None
+    finished_at: float | None = None
 
     def start_deadline(self) -> float | None:
         return None if self.start_timeout is None else self.submitted_at + float(self.start_timeout)
@@ -307,6 +311,7 @@ class Emulator:
                 started = []
                 while self.waiting and self.running < self.concurrency:
                     started.append(self.waiting.popleft())
+                    started[-1].started_at = now
                     self.running += 1
             for request in started:
                 threading.Thread(target=self._run_slot, args=(request,), daemon=True).start()
@@ -316,6 +321,7 @@ class Emulator:
             self._run(request)
         finally:
             with self.lock:
+                request.finished_at = time.time()
                 self.running -= 1
                 self.scheduled.notify()
 
@@ -499,6 +505,8 @@ class Emulator:
                         "delivery": r.delivery,
                         "media": r.media,
                         "cancelled": r.cancelled,
+                        "started_at": r.started_at,
+                        "finished_at": r.finished_at,
                         "downloads": r.downloads,
                         "redirects_followed": r.redirects_followed,
                         "deliveries": list(r.deliveries),

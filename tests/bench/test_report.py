@@ -9,6 +9,7 @@ from pathlib import Path
 from bench.cold_start import ColdStartResult, VariantResult
 from bench.common import MIB
 from bench.cost import CostBreakdown, CostLine
+from bench.dispatch_drain import DrainResult
 from bench.network_calls import NetworkCallsResult
 from bench.package_size import PackageSizes
 from bench.report import (
@@ -89,6 +90,7 @@ def full_results(**cold_ms: float) -> Results:
         memory_mb={"SubmitFunction": 512, "WebhookFunction": 512},
     )
     rtt = {"dynamodb": 0.010, "s3": 0.025, "fal": 0.150}
+    drain = DrainResult(60, 2, 1.05, 33.4, 0.97, 29.0, 0.93, [120.0, 140.0, 900.0], 3, 3)
     return Results(
         config=config,
         cold_start=cold,
@@ -98,6 +100,7 @@ def full_results(**cold_ms: float) -> Results:
         copy=copy,
         sizes=sizes,
         cost=cost,
+        drain=drain,
         code="commit 515ba88",
     )
 
@@ -157,3 +160,20 @@ def test_a_group_that_failed_or_was_not_selected_says_so_in_its_rows() -> None:
     assert (failed.status, failed.note) == (ERROR, "StackError: moto did not start")
     assert _row(table, "copy throughput").status == SKIPPED
     assert "- network: `StackError: moto did not start`" in document(results, table)
+
+
+def test_a_slow_drain_idle_slots_and_a_late_dispatch_are_not_met() -> None:
+    results = full_results()
+    # 60 videos of 1 s on 2 slots take at least 30 s
+    results.drain = DrainResult(60, 2, 1.0, 36.0, 0.90, 29.0, 0.85, [800.0, 1200.0, 1500.0], 3, 3)
+
+    table = rows(results)
+
+    drain = _row(table, "dispatch: drain a drop")
+    assert (drain.measured, drain.baseline) == ("36.0 s", "30.0 s (60 x 1.00 s / 2)")
+    assert (drain.ratio, drain.status) == ("1.20x", NOT_MET)
+    busy = _row(table, "dispatch: fal slots busy while work waits")
+    assert (busy.measured, busy.status) == ("90.0%", NOT_MET)
+    latency = _row(table, "dispatch: median DispatchLatency")
+    assert (latency.measured, latency.status) == ("1200 ms", NOT_MET)
+    assert "| **NOT MET** |" in document(results, table)

@@ -95,3 +95,8 @@ def test_requests_past_the_accounts_concurrency_wait_in_line_and_time_out_unstar
     assert (third["state"], third["error"], third["timeout_type"]) == ("Completed", 504, "user")
     seen = pipeline.fal_emulator_state()
     assert seen["peak_outstanding"] >= 3
+    # The account's record of its runners (the benchmark's busy slot-time): the first took one,
+    # the dropped one never did.
+    ours = [r for r in seen["requests"] if r["arguments"]["prompt"] == "a queue"][-3:]
+    assert ours[0]["started_at"] is not None
+    assert (ours[2]["started_at"], ours[2]["finished_at"]) == (None, None)
