@@ -1,7 +1,7 @@
 """The spend guard at the dispatch gate: prices reserved in the slot transaction, jobs that do
 not fit waiting for budget, the next UTC day, run-time limits, refunds once. DynamoDB is moto
 in-process with the template's tables; fal is a fake that records what was sent (the stack
-tests send it for real: tests/integration/test_spend_race.py, tests/e2e/test_budget.py)."""
+tests send it for real: tests/integration/test_spend_race.py, tests/e2e/test_spend_guard.py)."""
 
 from __future__ import annotations
 
