@@ -59,6 +59,7 @@ class FakeJobs:
         close_attempt: str | None = None,
         attempt_must_be_open: bool = False,
         reopen_failed_submit: bool = False,
+        current: Job | None = None,
     ) -> Job:
         item = self.items.get(job_id)
         if item is None:

@@ -276,7 +276,13 @@ def _table(settings: CommonSettings) -> Callable[[], Table]:
 
 
 def _repository(settings: CommonSettings) -> JobRepository:
-    return JobRepository(_table(settings), retention_days=settings.job_retention_days)
+    # Every function that moves jobs has the control table, where the batches' counters live.
+    control_table = str(getattr(settings, "control_table", "") or "")
+    return JobRepository(
+        _table(settings),
+        retention_days=settings.job_retention_days,
+        control=(lambda: jobs_table(control_table)) if control_table else None,
+    )
 
 
 def _events(settings: CommonSettings) -> JobEvents:

@@ -293,6 +293,7 @@ class Reconciler:
                     "error_code": code,
                     "error_message": f"not settled within {self._deadline_seconds} s: {message}",
                 },
+                current=fresh,
             )
         except JobConflict:
             return ReconcileOutcome.ALREADY_FINAL
@@ -391,6 +392,7 @@ class Reconciler:
                     "error_message": f"cancelled by {by}"
                     + ("; the fal request was cancelled" if request_id else " before fal answered"),
                 },
+                current=job,
             )
         except JobConflict:
             return ReconcileOutcome.ALREADY_FINAL
@@ -409,6 +411,7 @@ class Reconciler:
                     "error_message": f"fal did not finish within {self._deadline_seconds} s; "
                     "the request was cancelled",
                 },
+                current=job,
             )
         except JobConflict:
             return ReconcileOutcome.ALREADY_FINAL
