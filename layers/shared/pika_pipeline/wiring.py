@@ -86,6 +86,7 @@ def webhook_service(settings: WebhookSettings) -> WebhookService:
 
 
 def reconciler(settings: ReconcilerSettings) -> Reconciler:
+    from pika_pipeline.batches.announcer import BatchAnnouncer
     from pika_pipeline.dispatch.control import PauseSwitch
     from pika_pipeline.dispatch.order import FairShare, WaitingJobs
     from pika_pipeline.dispatch.queue_report import QueueReport
@@ -115,6 +116,9 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
             fair_share=FairShare(control),
             repository=repository,
             control=control,
+        ),
+        batches=BatchAnnouncer(
+            control=control, events=events, quiet_seconds=settings.batch_quiet_seconds
         ),
     )
 

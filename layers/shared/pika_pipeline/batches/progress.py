@@ -216,7 +216,7 @@ class BatchProgress:
                 "first_upload_at": self.first_upload_at,
                 "last_upload_at": self.last_upload_at,
                 # Which summary of this batch (a later upload reopens it: 2, 3...).
-                "summary": self.summaries + 1,
+                "summary": self.summaries,
             }
         )
         return detail
