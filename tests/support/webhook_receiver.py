@@ -82,9 +82,10 @@ class WebhookReceiver:
 
 @contextmanager
 def webhook_receiver(
-    secret: str, ca_file: str, answers: list[int] | None = None
+    secret: str, ca_file: str, answers: list[int] | None = None, *, port: int = 0
 ) -> Iterator[WebhookReceiver]:
-    """Serves on 127.0.0.1 with the local stack's loopback certificate (its functions trust it)."""
+    """Serves on 127.0.0.1 with the local stack's loopback certificate (its functions trust it);
+    on ``port`` when a stack was started with this receiver's URL (NotifyUrl), else any."""
     receiver = WebhookReceiver(secret=secret, answers=list(answers or []))
 
     class Handler(BaseHTTPRequestHandler):
@@ -102,7 +103,7 @@ def webhook_receiver(
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(Path(ca_file).parent / LOOPBACK_CERT))
