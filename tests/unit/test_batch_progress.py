@@ -21,6 +21,7 @@ from pika_pipeline.jobs.events import BATCH_COMPLETED, SOURCE, JobEvents
 from pika_pipeline.jobs.repository import JobRepository
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.notify.messages import webhook_message
+from pika_pipeline.spend.ledger import SpendLedger
 
 UPLOAD_AT = "2026-12-04T10:00:00.000+00:00"
 UPLOAD_EPOCH = 1796378400.0  # UPLOAD_AT
@@ -286,3 +287,23 @@ def test_counters_do_not_drift_when_many_jobs_of_one_batch_end_at_once(
     assert ended == len(ids)
     shop = progress(tables)
     assert (shop.jobs, shop.open_jobs, shop.statuses["COMPLETED"]) == (12, 0, 12)
+
+
+def test_a_refund_after_the_job_ended_gives_the_batch_its_spend_back(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    upload(jobs, "a")
+    at_fal(tables, "a")
+    tables[0].update_item(
+        Key={"job_id": "a"},
+        UpdateExpression="SET reserved_day = :d, reserved_month = :m",
+        ExpressionAttributeValues={":d": "2026-12-04", ":m": "2026-12"},
+    )
+    jobs.transition("a", JobStatus.FAILED, attributes={"error_code": ErrorCode.FAL_ERROR})
+    assert progress(tables).spent_usd == Decimal("0.2")
+
+    ledger = SpendLedger(control=lambda: tables[1], jobs=lambda: tables[0])
+    assert ledger.refund("a", reason="fal server error") == Decimal("0.2")
+    assert ledger.refund("a", reason="again") is None  # once
+
+    assert progress(tables).spent_usd == 0
