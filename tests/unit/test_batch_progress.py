@@ -307,3 +307,25 @@ def test_a_refund_after_the_job_ended_gives_the_batch_its_spend_back(
     assert ledger.refund("a", reason="again") is None  # once
 
     assert progress(tables).spent_usd == 0
+
+
+def test_batches_still_running_do_not_hold_back_a_finished_one_behind_them(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    events = RecordedEvents()
+    announcer = BatchAnnouncer(
+        control=lambda: tables[1],
+        events=events,
+        quiet_seconds=QUIET,
+        clock=lambda: UPLOAD_EPOCH + 600,
+        limit=1,
+        pages=3,
+    )
+    # Two older batches still running, then a finished one: a page of one each.
+    upload(jobs, "old-1", batch="old-1", at="2026-12-04T09:58:00.000+00:00")
+    upload(jobs, "old-2", batch="old-2", at="2026-12-04T09:59:00.000+00:00")
+    upload(jobs, "done", batch="done")
+    jobs.transition("done", JobStatus.CANCELLED, attributes={"error_code": ErrorCode.CANCELLED})
+
+    assert announcer.announce_finished() == 1
+    assert [summary["batch"] for summary in events.summaries] == ["done"]

@@ -22,7 +22,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from pika_pipeline.aws.errors import error_code
-from pika_pipeline.batches.progress import DUE, SUMMARY_DUE_INDEX, BatchProgress
+from pika_pipeline.batches.progress import DUE, SUMMARY_DUE_INDEX, BatchProgress, progress_key
 from pika_pipeline.dispatch.control import iso
 from pika_pipeline.observability import logger
 
@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 
     from pika_pipeline.jobs.events import JobEvents
 
-# Batches looked at per run: a run's work stays bounded however many batches are open.
-BATCHES_PER_RUN = 50
+# Batches looked at per run, in pages: a run's work stays bounded however many batches are
+# open, and batches still running (due, quiet, not finished) hold back at most this many pages.
+BATCHES_PER_PAGE = 50
+PAGES_PER_RUN = 4
 
 
 class BatchAnnouncer:
@@ -43,39 +45,51 @@ class BatchAnnouncer:
         events: JobEvents,
         quiet_seconds: int,
         clock: Callable[[], float] = time.time,
-        limit: int = BATCHES_PER_RUN,
+        limit: int = BATCHES_PER_PAGE,
+        pages: int = PAGES_PER_RUN,
     ) -> None:
         self._control = control
         self._events = events
         self._quiet_seconds = quiet_seconds
         self._clock = clock
         self._limit = limit
+        self._pages = pages
 
     def announce_finished(self, out_of_time: Callable[[], bool] = lambda: False) -> int:
         """Publishes one Batch Completed event per finished batch; returns how many."""
         now = self._clock()
         announced = 0
-        for item in self._due(quiet_since=iso(now - self._quiet_seconds)):
-            if out_of_time():
+        start: dict[str, Any] | None = None
+        for _ in range(self._pages):
+            items, start = self._due(quiet_since=iso(now - self._quiet_seconds), start=start)
+            for item in items:
+                if out_of_time():
+                    return announced
+                batch = BatchProgress.from_item(item)
+                if batch.is_finished(now_epoch=now, quiet_seconds=self._quiet_seconds):
+                    announced += self._announce(batch)
+            if start is None:
                 break
-            batch = BatchProgress.from_item(item)
-            if batch.is_finished(now_epoch=now, quiet_seconds=self._quiet_seconds):
-                announced += self._announce(batch)
         return announced
 
-    def _due(self, *, quiet_since: str) -> list[dict[str, Any]]:
-        """Due batches whose last upload is older than ``quiet_since``, oldest first. Batches
-        still running stay at the front until they finish: ``limit`` bounds the page."""
-        response = self._control().query(
-            IndexName=SUMMARY_DUE_INDEX,
-            KeyConditionExpression=Key("summary_due").eq(DUE)
+    def _due(
+        self, *, quiet_since: str, start: dict[str, Any] | None
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """A page of due batches whose last upload is older than ``quiet_since``, oldest first,
+        and where the next page starts (None: no more)."""
+        arguments: dict[str, Any] = {
+            "IndexName": SUMMARY_DUE_INDEX,
+            "KeyConditionExpression": Key("summary_due").eq(DUE)
             & Key("last_upload_at").lte(quiet_since),
-            Limit=self._limit,
-        )
-        return list(response.get("Items", []))
+            "Limit": self._limit,
+        }
+        if start:
+            arguments["ExclusiveStartKey"] = start
+        response = self._control().query(**arguments)
+        return list(response.get("Items", [])), response.get("LastEvaluatedKey")
 
     def _announce(self, batch: BatchProgress) -> int:
-        key = {"pk": f"progress#{batch.batch}"}
+        key = {"pk": progress_key(batch.batch)}
         try:
             claimed = self._control().update_item(
                 Key=key,
