@@ -42,10 +42,12 @@ from pika_pipeline.jobs.identity import job_id_for
 from pika_pipeline.jobs.job import plain
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.submit.video_request import encode_metadata_value
-from pika_pipeline_cli import queue_control, spend
+from pika_pipeline_cli import batches, queue_control, spend
 from pika_pipeline_cli.queue_control import AT_FAL, CANCELLED, FINAL_STATUSES, LANES, QUEUED
 from pika_pipeline_cli.resources import CliError, Pipeline, find_pipeline
 from pika_pipeline_cli.views import (
+    batch_view,
+    batches_view,
     budget_view,
     job_view,
     queue_view,
@@ -168,6 +170,17 @@ def _parser() -> argparse.ArgumentParser:
     queue.add_argument("--watch", action="store_true", help="a live view, until Ctrl-C")
     queue.add_argument("--json", action="store_true", help="the numbers, for scripts")
     queue.set_defaults(run=_queue)
+
+    batch = commands.add_parser(
+        "batch", help="a batch's progress: jobs by status, spend, failures by code"
+    )
+    batch.add_argument("name", metavar="NAME", help='the batch ("" for files without a folder)')
+    batch.add_argument("--watch", action="store_true", help="a live view, until Ctrl-C")
+    batch.add_argument("--json", action="store_true", help="the numbers, for scripts")
+    batch.set_defaults(run=_batch)
+    batches_command = commands.add_parser("batches", help="the batches, latest activity first")
+    batches_command.add_argument("--json", action="store_true", help="the numbers, for scripts")
+    batches_command.set_defaults(run=_batches)
 
     pause = commands.add_parser("pause", help="stop dispatching to fal (uploads keep waiting)")
     pause.set_defaults(run=_pause)
@@ -590,6 +603,32 @@ def _queue(pipeline: Pipeline, args: argparse.Namespace) -> int:
             if time.monotonic() - measured > WATCH_RATE_EVERY_SECONDS:
                 rate, measured = queue_control.measured_rate(pipeline), time.monotonic()
             live.update(queue_view(snapshot(rate)))
+
+
+def _batch(pipeline: Pipeline, args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps(batches.as_json(batches.batch_progress(pipeline, args.name)), indent=2))
+        return 0
+    console = Console()
+    if not args.watch:
+        console.print(batch_view(batches.batch_progress(pipeline, args.name)))
+        return 0
+    with Live(batch_view(batches.batch_progress(pipeline, args.name)), console=console) as live:
+        while True:  # until Ctrl-C (main answers it with 130)
+            time.sleep(2)
+            live.update(batch_view(batches.batch_progress(pipeline, args.name)))
+
+
+def _batches(pipeline: Pipeline, args: argparse.Namespace) -> int:
+    recent = batches.recent_batches(pipeline)
+    if args.json:
+        print(json.dumps([batches.as_json(b) for b in recent], indent=2))
+        return 0
+    if not recent:
+        print("no batches yet")
+        return 0
+    Console().print(batches_view(recent))
+    return 0
 
 
 def _pause(pipeline: Pipeline, args: argparse.Namespace) -> int:

@@ -24,11 +24,13 @@ from pika_pipeline.aws.errors import error_code
 from pika_pipeline.dispatch.control import DISPATCH_ITEM
 from pika_pipeline.dispatch.order import LANES as DISPATCH_LANES
 from pika_pipeline.dispatch.order import QUEUED_JOBS_INDEX
+from pika_pipeline.errors import JobConflict
 from pika_pipeline.fal import pika
 from pika_pipeline.fal.prices import usd_per_video
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.events import SOURCE, JobEvents
 from pika_pipeline.jobs.job import now_iso, plain
+from pika_pipeline.jobs.repository import JobRepository
 from pika_pipeline.jobs.statuses import AT_FAL_STATUSES, TERMINAL_STATUSES, JobStatus
 from pika_pipeline_cli.resources import CliError, Pipeline
 
@@ -330,27 +332,14 @@ def nudge(pipeline: Pipeline) -> None:
 def cancel_waiting(pipeline: Pipeline, job_id: str, *, by: str) -> dict[str, Any] | None:
     """QUEUED -> CANCELLED and its ``Video Failed`` event; None if the job was no longer waiting
     (dispatched, or cancelled, in the meantime). Nothing was paid: a waiting job never met fal."""
+    repository = JobRepository(pipeline.table, control=pipeline.control_table)
     try:
-        item = pipeline.table().update_item(
-            Key={"job_id": job_id},
-            UpdateExpression="SET #status = :cancelled, error_code = :code, error_message = :why, "
-            "updated_at = :now, cancelled_by = :by REMOVE queue_lane, queue_order",
-            ConditionExpression="#status = :queued",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={
-                ":cancelled": str(CANCELLED),
-                ":queued": str(QUEUED),
-                ":code": str(CANCELLED_CODE),
-                ":why": f"cancelled by {by} before it was sent to fal; nothing was paid",
-                ":now": now_iso(),
-                ":by": by,
-            },
-            ReturnValues="ALL_NEW",
-        )["Attributes"]
-    except ClientError as exc:
-        if error_code(exc) == "ConditionalCheckFailedException":
-            return None
-        raise
+        # Through the repository, so the batch's counters move with the job.
+        item = repository.cancel_waiting(
+            job_id, by=by, message=f"cancelled by {by} before it was sent to fal; nothing was paid"
+        ).item
+    except JobConflict:
+        return None
     job = dict(item)
     JobEvents(pipeline.events(), pipeline.output("CompletionEventBus")).finished(job)
     return plain(job)  # type: ignore[no-any-return]

@@ -1,4 +1,5 @@
-"""What the commands show a person: the queue, a job, a job being followed (rich renderables)."""
+"""What the commands show a person: the queue, a job, a job being followed, a batch (rich
+renderables)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from decimal import Decimal
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from pika_pipeline.batches.progress import BatchProgress
 from pika_pipeline.submit.video_request import decode_metadata_value
 from pika_pipeline_cli.queue_control import QUEUED, QueueSnapshot, parse_time
 from pika_pipeline_cli.spend import BudgetState, SpendReport, SpendRow
@@ -238,3 +241,58 @@ def spend_view(report: SpendReport) -> RenderableType:
     for (day, batch), row in sorted(report.by_batch.items()):
         batches.add_row(day, batch or "(none)", *cells(row))
     return Group(days, Text(), batches)
+
+
+def batch_view(batch: BatchProgress) -> RenderableType:
+    """A batch's progress: a bar of finished jobs, the counts by status, spend, failures."""
+    bar = Progress(
+        TextColumn(f"[bold]{batch.batch or '(no folder)'}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("finished"),
+    )
+    bar.add_task("finished", total=max(batch.jobs, 1), completed=batch.finished_jobs)
+    counts = Table(box=None, pad_edge=False, header_style="bold")
+    counts.add_column("STATUS")
+    counts.add_column("JOBS", justify="right")
+    counts.add_row("waiting or at fal", str(batch.open_jobs))
+    for status, number in batch.statuses.items():
+        if number:
+            counts.add_row(status, str(number))
+    lines = Text()
+    lines.append(f"Spent so far: ${batch.spent_usd:.2f}\n")
+    lines.append(
+        f"Uploads: first {local_time(parse_time(batch.first_upload_at))}, "
+        f"last {local_time(parse_time(batch.last_upload_at))}\n"
+    )
+    if batch.summary_due or not batch.summaries:
+        lines.append("Not complete yet" if batch.open_jobs else "Complete once no upload comes")
+    else:
+        lines.append(f"Completed (summary {batch.summaries} published)", style="green")
+    parts: list[RenderableType] = [bar, counts, lines]
+    if batch.failures:
+        failures = Table(box=None, pad_edge=False, header_style="bold")
+        failures.add_column("FAILURE CODE")
+        failures.add_column("JOBS", justify="right")
+        for code, number in batch.failures.items():
+            failures.add_row(code, str(number))
+        parts += [Text(), failures]
+    return Group(*parts)
+
+
+def batches_view(batches: list[BatchProgress]) -> RenderableType:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("BATCH", "JOBS", "OPEN", "COMPLETED", "FAILED", "SPENT", "LAST ACTIVITY"):
+        left = column in ("BATCH", "LAST ACTIVITY")
+        table.add_column(column, justify="left" if left else "right")
+    for b in batches:
+        table.add_row(
+            b.batch or "(no folder)",
+            str(b.jobs),
+            str(b.open_jobs),
+            str(b.statuses.get("COMPLETED", 0)),
+            str(b.finished_jobs - b.statuses.get("COMPLETED", 0)),
+            f"${b.spent_usd:.2f}",
+            local_time(parse_time(b.last_activity_at)),
+        )
+    return table

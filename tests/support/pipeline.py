@@ -274,7 +274,8 @@ class Pipeline:
                 QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
             ).get("Messages", []):
                 event = json.loads(message["Body"])
-                if event["detail"]["job_id"] == job_id:
+                # A batch's summary (Batch Completed) is about no one job.
+                if event["detail"].get("job_id") == job_id:
                     found.append(event)
         return found
 

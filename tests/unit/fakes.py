@@ -59,17 +59,18 @@ class FakeJobs:
         close_attempt: str | None = None,
         attempt_must_be_open: bool = False,
         reopen_failed_submit: bool = False,
+        current: Job | None = None,
     ) -> Job:
         item = self.items.get(job_id)
         if item is None:
             raise JobConflict(f"job {job_id} is missing")
-        current = JobStatus(item["status"])
+        status = JobStatus(item["status"])
         fal_request_known = not reopen_failed_submit or bool(item.get("request_ids"))
-        if not can_transition(current, target, fal_request_known=fal_request_known):
-            raise JobConflict(f"job {job_id} cannot move from {current} to {target}")
+        if not can_transition(status, target, fal_request_known=fal_request_known):
+            raise JobConflict(f"job {job_id} cannot move from {status} to {target}")
         if attempt_must_be_open and close_attempt not in item.get("open_attempts", set()):
             raise JobConflict(f"attempt {close_attempt} of job {job_id} was answered already")
-        if current in TERMINAL_STATUSES and target == JobStatus.COMPLETED:
+        if status in TERMINAL_STATUSES and target == JobStatus.COMPLETED:
             item.pop("error_code", None)
             item.pop("error_message", None)
         item.update(attributes or {}, status=target)

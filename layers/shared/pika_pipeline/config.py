@@ -421,3 +421,7 @@ class ReconcilerSettings(SubmitServiceSettings, RecorderSettings):
     reconcile_batch_size: int = _env(
         "RECONCILE_BATCH_SIZE", int, check=lambda v: v >= 1, rule="must be >= 1"
     )
+    # A batch is summarised once all its jobs are final and no upload came for this long.
+    batch_quiet_seconds: int = _env(
+        "BATCH_QUIET_SECONDS", int, default=300, check=lambda v: v >= 0, rule="must be >= 0"
+    )

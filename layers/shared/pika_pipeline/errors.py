@@ -18,10 +18,12 @@ class MalformedMessage(PipelineError):
 class UploadRejected(PipelineError):
     """The upload cannot become a video; the job is recorded as REJECTED with this code."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, batch: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # The upload's batch, when it was known before the rejection: the rejection counts there.
+        self.batch = batch
 
 
 class FalRequestFailed(PipelineError):

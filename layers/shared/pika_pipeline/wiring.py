@@ -90,6 +90,7 @@ def webhook_service(settings: WebhookSettings) -> WebhookService:
 
 
 def reconciler(settings: ReconcilerSettings) -> Reconciler:
+    from pika_pipeline.batches.announcer import BatchAnnouncer
     from pika_pipeline.dispatch.control import PauseSwitch
     from pika_pipeline.dispatch.order import FairShare, WaitingJobs
     from pika_pipeline.dispatch.queue_report import QueueReport
@@ -120,6 +121,9 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
             repository=repository,
             control=control,
             budget=_budget_gate(settings),
+        ),
+        batches=BatchAnnouncer(
+            control=control, events=events, quiet_seconds=settings.batch_quiet_seconds
         ),
     )
 
@@ -285,7 +289,13 @@ def _table(settings: CommonSettings) -> Callable[[], Table]:
 
 
 def _repository(settings: CommonSettings) -> JobRepository:
-    return JobRepository(_table(settings), retention_days=settings.job_retention_days)
+    # Every function that moves jobs has the control table, where the batches' counters live.
+    control_table = str(getattr(settings, "control_table", "") or "")
+    return JobRepository(
+        _table(settings),
+        retention_days=settings.job_retention_days,
+        control=(lambda: jobs_table(control_table)) if control_table else None,
+    )
 
 
 def _events(settings: CommonSettings) -> JobEvents:

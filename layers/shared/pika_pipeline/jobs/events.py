@@ -1,8 +1,9 @@
 """Completion events on EventBridge, so integrations subscribe instead of polling the table.
 
 Source ``pika-pipeline``; detail types ``Video Completed`` and ``Video Failed`` (fal failed, or the
-upload was rejected). Publishing happens after the status change is stored; a publishing error is
-logged and counted but never undoes or retries the job (the table stays the source of truth).
+upload was rejected), and ``Batch Completed`` (a batch's summary: batches/announcer.py).
+Publishing happens after the status change is stored; a publishing error is logged and counted
+but never undoes or retries the job (the table stays the source of truth).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 SOURCE = "pika-pipeline"
 COMPLETED = "Video Completed"
 FAILED = "Video Failed"
+BATCH_COMPLETED = "Batch Completed"
 
 
 def event_detail(item: dict[str, Any]) -> dict[str, Any]:
@@ -82,3 +84,26 @@ class JobEvents:
         except Exception as exc:  # never fail a stored result because the announcement failed
             logger.error("Could not publish the job's event", extra={"reason": str(exc)})
             count(Metric.EVENTS_NOT_PUBLISHED)
+
+    def batch_completed(self, summary: dict[str, Any]) -> bool:
+        """Publishes a batch's summary; False when it could not be published (logged, counted:
+        the caller makes the batch due again)."""
+        try:
+            response = self._events.put_events(
+                Entries=[
+                    {
+                        "Source": SOURCE,
+                        "DetailType": BATCH_COMPLETED,
+                        "Detail": json.dumps(summary),
+                        "EventBusName": self._bus_name,
+                        "Resources": [],
+                    }
+                ]
+            )
+            if response.get("FailedEntryCount"):
+                raise RuntimeError(str(response.get("Entries")))
+        except Exception as exc:
+            logger.error("Could not publish the batch's event", extra={"reason": str(exc)})
+            count(Metric.EVENTS_NOT_PUBLISHED)
+            return False
+        return True

@@ -4,17 +4,27 @@ Every write is conditional, and they all lose the same way: a write whose condit
 ``JobConflict`` (another delivery moved the job on, or the job is gone); none returns a flag or
 None for it. Callers that expect to lose sometimes catch it and say why. A table that stays
 throttled past boto3's retries raises ``JobStoreBusy``, which callers retry later.
+
+With the control table, a write that creates a job or ends one is a TransactWriteItems with the
+ADDs on its batch's progress counters (batches/progress.py): the counters move exactly when the
+job's conditional write succeeds. It replaces the job's update; it adds no call on the paths that
+already knew the job (a result, the reconciler), and one read on the rare ones that did not (a
+submit that fails for good, a stranded claim, a duplicate or re-driven upload).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.conditions import Attr, ConditionExpressionBuilder, Key
+from botocore.exceptions import ClientError
 
-from pika_pipeline.errors import JobConflict
+from pika_pipeline.aws.errors import error_code
+from pika_pipeline.batches import progress
+from pika_pipeline.errors import JobConflict, JobStoreBusy
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.expressions import Update
 from pika_pipeline.jobs.job import Job, now_iso
@@ -25,7 +35,7 @@ from pika_pipeline.jobs.statuses import (
     reopenable_sources_of,
     sources_of,
 )
-from pika_pipeline.jobs.store_errors import jobs_table_errors
+from pika_pipeline.jobs.store_errors import RETRY_LATER_CODES, jobs_table_errors
 from pika_pipeline.spend.budget import WAITING_FOR_BUDGET
 
 if TYPE_CHECKING:
@@ -34,14 +44,28 @@ if TYPE_CHECKING:
 
 # fal request id (the first one each job learned) -> job id.
 REQUEST_IDS_INDEX = "RequestIds"
+# Set on every job created with batch counters: only its transitions move them (a job created
+# before the counters existed would take from counters it never added to).
+COUNTED = "counted"
+# Concurrent transitions of one batch's jobs write the same progress item: DynamoDB cancels the
+# loser of such a race (TransactionConflict), which is retried at once.
+TRANSACTION_TRIES = 5
 
 
 class JobRepository:
-    def __init__(self, table: Callable[[], Table], *, retention_days: int = 0) -> None:
+    def __init__(
+        self,
+        table: Callable[[], Table],
+        *,
+        retention_days: int = 0,
+        control: Callable[[], Table] | None = None,
+    ) -> None:
         # A factory, not a Table: records are processed on several threads and boto3 resources
         # must not be shared between threads.
         self._table_for_thread = table
         self._retention_seconds = retention_days * 86400
+        # The control table, where the batches' progress counters live; None: not counted.
+        self._control = control
 
     @property
     def _table(self) -> Table:
@@ -88,13 +112,48 @@ class JobRepository:
         never_reached_fal = _status_in(reopenable_sources_of(JobStatus.QUEUED)) & Attr(
             "error_code"
         ).eq(ErrorCode.FAL_UNAVAILABLE)
-        with jobs_table_errors(f"job {job_id} already exists"):
-            self._table.update_item(
-                Key={"job_id": job_id},
-                ConditionExpression=Attr("job_id").not_exists()
-                | (Attr("request_id").not_exists() & never_reached_fal),
-                **update.arguments(),
+        batch = item.get("batch")
+        if self._control is None or batch is None:
+            with jobs_table_errors(f"job {job_id} already exists"):
+                self._table.update_item(
+                    Key={"job_id": job_id},
+                    ConditionExpression=Attr("job_id").not_exists()
+                    | (Attr("request_id").not_exists() & never_reached_fal),
+                    **update.arguments(),
+                )
+            return
+        # A new job and a re-queued one count differently, so they are two writes: the new
+        # job's first (the common case), then, only if the job exists, the re-queue's.
+        try:
+            self._transact(
+                self._job_update(job_id, update.set(COUNTED, True), Attr("job_id").not_exists()),
+                progress.new_job(str(batch), upload_at=queued_at, status=JobStatus.QUEUED),
+                what=f"job {job_id} already exists",
             )
+            return
+        except JobConflict:
+            existing = self.get(job_id)
+        if existing is None or COUNTED not in existing.item:
+            # Gone meanwhile, or created before the counters: as before, without them.
+            with jobs_table_errors(f"job {job_id} already exists"):
+                self._table.update_item(
+                    Key={"job_id": job_id},
+                    ConditionExpression=Attr("request_id").not_exists()
+                    & never_reached_fal
+                    & Attr(COUNTED).not_exists(),
+                    **update.arguments(),
+                )
+            return
+        self._transact(
+            self._job_update(job_id, update, Attr("request_id").not_exists() & never_reached_fal),
+            progress.reopened(
+                str(existing.item.get("batch", batch)),
+                was=JobStatus.FAILED,
+                was_code=ErrorCode.FAL_UNAVAILABLE,
+                target=JobStatus.QUEUED,
+            ),
+            what=f"job {job_id} already exists",
+        )
 
     def reclaim(
         self,
@@ -123,6 +182,42 @@ class JobRepository:
             attrs = self._table.update_item(
                 Key={"job_id": job_id},
                 ConditionExpression=_crashed_claim(now_epoch),
+                ReturnValues="ALL_NEW",
+                **update.arguments(),
+            )["Attributes"]
+        return Job(attrs)
+
+    def cancel_waiting(self, job_id: str, *, by: str, message: str) -> Job:
+        """QUEUED -> CANCELLED (an operator's ``cancel`` of a job that never met fal); raises
+        JobConflict when it no longer waits (dispatched, or cancelled, in the meantime)."""
+        update = (
+            Update()
+            .set("status", JobStatus.CANCELLED)
+            .set("error_code", ErrorCode.CANCELLED)
+            .set("error_message", message)
+            .set("updated_at", now_iso())
+            .set("cancelled_by", by)
+            .remove("queue_lane", "queue_order", "queue_position", "estimated_start_at")
+        )
+        what = f"job {job_id} no longer waits"
+        current = self.get(job_id) if self._control is not None else None
+        if current is not None and COUNTED in current.item:
+            self._transact(
+                self._job_update(
+                    job_id, update, _status_is(JobStatus.QUEUED) & Attr(COUNTED).exists()
+                ),
+                progress.finished(
+                    str(current.item.get("batch", "")),
+                    JobStatus.CANCELLED,
+                    error_code=ErrorCode.CANCELLED,
+                ),
+                what=what,
+            )
+            return Job(update.applied_to(current.item))
+        with jobs_table_errors(what):
+            attrs = self._table.update_item(
+                Key={"job_id": job_id},
+                ConditionExpression=_status_is(JobStatus.QUEUED),
                 ReturnValues="ALL_NEW",
                 **update.arguments(),
             )["Attributes"]
@@ -186,8 +281,31 @@ class JobRepository:
         stored = {**item, "status": JobStatus.REJECTED, "created_at": now, "updated_at": now}
         if self._retention_seconds:
             stored["expires_at"] = int(time.time()) + self._retention_seconds
-        with jobs_table_errors(f"job {item['job_id']} already exists"):
-            self._table.put_item(Item=stored, ConditionExpression=Attr("job_id").not_exists())
+        batch = item.get("batch")
+        if self._control is None or batch is None:
+            # A rejection before the upload's batch was known is in no batch's counts.
+            with jobs_table_errors(f"job {item['job_id']} already exists"):
+                self._table.put_item(Item=stored, ConditionExpression=Attr("job_id").not_exists())
+            return stored
+        stored[COUNTED] = True
+        condition = ConditionExpressionBuilder().build_expression(Attr("job_id").not_exists())
+        self._transact(
+            {
+                "Put": {
+                    "TableName": self._table.name,
+                    "Item": stored,
+                    "ConditionExpression": condition.condition_expression,
+                    "ExpressionAttributeNames": condition.attribute_name_placeholders,
+                }
+            },
+            progress.new_job(
+                str(batch),
+                upload_at=now,
+                status=JobStatus.REJECTED,
+                error_code=str(item.get("error_code", "")),
+            ),
+            what=f"job {item['job_id']} already exists",
+        )
         return stored
 
     def reject_stranded(self, job_id: str, *, now_epoch: int, code: str, message: str) -> Job:
@@ -202,6 +320,16 @@ class JobRepository:
             .set("updated_at", now_iso())
             .remove("open_shard", "next_check_at")
         )
+        current = self.get(job_id) if self._control is not None else None
+        if current is not None and COUNTED in current.item:
+            self._transact(
+                self._job_update(job_id, update, _crashed_claim(now_epoch)),
+                progress.finished(
+                    str(current.item.get("batch", "")), JobStatus.REJECTED, error_code=code
+                ),
+                what=f"job {job_id} is not a stranded claim",
+            )
+            return Job(update.applied_to(current.item))
         with jobs_table_errors(f"job {job_id} is not a stranded claim"):
             attrs = self._table.update_item(
                 Key={"job_id": job_id},
@@ -271,12 +399,15 @@ class JobRepository:
         close_attempt: str | None = None,
         attempt_must_be_open: bool = False,
         reopen_failed_submit: bool = False,
+        current: Job | None = None,
     ) -> Job:
         """Moves the job to ``target`` if the transition table allows it from its current status.
 
         ``close_attempt`` marks a submit attempt as answered (and, with ``attempt_must_be_open``,
         requires that nobody answered it first). ``reopen_failed_submit`` also lets a result
         finish a job the submit path failed without any request id (``Job.awaits_result``).
+        ``current``: the job as the caller read it (its batch, and where the move starts from);
+        without it, a move to a final status reads the job first.
 
         Raises JobConflict when the job is missing or already elsewhere (a duplicate, a race lost).
         """
@@ -298,6 +429,11 @@ class JobRepository:
                 update.remove("error_code", "error_message")
         allowed = clauses[0] if len(clauses) == 1 else clauses[0] | clauses[1]
         condition = Attr("job_id").exists() & allowed
+        attempt_open = (
+            Attr("open_attempts").contains(close_attempt)
+            if close_attempt and attempt_must_be_open
+            else None
+        )
         if target in TERMINAL_STATUSES:
             # Leaves the reconciler's index (and the queue's, for a waiting job cancelled).
             update.remove(
@@ -312,8 +448,16 @@ class JobRepository:
             update.add("request_ids", {add_request_id})
         if close_attempt:
             update.delete("open_attempts", {close_attempt})
-            if attempt_must_be_open:
-                condition = condition & Attr("open_attempts").contains(close_attempt)
+            if attempt_open is not None:
+                condition = condition & attempt_open
+        if self._control is not None and target in TERMINAL_STATUSES:
+            job = current or self.get(job_id)
+            if job is None:
+                raise JobConflict(f"job {job_id} cannot move to {target}: it does not exist")
+            if COUNTED in job.item:
+                return self._counted_finish(
+                    job, target, update, sources=sources, reopenable=reopenable, extra=attempt_open
+                )
         with jobs_table_errors(f"job {job_id} cannot move to {target}"):
             attrs = self._table.update_item(
                 Key={"job_id": job_id},
@@ -322,6 +466,105 @@ class JobRepository:
                 **update.arguments(),
             )["Attributes"]
         return Job(attrs)
+
+    def _counted_finish(
+        self,
+        job: Job,
+        target: JobStatus,
+        update: Update,
+        *,
+        sources: frozenset[JobStatus],
+        reopenable: frozenset[JobStatus],
+        extra: ConditionBase | None,
+    ) -> Job:
+        """A move to a final status with its batch's counters. The counters need the status it
+        starts from, so the condition names that one: an open status (any of ``sources``, which
+        are all open), or the final one it is reopened from. A caller's stale view gets one more
+        try from the job as it is now."""
+        what = f"job {job.job_id} cannot move to {target}"
+        for attempt in range(2):
+            batch = str(job.item.get("batch", ""))
+            code = str(update.value_of("error_code") or "")
+            if job.status in reopenable:
+                was_code = str(job.item.get("error_code", ""))
+                same_code = (
+                    Attr("error_code").eq(was_code) if was_code else Attr("error_code").not_exists()
+                )
+                condition: ConditionBase = (
+                    _status_is(job.status) & Attr("request_ids").not_exists() & same_code
+                )
+                change = progress.reopened(
+                    batch, was=job.status, was_code=was_code, target=target, error_code=code
+                )
+            else:
+                condition = _status_in(sources) if sources else Attr("job_id").not_exists()
+                spent = Decimal(str(job.item.get("reserved_usd", 0)))
+                change = progress.finished(batch, target, error_code=code, spent_usd=spent)
+            condition = Attr(COUNTED).exists() & condition
+            if extra is not None:
+                condition = condition & extra
+            try:
+                self._transact(self._job_update(job.job_id, update, condition), change, what=what)
+            except JobConflict:
+                fresh = self.get(job.job_id) if attempt == 0 else None
+                if (
+                    fresh is None
+                    or fresh.status == job.status
+                    or fresh.status not in sources | reopenable
+                ):
+                    raise
+                job = fresh
+                continue
+            return Job(update.applied_to(job.item))
+        raise JobConflict(what)
+
+    def _job_update(self, job_id: str, update: Update, condition: ConditionBase) -> dict[str, Any]:
+        """The job's update as a TransactWriteItems ``Update``: boto3 builds the condition's
+        placeholders only for a top-level condition, so they are built and merged here."""
+        built = ConditionExpressionBuilder().build_expression(condition)
+        arguments = update.arguments()
+        values = {**arguments.get("ExpressionAttributeValues", {})}
+        values.update(built.attribute_value_placeholders)
+        job_update: dict[str, Any] = {
+            "TableName": self._table.name,
+            "Key": {"job_id": job_id},
+            "UpdateExpression": arguments["UpdateExpression"],
+            "ConditionExpression": built.condition_expression,
+            "ExpressionAttributeNames": {
+                **arguments.get("ExpressionAttributeNames", {}),
+                **built.attribute_name_placeholders,
+            },
+        }
+        if values:
+            job_update["ExpressionAttributeValues"] = values
+        return {"Update": job_update}
+
+    def _transact(
+        self, job_write: dict[str, Any], change: progress.CounterChange, *, what: str
+    ) -> None:
+        """The job's write and its batch's counters, together or not at all."""
+        assert self._control is not None
+        items = [job_write, change.transact_item(self._control().name, now=now_iso())]
+        client = self._table.meta.client
+        for tries_left in range(TRANSACTION_TRIES - 1, -1, -1):
+            try:
+                # Plain values, not AttributeValues: the resource's client serialises them.
+                client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+                return
+            except ClientError as exc:
+                code = error_code(exc)
+                reasons = [
+                    r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])
+                ]
+                if code == "TransactionCanceledException" and reasons[:1] == [
+                    "ConditionalCheckFailed"
+                ]:
+                    raise JobConflict(what) from exc
+                if code == "TransactionCanceledException" and tries_left:
+                    continue  # another transition of the same batch wrote its counters first
+                if code in RETRY_LATER_CODES or code == "TransactionCanceledException":
+                    raise JobStoreBusy(f"{what}: the jobs table is busy ({code})") from exc
+                raise
 
 
 def _crashed_claim(now_epoch: int) -> ConditionBase:

@@ -12,11 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pika_pipeline.jobs.events import COMPLETED, FAILED, SOURCE
+from pika_pipeline.jobs.events import BATCH_COMPLETED, COMPLETED, FAILED, SOURCE
 
-# EventBridge detail type -> webhook event type. "Batch Completed" -> "batch.completed" joins
-# here (and in NotifyRule's pattern) when batches publish their event.
-EVENT_TYPES = {COMPLETED: "video.completed", FAILED: "video.failed"}
+# EventBridge detail type -> webhook event type (NotifyRule's pattern lists the same three).
+EVENT_TYPES = {
+    COMPLETED: "video.completed",
+    FAILED: "video.failed",
+    BATCH_COMPLETED: "batch.completed",
+}
 MAX_BODY_BYTES = 20 * 1024
 _TRUNCATED_MESSAGE_CHARS = 1000
 

@@ -40,6 +40,7 @@ from pika_pipeline.submit.service import SubmitOutcome
 from pika_pipeline.submit.uploads import Upload
 
 if TYPE_CHECKING:
+    from pika_pipeline.batches.announcer import BatchAnnouncer
     from pika_pipeline.dispatch.dispatcher import Dispatcher
     from pika_pipeline.dispatch.queue_report import QueueReport
     from pika_pipeline.fal.gateway import FalGateway
@@ -162,8 +163,10 @@ class Reconciler:
         job_deadline_seconds: int,
         dispatcher: Dispatcher | None = None,
         queue_report: QueueReport | None = None,
+        batches: BatchAnnouncer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._batches = batches
         self._dispatcher = dispatcher
         self._queue_report = queue_report
         self._open_jobs = open_jobs
@@ -209,7 +212,21 @@ class Reconciler:
             logger.info("Reconciled", extra={"outcome": outcome, "jobs": number})
         answer = {str(outcome): number for outcome, number in report.items()}
         answer.update(self._dispatch(out_of_time))
+        answer.update(self._announce_batches(out_of_time))
         return answer
+
+    def _announce_batches(self, out_of_time: Callable[[], bool]) -> dict[str, int]:
+        """Batch Completed for the batches that finished: after the jobs, so a batch whose last
+        job this run settled is announced in the same run."""
+        if self._batches is None:
+            return {}
+        try:
+            announced = self._batches.announce_finished(out_of_time)
+        except Exception:
+            logger.exception("Announcing finished batches failed; the next run tries again")
+            count(Metric.RECONCILE_ERRORS)
+            return {}
+        return {"batches_completed": announced} if announced else {}
 
     def _dispatch(self, out_of_time: Callable[[], bool]) -> dict[str, int]:
         """The safety net of the event-driven dispatch: a slot whose nudge was lost is idle at
@@ -286,6 +303,7 @@ class Reconciler:
                     "error_code": code,
                     "error_message": f"not settled within {self._deadline_seconds} s: {message}",
                 },
+                current=fresh,
             )
         except JobConflict:
             return ReconcileOutcome.ALREADY_FINAL
@@ -384,6 +402,7 @@ class Reconciler:
                     "error_message": f"cancelled by {by}"
                     + ("; the fal request was cancelled" if request_id else " before fal answered"),
                 },
+                current=job,
             )
         except JobConflict:
             return ReconcileOutcome.ALREADY_FINAL
@@ -402,6 +421,7 @@ class Reconciler:
                     "error_message": f"fal did not finish within {self._deadline_seconds} s; "
                     "the request was cancelled",
                 },
+                current=job,
             )
         except JobConflict:
             return ReconcileOutcome.ALREADY_FINAL

@@ -149,6 +149,7 @@ class ResultRecorder:
                 close_attempt=unanswered_attempt,
                 attempt_must_be_open=unanswered_attempt is not None,
                 reopen_failed_submit=True,
+                current=job,
             )
         except JobConflict:
             # A concurrent delivery finished first. Of the same request, it wrote the same key;
@@ -184,6 +185,7 @@ class ResultRecorder:
                 close_attempt=unanswered_attempt,
                 attempt_must_be_open=unanswered_attempt is not None,
                 reopen_failed_submit=True,
+                current=job,
             )
         except JobConflict:
             return self._duplicate(job, delivery, unanswered_attempt)

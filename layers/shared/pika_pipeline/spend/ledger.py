@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pika_pipeline.aws.errors import error_code
+from pika_pipeline.batches import progress
 from pika_pipeline.errors import JobStoreBusy
+from pika_pipeline.jobs.job import now_iso
+from pika_pipeline.jobs.statuses import TERMINAL_STATUSES
 from pika_pipeline.jobs.store_errors import RETRY_LATER_CODES
 from pika_pipeline.observability import logger
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 BUDGET_ITEM = "budget"
 # A refund racing reservations on the same counters may be cancelled (TransactionConflict).
 REFUND_TRIES = 5
+FINAL = frozenset(str(status) for status in TERMINAL_STATUSES)
 
 
 def day_of(epoch: float) -> str:
@@ -125,6 +129,14 @@ class SpendLedger:
             {"Update": {"TableName": control, "Key": {"pk": day_key(day)}, **counter}},
             {"Update": {"TableName": control, "Key": {"pk": month_key(month)}, **counter}},
         ]
+        if item.get("counted") and item.get("status") in FINAL:
+            # The batch counted the reservation as spent when the job ended (jobs/repository.py);
+            # a refund before that is simply not counted then.
+            items.append(
+                progress.CounterChange(
+                    batch=str(item.get("batch", "")), spent_usd=-amount
+                ).transact_item(control, now=now_iso())
+            )
         for tries_left in range(REFUND_TRIES - 1, -1, -1):
             try:
                 # Plain values, not AttributeValues: the resource's client serialises them.

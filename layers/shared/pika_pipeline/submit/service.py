@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pika_pipeline.jobs.job import Job
     from pika_pipeline.jobs.repository import JobRepository
     from pika_pipeline.spend.ledger import SpendLedger
-    from pika_pipeline.submit.input_objects import InputObjects
+    from pika_pipeline.submit.input_objects import InputObject, InputObjects
     from pika_pipeline.submit.video_request import VideoRequest
 
 
@@ -302,14 +302,31 @@ class SubmitService:
         # pydantic loads with the first upload read, not at init: a cold start whose events are
         # all ignored or malformed never needs it, nor does an idle reconciler run.
         from pika_pipeline.dispatch.order import batch_of
+        from pika_pipeline.submit.video_request import decode_metadata_value
+
+        inspected = self._images.inspect(upload)
+        given_batch = inspected.metadata.get("batch")
+        batch = batch_of(
+            upload.key,
+            input_prefix=self._settings.input_prefix,
+            metadata_batch=decode_metadata_value(given_batch).strip() if given_batch else None,
+        )
+        try:
+            return self._read_request(upload, inspected, batch)
+        except UploadRejected as rejection:
+            # Known by now: the rejection counts in the batch's progress.
+            rejection.batch = batch
+            raise
+
+    def _read_request(
+        self, upload: Upload, inspected: InputObject, batch: str
+    ) -> tuple[VideoRequest, str, str, dict[str, str]]:
         from pika_pipeline.notify.callbacks import callback_url_from_metadata
         from pika_pipeline.submit.video_request import (
-            decode_metadata_value,
             priority_from_metadata,
             video_request_from_metadata,
         )
 
-        inspected = self._images.inspect(upload)
         request = video_request_from_metadata(
             inspected.metadata,
             default_resolution=self._settings.default_resolution,
@@ -333,12 +350,6 @@ class SubmitService:
             inspected.metadata, allowed_hosts=self._settings.callback_hosts
         )
         lane = priority_from_metadata(inspected.metadata)
-        given_batch = inspected.metadata.get("batch")
-        batch = batch_of(
-            upload.key,
-            input_prefix=self._settings.input_prefix,
-            metadata_batch=decode_metadata_value(given_batch).strip() if given_batch else None,
-        )
         return request, lane, batch, ({"callback_url": callback} if callback else {})
 
     def _endpoint_and_price(self, request: VideoRequest) -> dict[str, Any]:
@@ -353,6 +364,8 @@ class SubmitService:
 
     def _reject(self, source: dict[str, Any], rejection: UploadRejected) -> SubmitOutcome:
         item = {**source, "error_code": rejection.code, "error_message": rejection.message}
+        if rejection.batch is not None:
+            item["batch"] = rejection.batch
         try:
             recorded = self._jobs.record_rejection(item)
         except JobConflict:

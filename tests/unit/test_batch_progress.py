@@ -1,0 +1,331 @@
+"""A batch's live counters and its one summary: what a job's writes do to them, when a batch is
+finished, and that no transition lost, duplicated or raced can drift them. Against moto
+in-process, with the template's JobsTable and ControlTable (and its indexes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local.template import load_template
+from pika_pipeline.batches.announcer import BatchAnnouncer
+from pika_pipeline.batches.progress import BatchProgress, progress_key
+from pika_pipeline.errors import JobConflict
+from pika_pipeline.jobs.error_codes import ErrorCode
+from pika_pipeline.jobs.events import BATCH_COMPLETED, SOURCE, JobEvents
+from pika_pipeline.jobs.repository import JobRepository
+from pika_pipeline.jobs.statuses import JobStatus
+from pika_pipeline.notify.messages import webhook_message
+from pika_pipeline.spend.ledger import SpendLedger
+
+UPLOAD_AT = "2026-12-04T10:00:00.000+00:00"
+UPLOAD_EPOCH = 1796378400.0  # UPLOAD_AT
+QUIET = 60
+
+
+@pytest.fixture(autouse=True)
+def _offline_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+@pytest.fixture
+def tables() -> Iterator[tuple[Any, Any]]:
+    resources = load_template()["Resources"]
+    with mock_aws():
+        dynamodb = boto3.resource("dynamodb")
+        made = []
+        for name in ("JobsTable", "ControlTable"):
+            props = resources[name]["Properties"]
+            dynamodb.create_table(
+                TableName=name,
+                AttributeDefinitions=props["AttributeDefinitions"],
+                KeySchema=props["KeySchema"],
+                GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
+                BillingMode=props["BillingMode"],
+            )
+            made.append(dynamodb.Table(name))
+        yield made[0], made[1]
+
+
+@pytest.fixture
+def jobs(tables: tuple[Any, Any]) -> JobRepository:
+    table, control = tables
+    return JobRepository(lambda: table, control=lambda: control)
+
+
+def progress(tables: tuple[Any, Any], batch: str = "shop") -> BatchProgress:
+    item = tables[1].get_item(Key={"pk": progress_key(batch)}, ConsistentRead=True)["Item"]
+    return BatchProgress.from_item(item)
+
+
+def upload(jobs: JobRepository, job_id: str, *, batch: str = "shop", at: str = UPLOAD_AT) -> None:
+    jobs.enqueue(
+        {"job_id": job_id, "source_key": f"uploads/{batch}/{job_id}.png", "batch": batch},
+        lane="normal",
+        order=f"000000000001#{at}#{job_id}",
+        queued_at=at,
+    )
+
+
+def at_fal(tables: tuple[Any, Any], job_id: str, *, submitted: bool = True) -> None:
+    """What the slot transaction and the submit path write (no counter moves)."""
+    fields: dict[str, Any] = {"status": "PENDING", "reserved_usd": Decimal("0.2")}
+    if submitted:
+        fields |= {"status": "SUBMITTED", "request_id": f"req-{job_id}"}
+    tables[0].update_item(
+        Key={"job_id": job_id},
+        UpdateExpression="SET " + ", ".join(f"#{n} = :{n}" for n in fields),
+        ExpressionAttributeNames={f"#{n}": n for n in fields},
+        ExpressionAttributeValues={f":{n}": v for n, v in fields.items()},
+    )
+
+
+def test_uploads_results_and_a_rejection_are_counted_by_status_and_code(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    for job_id in ("a", "b", "c"):
+        upload(jobs, job_id)
+    jobs.record_rejection(
+        {
+            "job_id": "d",
+            "batch": "shop",
+            "error_code": ErrorCode.IMAGE_TOO_LARGE,
+            "error_message": "too large",
+        }
+    )
+    for job_id in ("a", "b"):
+        at_fal(tables, job_id)
+
+    jobs.transition("a", JobStatus.COMPLETED, current=jobs.get("a"))
+    jobs.transition(
+        "b",
+        JobStatus.FAILED,
+        attributes={"error_code": ErrorCode.FAL_VALIDATION, "error_message": "no"},
+    )
+
+    shop = progress(tables)
+    assert shop.jobs == 4
+    assert shop.open_jobs == 1  # c still waits
+    assert shop.statuses["COMPLETED"] == 1
+    assert shop.statuses["FAILED"] == 1
+    assert shop.statuses["REJECTED"] == 1
+    assert shop.failures == {"fal_validation": 1, "image_too_large": 1}
+    assert shop.spent_usd == Decimal("0.4")
+    assert shop.first_upload_at == UPLOAD_AT
+
+
+def test_a_duplicate_or_lost_race_moves_no_counter(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    upload(jobs, "a")
+    at_fal(tables, "a")
+    seen = jobs.get("a")
+    jobs.transition("a", JobStatus.COMPLETED, current=seen)
+    before = progress(tables)
+
+    with pytest.raises(JobConflict):
+        upload(jobs, "a")  # the same upload event, delivered again
+    with pytest.raises(JobConflict):
+        jobs.transition("a", JobStatus.COMPLETED, current=seen)  # a second delivery, stale view
+    with pytest.raises(JobConflict):
+        jobs.transition("a", JobStatus.FAILED, attributes={"error_code": ErrorCode.FAL_VALIDATION})
+
+    after = progress(tables)
+    assert (after.jobs, after.open_jobs, after.statuses, after.failures) == (
+        before.jobs,
+        before.open_jobs,
+        before.statuses,
+        before.failures,
+    )
+
+
+def test_a_late_result_of_a_submit_that_failed_moves_the_job_between_final_counts(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    upload(jobs, "a")
+    at_fal(tables, "a", submitted=False)  # fal never answered the submit
+    jobs.transition(
+        "a",
+        JobStatus.FAILED,
+        attributes={"error_code": ErrorCode.FAL_UNAVAILABLE, "error_message": "down"},
+    )
+
+    jobs.transition("a", JobStatus.COMPLETED, reopen_failed_submit=True, current=jobs.get("a"))
+
+    shop = progress(tables)
+    assert (shop.open_jobs, shop.statuses["FAILED"], shop.statuses["COMPLETED"]) == (0, 0, 1)
+    assert shop.failures == {}
+
+
+def test_a_redriven_job_and_an_operators_cancel_are_counted(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    upload(jobs, "a")
+    at_fal(tables, "a", submitted=False)  # fal never answered the submit
+    jobs.transition(
+        "a",
+        JobStatus.FAILED,
+        attributes={"error_code": ErrorCode.FAL_UNAVAILABLE, "error_message": "down"},
+    )
+    assert progress(tables).open_jobs == 0
+
+    upload(jobs, "a")  # the dead-lettered message, re-driven: it waits again
+    assert (progress(tables).open_jobs, progress(tables).statuses["FAILED"]) == (1, 0)
+
+    jobs.cancel_waiting("a", by="ops", message="not wanted")
+    shop = progress(tables)
+    assert (shop.jobs, shop.open_jobs, shop.statuses["CANCELLED"]) == (1, 0, 1)
+    assert shop.failures == {"cancelled": 1}
+
+
+def test_a_batch_is_finished_when_nothing_is_open_and_no_upload_came_for_the_quiet_time() -> None:
+    def batch(**item: Any) -> BatchProgress:
+        return BatchProgress.from_item(
+            {"pk": "progress#shop", "summary_due": "due", "last_upload_at": UPLOAD_AT} | item
+        )
+
+    quiet_over = UPLOAD_EPOCH + QUIET
+    assert batch(open_jobs=0).is_finished(now_epoch=quiet_over, quiet_seconds=QUIET)
+    assert not batch(open_jobs=0).is_finished(now_epoch=quiet_over - 1, quiet_seconds=QUIET)
+    assert not batch(open_jobs=1).is_finished(now_epoch=quiet_over, quiet_seconds=QUIET)
+    # Summarised already, and no upload since.
+    assert not BatchProgress.from_item(
+        {"pk": "progress#shop", "open_jobs": 0, "last_upload_at": UPLOAD_AT}
+    ).is_finished(now_epoch=quiet_over, quiet_seconds=QUIET)
+
+
+class RecordedEvents(JobEvents):
+    def __init__(self) -> None:
+        self.summaries: list[dict[str, Any]] = []
+
+    def batch_completed(self, summary: dict[str, Any]) -> bool:
+        self.summaries.append(summary)
+        return True
+
+
+def test_a_finished_batch_is_announced_once_and_again_after_a_later_upload(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    events = RecordedEvents()
+    clock = [UPLOAD_EPOCH]
+    announcer = BatchAnnouncer(
+        control=lambda: tables[1], events=events, quiet_seconds=QUIET, clock=lambda: clock[0]
+    )
+    upload(jobs, "a")
+    upload(jobs, "b")
+    at_fal(tables, "a")
+    jobs.transition("a", JobStatus.COMPLETED)
+    clock[0] += QUIET * 2
+    assert announcer.announce_finished() == 0  # b still waits
+
+    jobs.transition("b", JobStatus.CANCELLED, attributes={"error_code": ErrorCode.CANCELLED})
+    assert announcer.announce_finished() == 1
+    assert announcer.announce_finished() == 0  # never twice
+
+    (summary,) = events.summaries
+    assert summary["batch"] == "shop"
+    assert summary["counts"] == {"COMPLETED": 1, "CANCELLED": 1}
+    assert summary["failures"] == {"cancelled": 1}
+    assert summary["spent_usd"] == "0.2"
+    assert summary["first_upload_at"] == summary["last_upload_at"] == UPLOAD_AT
+    assert summary["summary"] == 1
+
+    later = "2026-12-04T10:05:00.000+00:00"
+    upload(jobs, "c", at=later)
+    jobs.transition("c", JobStatus.CANCELLED, attributes={"error_code": ErrorCode.CANCELLED})
+    assert announcer.announce_finished() == 0  # quiet since the later upload? not yet
+    clock[0] = UPLOAD_EPOCH + 300 + QUIET
+    assert announcer.announce_finished() == 1
+    second = events.summaries[-1]
+    assert second["summary"] == 2
+    assert second["counts"] == {"COMPLETED": 1, "CANCELLED": 2}
+    assert (second["first_upload_at"], second["last_upload_at"]) == (UPLOAD_AT, later)
+
+
+def test_a_batch_summary_becomes_a_batch_completed_webhook() -> None:
+    summary = {"batch": "shop", "counts": {"COMPLETED": 2}, "failures": {}, "summary": 1}
+    message = webhook_message(
+        {
+            "id": "e-1",
+            "source": SOURCE,
+            "detail-type": BATCH_COMPLETED,
+            "time": "2026-12-04T10:10:00Z",
+            "detail": summary,
+        },
+        presign=lambda bucket, key: "unused",
+    )
+    assert message.type == "batch.completed"
+    assert message.callback_url is None
+    assert b'"data":{"batch":"shop"' in message.body
+
+
+def test_counters_do_not_drift_when_many_jobs_of_one_batch_end_at_once(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    ids = [f"j{n}" for n in range(12)]
+    for job_id in ids:
+        upload(jobs, job_id)
+        at_fal(tables, job_id)
+    seen = {job_id: jobs.get(job_id) for job_id in ids}
+    # Every job delivered twice (fal retries), interleaved: each ends once.
+    ended = 0
+    for job_id in ids + ids:
+        try:
+            jobs.transition(job_id, JobStatus.COMPLETED, current=seen[job_id])
+            ended += 1
+        except JobConflict:
+            pass
+    assert ended == len(ids)
+    shop = progress(tables)
+    assert (shop.jobs, shop.open_jobs, shop.statuses["COMPLETED"]) == (12, 0, 12)
+
+
+def test_a_refund_after_the_job_ended_gives_the_batch_its_spend_back(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    upload(jobs, "a")
+    at_fal(tables, "a")
+    tables[0].update_item(
+        Key={"job_id": "a"},
+        UpdateExpression="SET reserved_day = :d, reserved_month = :m",
+        ExpressionAttributeValues={":d": "2026-12-04", ":m": "2026-12"},
+    )
+    jobs.transition("a", JobStatus.FAILED, attributes={"error_code": ErrorCode.FAL_ERROR})
+    assert progress(tables).spent_usd == Decimal("0.2")
+
+    ledger = SpendLedger(control=lambda: tables[1], jobs=lambda: tables[0])
+    assert ledger.refund("a", reason="fal server error") == Decimal("0.2")
+    assert ledger.refund("a", reason="again") is None  # once
+
+    assert progress(tables).spent_usd == 0
+
+
+def test_batches_still_running_do_not_hold_back_a_finished_one_behind_them(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    events = RecordedEvents()
+    announcer = BatchAnnouncer(
+        control=lambda: tables[1],
+        events=events,
+        quiet_seconds=QUIET,
+        clock=lambda: UPLOAD_EPOCH + 600,
+        limit=1,
+        pages=3,
+    )
+    # Two older batches still running, then a finished one: a page of one each.
+    upload(jobs, "old-1", batch="old-1", at="2026-12-04T09:58:00.000+00:00")
+    upload(jobs, "old-2", batch="old-2", at="2026-12-04T09:59:00.000+00:00")
+    upload(jobs, "done", batch="done")
+    jobs.transition("done", JobStatus.CANCELLED, attributes={"error_code": ErrorCode.CANCELLED})
+
+    assert announcer.announce_finished() == 1
+    assert [summary["batch"] for summary in events.summaries] == ["done"]
