@@ -442,6 +442,8 @@ def _wait(pipeline: Pipeline, args: argparse.Namespace) -> int:
     status = job["status"]
     if status not in FINAL_STATUSES:
         raise CliError(f"job {job_id} is still {status} after {args.timeout:.0f} s")
+    if job.get("correlation_id"):
+        print(f"correlation id: {job['correlation_id']}")
     if status != JobStatus.COMPLETED:
         print(f"{job.get('error_code')}: {job.get('error_message')}", file=sys.stderr)
         return 1
