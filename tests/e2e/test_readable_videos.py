@@ -148,6 +148,9 @@ def test_a_newer_uploads_video_replaces_the_older_one_which_keeps_its_own_copy(
     readable = f"videos/{folder}/cat.mp4"
     older = pipeline.upload({"prompt": "first", "duration": "1"}, key=key)
     assert pipeline.wait_for_job(older)["output_key"] == readable
+    # the newer video is past the multipart threshold: its refused write is the multipart
+    # upload's completion (If-None-Match on CompleteMultipartUpload)
+    pipeline.fal_faults(media=["large"])
 
     newer_job = pipeline.wait_for_job(
         pipeline.upload({"prompt": "second", "duration": "1"}, key=key)
@@ -156,6 +159,7 @@ def test_a_newer_uploads_video_replaces_the_older_one_which_keeps_its_own_copy(
     older_job = pipeline.job(older)
     assert older_job is not None
     assert newer_job["output_key"] == readable
+    assert int(newer_job["video_bytes"]) > 8 * 1024 * 1024
     assert metadata_of(pipeline, readable)["job-id"] == newer_job["job_id"]
     assert older_job["output_key"] == f"videos/{older}/{older_job['completed_request_id']}.mp4"
     assert_one_video_per_job(pipeline, older_job, newer_job, folder=folder)
