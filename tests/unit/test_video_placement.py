@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from pika_pipeline.errors import VideoUnavailable
 from pika_pipeline.fal.delivery import FalDelivery
 from pika_pipeline.results.recorder import RecordOutcome, video_metadata
 from tests.unit.fakes import (
@@ -140,7 +143,7 @@ def test_for_one_key_s3s_sequencer_orders_the_uploads_not_the_time_the_pipeline_
     world.assert_one_video_per_completed_job()
 
 
-def test_a_key_whose_upload_is_still_being_recorded_is_not_taken() -> None:
+def test_a_newer_upload_waits_while_the_older_one_at_its_key_is_being_recorded() -> None:
     # The older upload's delivery wrote the key and has not recorded its job yet.
     world = two_uploads_of_one_key()
     world.store.copy(
@@ -150,10 +153,32 @@ def test_a_key_whose_upload_is_still_being_recorded_is_not_taken() -> None:
         metadata=video_metadata(job_id=OLDER, request_id="req-old", source_key=SOURCE_KEY),
     )
 
-    world.finish(NEWER, "req-new")
+    # fal's retry (or the reconciler) comes back later; nothing of this try is left stored
+    with pytest.raises(VideoUnavailable):
+        world.finish(NEWER, "req-new")
+    assert list(world.store.objects) == [READABLE]
+    assert world.jobs.items[NEWER]["status"] == "SUBMITTED"
 
-    assert world.jobs.items[NEWER]["output_key"] == f"{OUTPUT_PREFIX}{NEWER}/req-new.mp4"
-    assert world.video_of(READABLE) == "req-old"
+    # once the older one is recorded (its own retry keeps the video it wrote), the retry wins
+    world.finish(OLDER, "req-old")
+    world.finish(NEWER, "req-new")
+    assert world.video_of(READABLE) == "req-new"
+    world.assert_one_video_per_completed_job()
+
+
+def test_an_older_upload_leaves_the_key_to_a_newer_one_still_being_recorded() -> None:
+    world = two_uploads_of_one_key()
+    world.store.copy(
+        "https://v3.fal.media/files/req-new.mp4",
+        key=READABLE,
+        expected_size=None,
+        metadata=video_metadata(job_id=NEWER, request_id="req-new", source_key=SOURCE_KEY),
+    )
+
+    world.finish(OLDER, "req-old")
+
+    assert world.jobs.items[OLDER]["output_key"] == f"{OUTPUT_PREFIX}{OLDER}/req-old.mp4"
+    assert world.video_of(READABLE) == "req-new"
 
 
 def test_a_retry_after_a_try_that_stopped_before_recording_keeps_the_video_already_there() -> None:

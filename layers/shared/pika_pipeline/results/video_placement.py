@@ -16,8 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from pika_pipeline.errors import JobConflict
-from pika_pipeline.jobs.statuses import JobStatus
+from pika_pipeline.errors import JobConflict, VideoUnavailable
 from pika_pipeline.observability import logger
 from pika_pipeline.results.video_keys import UploadOrder, staging_key
 from pika_pipeline.results.video_store import MAX_COPY_BYTES, KeyTaken, StoredObject, StoredVideo
@@ -107,6 +106,8 @@ class VideoPlacement:
             return PlacedVideo(staged, request_id)
         try:
             return self._settle(job, staged, readable, request_id)
+        except VideoUnavailable:
+            raise  # nothing is left stored: fal's retry, or the reconciler, records it later
         except Exception as exc:  # the staged video is whole: the job completes with it there
             logger.warning("The video stays at its staging key", extra={"reason": repr(exc)})
             return PlacedVideo(staged, request_id)
@@ -123,11 +124,15 @@ class VideoPlacement:
             if holder_id == job.job_id:
                 return self._own_video_kept(staged, readable, holder, request_id)
             holder_job = self._jobs.get(holder_id) if holder_id else None
-            if holder_job is not None and holder_job.status != JobStatus.COMPLETED:
+            if holder_job is not None and holder_job.awaits_result:
                 # Its delivery wrote the key and has not recorded it yet (or stopped before it
-                # did, and fal's retry will): the key is not ours to take.
-                logger.info("The readable key's upload is being recorded; the video is staged")
-                return PlacedVideo(staged, request_id)
+                # did, and fal's retry will): the key cannot change hands until it has.
+                if not upload_order(job).is_newer_than(upload_order(holder_job)):
+                    return PlacedVideo(staged, request_id)
+                self._store.delete(staged.key)
+                raise VideoUnavailable(
+                    "an older upload's video at the readable key is still being recorded"
+                )
             if (
                 holder_job is not None
                 and holder_job.item.get("output_key") == readable
@@ -141,8 +146,8 @@ class VideoPlacement:
                 and not self._move_aside(holder_job, readable, holder.etag)
             ):
                 continue
-            # Older, moved aside; or a copy no record names (its job gone, or its record already
-            # moved aside by a try that stopped half-way): replaced.
+            # Older, moved aside; or a copy no record names (its job gone or ended otherwise, or
+            # its record already moved aside by a try that stopped half-way): replaced.
             if self._store.copy_within(staged.key, readable, if_match=holder.etag):
                 return self._moved(staged, readable, request_id)
         logger.warning("The readable key kept changing; the video is staged")
