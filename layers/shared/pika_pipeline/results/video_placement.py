@@ -133,19 +133,12 @@ class VideoPlacement:
                 raise VideoUnavailable(
                     "an older upload's video at the readable key is still being recorded"
                 )
-            if (
-                holder_job is not None
-                and holder_job.item.get("output_key") == readable
-                and not upload_order(job).is_newer_than(upload_order(holder_job))
-            ):
-                logger.info("A newer upload holds the readable key; the video is staged")
-                return PlacedVideo(staged, request_id)
-            if (
-                holder_job is not None
-                and holder_job.item.get("output_key") == readable
-                and not self._move_aside(holder_job, readable, holder.etag)
-            ):
-                continue
+            if holder_job is not None and holder_job.item.get("output_key") == readable:
+                if not upload_order(job).is_newer_than(upload_order(holder_job)):
+                    logger.info("A newer upload holds the readable key; the video is staged")
+                    return PlacedVideo(staged, request_id)
+                if not self._move_aside(holder_job, readable, holder.etag):
+                    continue
             # Older, moved aside; or a copy no record names (its job gone or ended otherwise, or
             # its record already moved aside by a try that stopped half-way): replaced.
             if self._store.copy_within(staged.key, readable, if_match=holder.etag):
