@@ -60,10 +60,12 @@ SUBMIT_MINIMUM = (
     "fal submit",
     "DynamoDB request id (conditional write)",
 )
+# Readable video keys (issue 18) cost nothing here: the one PUT writes the readable key with
+# If-None-Match: *, and only a re-upload of a key (a refused PUT) takes the slower path.
 WEBHOOK_MINIMUM = (
     "DynamoDB job read",
     "fal media GET of the video",
-    "S3 PUT of the video (one part under 8 MiB)",
+    "S3 PUT of the video at its readable key (If-None-Match: *; one part under 8 MiB)",
     "DynamoDB job update (conditional write)",
     "EventBridge completion event",
 )

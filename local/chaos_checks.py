@@ -91,18 +91,31 @@ def jobs_final(evidence: Evidence, report: ChaosReport) -> None:
 
 
 def one_decodable_video_per_completed_job(evidence: Evidence, report: ChaosReport) -> None:
+    """Each COMPLETED job has exactly one video object, at its record's ``output_key`` (readable
+    or staging), and no other job of the phase left one behind (by ``job-id`` metadata)."""
     run = evidence.run
+    videos = _videos_by_job(run)
     for job_id in evidence.job_ids:
         job = evidence.jobs.get(job_id, {})
+        keys = videos.get(job_id, [])
         if job.get("status") != "COMPLETED":
-            continue
-        listing = run.s3.list_objects_v2(
-            Bucket=run.info.outputs["OutputBucketName"], Prefix=f"videos/{job_id}"
-        )
-        if listing.get("KeyCount") != 1:
-            report.problems.append(f"job {job_id} has {listing.get('KeyCount')} video objects")
+            if keys:
+                report.problems.append(f"{job.get('status')} job {job_id} left videos {keys}")
+        elif keys != [job.get("output_key")]:
+            report.problems.append(f"job {job_id} ({job.get('output_key')}) has videos {keys}")
         elif not _decodes(run, job):
             report.problems.append(f"the video of job {job_id} does not decode")
+
+
+def _videos_by_job(run: ChaosRun) -> dict[str, list[str]]:
+    """Every object of the output bucket, by the job its ``job-id`` metadata names."""
+    bucket = run.info.outputs["OutputBucketName"]
+    videos: dict[str, list[str]] = {}
+    for page in run.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for entry in page.get("Contents", []):
+            head = run.s3.head_object(Bucket=bucket, Key=entry["Key"])
+            videos.setdefault(head["Metadata"].get("job-id", ""), []).append(entry["Key"])
+    return videos
 
 
 def fal_requests_accounted_for(evidence: Evidence, report: ChaosReport) -> None:

@@ -1,8 +1,11 @@
-"""moto's server with two fidelity fixes and two savings of CPU.
+"""moto's server with three fidelity fixes and two savings of CPU.
 
-The fixes: DynamoDB writes are atomic per item, as they are on AWS; and S3 refuses user metadata
+The fixes: DynamoDB writes are atomic per item, as they are on AWS; S3 refuses user metadata
 over 2 KB with ``400 MetadataTooLarge``, as S3 does (moto stores any size, so a pipeline that
-wrote too much metadata would pass every local test and fail every copy in AWS).
+wrote too much metadata would pass every local test and fail every copy in AWS); and S3's
+conditional writes hold: CopyObject honours ``If-Match``, ``If-None-Match`` and
+``x-amz-copy-source-if-match`` (moto ignores all three, so a race for a readable video key would
+pass locally and lose in AWS), and every conditional write checks and writes as one step.
 
 moto evaluates a ConditionExpression and then writes, with no lock in between, while its server
 handles requests on many threads: two concurrent conditional writes could both succeed, which
@@ -33,6 +36,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+from urllib.parse import unquote
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -145,6 +149,84 @@ class S3MetadataLimit:
         return self._app(environ, start_response)
 
 
+_PRECONDITION_FAILED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code>'
+    b"<Message>At least one of the pre-conditions you specified did not hold</Message></Error>"
+)
+_CONDITIONS = ("HTTP_IF_MATCH", "HTTP_IF_NONE_MATCH", "HTTP_X_AMZ_COPY_SOURCE_IF_MATCH")
+
+
+class S3ConditionalWrites:
+    """Conditional S3 writes, one at a time; CopyObject's conditions checked here."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("REQUEST_METHOD") not in ("PUT", "POST") or not any(
+            environ.get(name) for name in _CONDITIONS
+        ):
+            return self._app(environ, start_response)
+        with self._lock:  # check and write as one step, as S3 does
+            copy_source = environ.get("HTTP_X_AMZ_COPY_SOURCE")
+            if copy_source and not self._copy_conditions_hold(environ, copy_source):
+                start_response(
+                    "412 Precondition Failed",
+                    [
+                        ("Content-Type", "application/xml"),
+                        ("Content-Length", str(len(_PRECONDITION_FAILED))),
+                    ],
+                )
+                return [_PRECONDITION_FAILED]
+            if copy_source:
+                for name in _CONDITIONS:  # checked: moto reads x-amz-copy-source-* itself
+                    environ.pop(name, None)
+            return list(self._app(environ, start_response))
+
+    @staticmethod
+    def _copy_conditions_hold(environ: dict[str, Any], copy_source: str) -> bool:
+        from moto.s3.models import s3_backends
+
+        from local.aws import ACCOUNT_ID
+
+        backend = s3_backends[ACCOUNT_ID]["aws"]
+        bucket, key = _bucket_and_key(environ)
+        source_bucket, _, source_key = (
+            unquote(copy_source.split("?", 1)[0]).lstrip("/").partition("/")
+        )
+        current = backend.get_object(bucket, key) if bucket in backend.buckets else None
+        source = (
+            backend.get_object(source_bucket, source_key)
+            if source_bucket in backend.buckets
+            else None
+        )
+        if_match = environ.get("HTTP_IF_MATCH")
+        if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+        source_if_match = environ.get("HTTP_X_AMZ_COPY_SOURCE_IF_MATCH")
+        if if_match is not None and (current is None or _etag(current.etag) != _etag(if_match)):
+            return False
+        if if_none_match == "*" and current is not None:
+            return False
+        return source_if_match is None or (
+            source is not None and _etag(source.etag) == _etag(source_if_match)
+        )
+
+
+def _etag(value: str) -> str:
+    return value.strip().strip('"')
+
+
+def _bucket_and_key(environ: dict[str, Any]) -> tuple[str, str]:
+    """Path-style (``/bucket/key``) or virtual-hosted (``bucket.host/key``) addressing."""
+    path = unquote(environ.get("PATH_INFO", "")).lstrip("/")
+    host = environ.get("HTTP_HOST", "").split(":", 1)[0]
+    if ".s3." in f".{host}" or host.endswith(".localhost"):
+        return host.split(".", 1)[0], path
+    bucket, _, key = path.partition("/")
+    return bucket, key
+
+
 class HostMemo(DomainDispatcherApplication):
     """moto's dispatcher, remembering which backend serves each host (its answer never changes)."""
 
@@ -174,7 +256,7 @@ def main() -> None:
     run_simple(
         host,
         port,
-        S3MetadataLimit(AtomicDynamoDB(app)),
+        S3ConditionalWrites(S3MetadataLimit(AtomicDynamoDB(app))),
         threaded=True,
         request_handler=QuietRequestHandler,
     )

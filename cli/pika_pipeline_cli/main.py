@@ -459,6 +459,8 @@ def _wait(pipeline: Pipeline, args: argparse.Namespace) -> int:
     status = job["status"]
     if status not in FINAL_STATUSES:
         raise CliError(f"job {job_id} is still {status} after {args.timeout:.0f} s")
+    if job.get("correlation_id"):
+        print(f"correlation id: {job['correlation_id']}")
     if status != JobStatus.COMPLETED:
         print(f"{job.get('error_code')}: {job.get('error_message')}", file=sys.stderr)
         return 1
@@ -499,24 +501,31 @@ def _download(pipeline: Pipeline, args: argparse.Namespace) -> int:
     if args.dir.exists() and not args.dir.is_dir():
         raise CliError(f"{args.dir} is a file, not a folder to download into")
     args.dir.mkdir(parents=True, exist_ok=True)
-    target = args.dir / video_file_name(str(job["source_key"]), str(job["job_id"]))
+    target = args.dir / video_file_name(
+        str(job["source_key"]), str(job["job_id"]), output_key=str(job["output_key"])
+    )
     pipeline.s3().download_file(job["output_bucket"], job["output_key"], str(target))
     print(target)
     return 0
 
 
-def video_file_name(source_key: str, job_id: str) -> str:
-    """The upload's name, reduced to letters, digits, ``.``, ``_`` and ``-``, then the job.
+def video_file_name(source_key: str, job_id: str, output_key: str | None = None) -> str:
+    """The video's readable name (its key's, ``output_key``), or else the upload's name then
+    the job, reduced to letters, digits, ``.``, ``_`` and ``-``.
 
-    The key is anyone's who could upload: on Windows ``C:evil`` is drive-relative, ``x.png:ads``
-    an NTFS stream, ``CON.x`` a device, and backslashes separate folders. None survives this.
+    A video at its staging key (``.../<job id>/<request>.mp4``: an older upload of a key whose
+    newer upload holds the readable one) is named after its upload and job, so the two never
+    share a file name. The key is anyone's who could upload: on Windows ``C:evil`` is
+    drive-relative, ``x.png:ads`` an NTFS stream, ``CON.x`` a device, and backslashes separate
+    folders. None survives this.
     """
-    name = re.split(r"[/\\]", source_key)[-1]
+    readable = output_key is not None and f"/{job_id}/" not in f"/{output_key}"
+    name = re.split(r"[/\\]", output_key if output_key and readable else source_key)[-1]
     stem = name.rsplit(".", 1)[0] if "." in name.strip(".") else name
     stem = _UNSAFE_IN_NAMES.sub("_", stem).strip(". _")[:MAX_STEM_CHARS] or "video"
     if stem.split(".", 1)[0].upper() in _WINDOWS_DEVICES:
         stem = f"_{stem}"
-    return f"{stem}-{job_id[:8]}.mp4"
+    return f"{stem}.mp4" if readable else f"{stem}-{job_id[:8]}.mp4"
 
 
 def _retry(pipeline: Pipeline, args: argparse.Namespace) -> int:

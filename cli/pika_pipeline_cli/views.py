@@ -129,6 +129,7 @@ def job_view(item: dict[str, Any]) -> RenderableType:
     row("Duration", f"{item['duration']} s" if item.get("duration") else None)
     row("Seed", item.get("seed"))
     row("Priority", item.get("priority"))
+    row("Correlation id", item.get("correlation_id"))
     if "batch" in item:
         row("Batch", item["batch"] or "(none)")
     for field, label in TIMES:

@@ -32,11 +32,18 @@ def test_a_new_upload_of_the_same_key_is_a_new_job(pipeline: Pipeline) -> None:
     second = pipeline.upload({"prompt": "second take", "duration": "1"}, key=key)
 
     assert first != second
-    jobs = [pipeline.wait_for_job(first), pipeline.wait_for_job(second)]
+    pipeline.wait_for_job(first)
+    pipeline.wait_for_job(second)
+    # read once both are final: the newer upload's video may have moved the older one's aside
+    jobs = [pipeline.job(first) or {}, pipeline.job(second) or {}]
 
     assert [job["status"] for job in jobs] == ["COMPLETED", "COMPLETED"]
     assert [job["prompt"] for job in jobs] == ["first take", "second take"]
     assert jobs[0]["output_key"] != jobs[1]["output_key"]
+    assert [pipeline.video_objects(job["job_id"]) for job in jobs] == [
+        [jobs[0]["output_key"]],
+        [jobs[1]["output_key"]],
+    ]
 
 
 def test_a_submitted_job_whose_claim_ran_out_is_never_submitted_again(pipeline: Pipeline) -> None:

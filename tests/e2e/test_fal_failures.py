@@ -68,5 +68,4 @@ def test_a_duplicate_webhook_delivery_stores_one_video(pipeline: Pipeline) -> No
     assert job["status"] == "COMPLETED"
     deliveries = pipeline.answered_deliveries(job_id, 2)  # the duplicate may still be on its way
     assert [d["status"] for d in deliveries] == [200, 200]
-    stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
-    assert [o["Key"] for o in stored["Contents"]] == [job["output_key"]]
+    assert pipeline.video_objects(job_id) == [job["output_key"]]

@@ -166,8 +166,7 @@ def test_the_reconciler_and_a_late_webhook_race_and_one_video_one_event_result(
     assert job["status"] == "COMPLETED"
     assert delivery["status"] == 200  # the late webhook was acknowledged as a duplicate
     assert len(pipeline.events_for(queue, job_id, timeout=5)) == 1
-    stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
-    assert stored["KeyCount"] == 1
+    assert pipeline.video_objects(job_id) == [job["output_key"]]
 
 
 def test_each_run_is_bounded_and_the_next_one_resumes(pipeline: Pipeline) -> None:
@@ -221,8 +220,7 @@ def test_two_reconciler_runs_at_once_settle_a_job_once(pipeline: Pipeline) -> No
 
     assert job["status"] == "COMPLETED"
     assert len(pipeline.events_for(queue, job_id, timeout=5)) == 1
-    stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
-    assert stored["KeyCount"] == 1
+    assert pipeline.video_objects(job_id) == [job["output_key"]]
 
 
 def test_a_stranded_claim_whose_image_was_deleted_ends_rejected(pipeline: Pipeline) -> None:
@@ -340,8 +338,7 @@ def test_a_video_that_cannot_be_stored_in_time_ends_the_job_failed_at_the_deadli
 
     assert (job["status"], job["error_code"]) == ("FAILED", "video_unavailable")
     assert "open_shard" not in job
-    stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
-    assert stored.get("KeyCount", 0) == 0
+    assert pipeline.video_objects(job_id) == []
 
 
 def _reset_aws_faults(pipeline: Pipeline) -> None:

@@ -224,8 +224,7 @@ def test_a_call_whose_answer_is_lost_is_not_posted_again_and_its_late_result_is_
     assert "error_code" not in job
     assert [d["status"] for d in first["deliveries"]] == [200]
     assert "open_attempts" not in job
-    stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
-    assert stored["KeyCount"] == 1
+    assert pipeline.video_objects(job_id) == [job["output_key"]]
 
 
 @pytest.mark.usefixtures("late_results")

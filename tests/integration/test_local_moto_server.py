@@ -134,3 +134,69 @@ def test_metadata_over_two_kilobytes_is_refused_as_s3_refuses_it(pipeline: Pipel
         assert error["Error"]["Code"] == "MetadataTooLarge", operation
         assert error["ResponseMetadata"]["HTTPStatusCode"] == 400, operation
     assert pipeline.s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1
+
+
+def _code(call: Callable[[], object]) -> str:
+    with pytest.raises(ClientError) as refused:
+        call()
+    return str(refused.value.response["Error"]["Code"])
+
+
+def test_conditional_writes_hold_as_on_s3(pipeline: Pipeline) -> None:
+    # The readable video keys rely on these (results/video_placement.py).
+    s3, bucket = pipeline.s3, pipeline.own_bucket()
+    held = s3.put_object(Bucket=bucket, Key="held", Body=b"first", IfNoneMatch="*")["ETag"]
+    staged = s3.put_object(Bucket=bucket, Key="staged", Body=b"second")["ETag"]
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="held")["UploadId"]
+    part = s3.upload_part(Bucket=bucket, Key="held", UploadId=upload, PartNumber=1, Body=b"p")
+
+    refusals = {
+        "PutObject If-None-Match": lambda: s3.put_object(
+            Bucket=bucket, Key="held", Body=b"x", IfNoneMatch="*"
+        ),
+        "CompleteMultipartUpload If-None-Match": lambda: s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key="held",
+            UploadId=upload,
+            MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+            IfNoneMatch="*",
+        ),
+        "CopyObject If-None-Match": lambda: s3.copy_object(
+            Bucket=bucket,
+            Key="held",
+            CopySource={"Bucket": bucket, "Key": "staged"},
+            IfNoneMatch="*",
+        ),
+        "CopyObject If-Match": lambda: s3.copy_object(
+            Bucket=bucket,
+            Key="held",
+            CopySource={"Bucket": bucket, "Key": "staged"},
+            IfMatch=staged,
+        ),
+        "CopyObject x-amz-copy-source-if-match": lambda: s3.copy_object(
+            Bucket=bucket,
+            Key="aside",
+            CopySource={"Bucket": bucket, "Key": "held"},
+            CopySourceIfMatch=staged,
+        ),
+    }
+    for name, refused in refusals.items():
+        assert _code(refused) == "PreconditionFailed", name
+    assert s3.get_object(Bucket=bucket, Key="held")["Body"].read() == b"first"
+    assert "aside" not in [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+
+    # and each write whose condition holds goes through
+    s3.copy_object(
+        Bucket=bucket,
+        Key="aside",
+        CopySource={"Bucket": bucket, "Key": "held"},
+        CopySourceIfMatch=held,
+    )
+    s3.copy_object(
+        Bucket=bucket, Key="held", CopySource={"Bucket": bucket, "Key": "staged"}, IfMatch=held
+    )
+    s3.copy_object(
+        Bucket=bucket, Key="new", CopySource={"Bucket": bucket, "Key": "staged"}, IfNoneMatch="*"
+    )
+    assert s3.get_object(Bucket=bucket, Key="held")["Body"].read() == b"second"
+    assert s3.get_object(Bucket=bucket, Key="aside")["Body"].read() == b"first"

@@ -18,6 +18,8 @@ from pika_pipeline.jobs.events import JobEvents
 from pika_pipeline.jobs.job import Job
 from pika_pipeline.jobs.repository import JobRepository
 from pika_pipeline.results.recorder import RecordOutcome, ResultRecorder
+from pika_pipeline.results.video_keys import DEFAULT_TEMPLATE, VideoKeyTemplate
+from pika_pipeline.results.video_placement import VideoPlacement
 from pika_pipeline.results.video_store import VideoStore, pinned_pool
 from tests.support.pipeline import Pipeline
 
@@ -26,19 +28,42 @@ if TYPE_CHECKING:
 
 
 def _recorder(pipeline: Pipeline, video_url: str) -> ResultRecorder:
+    repository = JobRepository(lambda: pipeline.table)
+    store = VideoStore(
+        s3=pipeline.s3,
+        bucket=pipeline.output_bucket,
+        allowed_hosts=(urlsplit(video_url).netloc,),
+        max_bytes=50 * 1024 * 1024,
+        open_pool=lambda source: pinned_pool(source, ca_certs=pipeline.info.fal_ca_file),
+    )
     return ResultRecorder(
-        repository=JobRepository(lambda: pipeline.table),
-        store=VideoStore(
-            s3=pipeline.s3,
-            bucket=pipeline.output_bucket,
-            allowed_hosts=(urlsplit(video_url).netloc,),
-            max_bytes=50 * 1024 * 1024,
-            open_pool=lambda source: pinned_pool(source, ca_certs=pipeline.info.fal_ca_file),
-        ),
+        repository=repository,
+        store=store,
         # The fake has the one call JobEvents makes, put_events, and fails the test if made.
         events=JobEvents(cast("EventBridgeClient", _NoEvents()), "default"),
-        output_prefix="videos/",
+        placement=VideoPlacement(
+            store=store,
+            repository=repository,
+            output_prefix="videos/",
+            input_prefix="uploads/",
+            template=VideoKeyTemplate(DEFAULT_TEMPLATE),
+        ),
     )
+
+
+def _videos_of(pipeline: Pipeline, job: dict[str, Any]) -> list[str]:
+    """The objects that say they are this job's video: under its staging folder, or in its
+    upload's readable folder."""
+    job_id = job["job_id"]
+    folder = str(job["source_key"]).removeprefix("uploads/").rsplit("/", 1)[0]
+    keys: list[str] = []
+    for prefix in (f"videos/{job_id}/", f"videos/{folder}/"):
+        listed = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=prefix)
+        for o in listed.get("Contents", []):
+            head = pipeline.s3.head_object(Bucket=pipeline.output_bucket, Key=o["Key"])
+            if head["Metadata"].get("job-id") == job_id:
+                keys.append(o["Key"])
+    return keys
 
 
 class _NoEvents:
@@ -71,9 +96,9 @@ def test_a_second_requests_result_losing_the_race_leaves_only_the_kept_video(
     assert after is not None
     assert after["output_key"] == completed["output_key"]
     assert after["completed_request_id"] == request["request_id"]
-    stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
-    assert [o["Key"] for o in stored["Contents"]] == [completed["output_key"]]
-    assert completed["output_key"] == f"videos/{job_id}/{request['request_id']}.mp4"
+    assert _videos_of(pipeline, completed) == [completed["output_key"]]
+    head = pipeline.s3.head_object(Bucket=pipeline.output_bucket, Key=completed["output_key"])
+    assert head["Metadata"]["fal-request-id"] == request["request_id"]
 
 
 def test_a_duplicate_of_the_same_result_losing_the_race_keeps_the_stored_video(
@@ -92,7 +117,6 @@ def test_a_duplicate_of_the_same_result_losing_the_race_keeps_the_stored_video(
     # then it is a duplicate, and the one video (the same key it rewrote) is still there
     assert outcome == RecordOutcome.DUPLICATE
     assert pipeline.job(job_id) == completed
-    stored = pipeline.s3.list_objects_v2(Bucket=pipeline.output_bucket, Prefix=f"videos/{job_id}")
-    assert [o["Key"] for o in stored["Contents"]] == [completed["output_key"]]
+    assert _videos_of(pipeline, completed) == [completed["output_key"]]
     head = pipeline.s3.head_object(Bucket=pipeline.output_bucket, Key=completed["output_key"])
     assert head["ContentLength"] == int(completed["video_bytes"])

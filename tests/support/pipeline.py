@@ -167,6 +167,24 @@ class Pipeline:
         self.s3.download_file(bucket, key, str(target))
         return target
 
+    def video_objects(self, job_id: str) -> list[str]:
+        """The objects of the output bucket that say they are this job's video (``job-id``
+        metadata): in its staging folder ``videos/<job id>/``, or beside its upload's readable
+        key (the default VideoKeyTemplate mirrors the upload's folder under ``videos/``)."""
+        job = self.job(job_id) or {}
+        relative = str(job.get("source_key", "")).removeprefix(self.info.outputs["InputPrefix"])
+        folder = relative.rpartition("/")[0]
+        keys: list[str] = []
+        for prefix in {f"videos/{job_id}/", f"videos/{folder}/" if folder else "videos/"}:
+            listed = self.s3.list_objects_v2(
+                Bucket=self.output_bucket, Prefix=prefix, Delimiter="/"
+            )
+            for entry in listed.get("Contents", []):
+                head = self.s3.head_object(Bucket=self.output_bucket, Key=entry["Key"])
+                if head["Metadata"].get("job-id") == job_id:
+                    keys.append(entry["Key"])
+        return sorted(keys)
+
     def send_raw_message(self, body: str) -> None:
         self.sqs.send_message(QueueUrl=self.info.outputs["SubmitQueueUrl"], MessageBody=body)
 

@@ -18,7 +18,9 @@ from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus, can_transi
 from pika_pipeline.observability import Metric, metrics
 from pika_pipeline.reconcile.reconciler import Reconciler
 from pika_pipeline.results.recorder import ResultRecorder
-from pika_pipeline.results.video_store import StoredVideo
+from pika_pipeline.results.video_keys import DEFAULT_TEMPLATE, VideoKeyTemplate
+from pika_pipeline.results.video_placement import VideoPlacement
+from pika_pipeline.results.video_store import KeyTaken, StoredObject, StoredVideo
 
 if TYPE_CHECKING:
     from pika_pipeline.fal.delivery import FalDelivery
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 OUTPUT_BUCKET = "videos"
 OUTPUT_PREFIX = "videos/"
+INPUT_PREFIX = "uploads/"
 
 
 class FakeJobs:
@@ -43,6 +46,13 @@ class FakeJobs:
     def get(self, job_id: str) -> Job | None:
         item = self.items.get(job_id)
         return Job(copy.deepcopy(item)) if item else None
+
+    def move_video(self, job_id: str, *, from_key: str, to_key: str) -> Job:
+        item = self.items.get(job_id)
+        if item is None or item.get("status") != "COMPLETED" or item.get("output_key") != from_key:
+            raise JobConflict(f"job {job_id}'s video is not at {from_key}")
+        item["output_key"] = to_key
+        return Job(copy.deepcopy(item))
 
     def jobs_with_request(self, request_id: str) -> set[str]:
         return {
@@ -131,16 +141,26 @@ class RecordedEvents:
 
 @dataclass
 class FakeVideoStore:
-    """The output bucket: key -> the URL the video was copied from."""
+    """The output bucket: key -> the URL the video was copied from (and its metadata, and an
+    ETag that changes with every write, for the conditional writes)."""
 
     objects: dict[str, str] = field(default_factory=dict)
     unavailable: set[str] = field(default_factory=set)  # URLs whose copy fails for now
     refused: set[str] = field(default_factory=set)  # URLs on a host missing from MediaHosts
     broken: set[str] = field(default_factory=set)  # URLs whose copy fails unexpectedly (a bug)
     size: int = 1234
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+    etags: dict[str, str] = field(default_factory=dict)
+    writes: int = 0
 
     def copy(
-        self, url: str, *, key: str, expected_size: int | None, metadata: dict[str, str]
+        self,
+        url: str,
+        *,
+        key: str,
+        expected_size: int | None,
+        metadata: dict[str, str],
+        only_if_absent: bool = False,
     ) -> StoredVideo:
         if url in self.refused:
             raise VideoHostNotAllowed(f"{url} is on a host missing from MediaHosts")
@@ -148,11 +168,46 @@ class FakeVideoStore:
             raise RuntimeError("an unexpected failure")
         if url in self.unavailable:
             raise VideoUnavailable("the media host answered HTTP 503")
-        self.objects[key] = url
+        if only_if_absent and key in self.objects:
+            raise KeyTaken(key)
+        self._write(key, url, metadata)
         return StoredVideo(bucket=OUTPUT_BUCKET, key=key, size=expected_size or self.size)
 
     def delete(self, key: str) -> None:
         del self.objects[key]
+        self.metadata.pop(key, None)
+        self.etags.pop(key, None)
+
+    def head(self, key: str) -> StoredObject | None:
+        if key not in self.objects:
+            return None
+        return StoredObject(etag=self.etags[key], size=self.size, metadata=self.metadata[key])
+
+    def copy_within(
+        self,
+        source_key: str,
+        key: str,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        source_etag: str | None = None,
+    ) -> bool:
+        if source_key not in self.objects:
+            return False
+        if if_match is not None and self.etags.get(key) != if_match:
+            return False
+        if if_none_match and key in self.objects:
+            return False
+        if source_etag is not None and self.etags[source_key] != source_etag:
+            return False
+        self._write(key, self.objects[source_key], self.metadata[source_key])
+        return True
+
+    def _write(self, key: str, url: str, metadata: dict[str, str]) -> None:
+        self.writes += 1
+        self.objects[key] = url
+        self.metadata[key] = dict(metadata)
+        self.etags[key] = f'"etag-{self.writes}"'
 
 
 @dataclass
@@ -208,7 +263,13 @@ def recorder_with(
         repository=cast("JobRepository", jobs),
         store=cast("VideoStore", store),
         events=cast("JobEvents", events),
-        output_prefix=OUTPUT_PREFIX,
+        placement=VideoPlacement(
+            store=cast("VideoStore", store),
+            repository=cast("JobRepository", jobs),
+            output_prefix=OUTPUT_PREFIX,
+            input_prefix=INPUT_PREFIX,
+            template=VideoKeyTemplate(DEFAULT_TEMPLATE),
+        ),
         clock=clock,
     )
 

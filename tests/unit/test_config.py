@@ -47,6 +47,7 @@ WEBHOOK = {
     "FAL_JWKS_URL": "https://rest.fal.ai/.well-known/jwks.json",
     "FAL_USER_ID": "github|1234567",
     "MEDIA_HOSTS": "v3.fal.media,v3b.fal.media",
+    "INPUT_PREFIX": "uploads/",
 }
 
 

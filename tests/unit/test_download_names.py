@@ -61,3 +61,37 @@ def test_a_very_long_key_gives_a_name_windows_can_create() -> None:
 
 def test_letters_of_other_scripts_are_kept() -> None:
     assert video_file_name("uploads/été à Zürich.png", JOB) == "été_à_Zürich-0f1e2d3c.mp4"
+
+
+def test_a_video_at_its_readable_key_is_saved_under_that_name() -> None:
+    name = video_file_name("uploads/shop/spring/sku-123.png", JOB, "videos/shop/spring/sku-123.mp4")
+
+    assert name == "sku-123.mp4"
+
+
+def test_a_video_moved_aside_for_a_newer_upload_keeps_the_job_in_its_name() -> None:
+    staged = f"videos/{JOB}/764cabcf-b745-4b3e-ae38-1200304cf45b.mp4"
+
+    assert video_file_name("uploads/shop/sku-123.png", JOB, staged) == "sku-123-0f1e2d3c.mp4"
+
+
+@pytest.mark.parametrize(
+    "video_key",
+    [
+        "videos/C:evil.mp4",
+        "videos/x.png:ads.mp4",
+        "videos/..\\..\\Windows\\evil.mp4",
+        "videos/CON.mp4",
+        "videos/ .mp4",
+        "videos/\x00\x1f.mp4",
+    ],
+)
+def test_any_readable_key_gives_a_plain_name_inside_the_folder(video_key: str) -> None:
+    name = video_file_name("uploads/x.png", JOB, video_key)
+
+    assert name.endswith(".mp4")
+    assert all(c.isalnum() or c in "._-" for c in name), name
+    for folder in FOLDERS:
+        assert (folder / name).parent == folder, (video_key, name)
+    assert PureWindowsPath(name).drive == ""
+    assert not ntpath.isreserved(name)

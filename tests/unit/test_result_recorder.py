@@ -26,6 +26,7 @@ JOB_ID = "0123456789abcdef0123456789abcdef"
 SUBMITTED_AT = datetime(2026, 12, 2, 6, 0, 0, tzinfo=UTC)
 NOW = SUBMITTED_AT.timestamp() + 42.5
 VIDEO_URL = "https://v3.fal.media/files/out.mp4"
+READABLE_KEY = f"{OUTPUT_PREFIX}incoming/cat.mp4"  # of the source key incoming/cat.png
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +96,7 @@ def test_an_ok_result_stores_the_video_and_completes_the_job(emitted: EmittedMet
 
     outcome = world.record(ok("req-1", size=2048))
 
-    key = f"{OUTPUT_PREFIX}{JOB_ID}/req-1.mp4"
+    key = READABLE_KEY  # the upload's own name, under the output prefix
     assert outcome is RecordOutcome.COMPLETED
     assert world.store.objects == {key: "https://v3.fal.media/files/req-1.mp4"}
     job = world.job()
@@ -173,7 +174,7 @@ def test_losing_the_race_to_another_requests_result_deletes_the_extra_copy() -> 
 
 def test_losing_the_race_to_the_same_result_keeps_the_one_copy() -> None:
     # Two deliveries of one request wrote the same key: the copy is the winner's video.
-    key = f"{OUTPUT_PREFIX}{JOB_ID}/req-1.mp4"
+    key = READABLE_KEY
     world = World(submitted_job())
     seen = world.jobs.get(JOB_ID)
     world.jobs.items[JOB_ID].update(status="COMPLETED", output_key=key)

@@ -380,6 +380,33 @@ def test_a_valid_upload_is_submitted_once_with_its_presigned_image_and_its_webho
     assert world.events.finished_jobs == []
 
 
+def test_the_correlation_id_and_upload_sequencer_are_kept_on_the_job_but_never_sent_to_fal() -> (
+    None
+):
+    world = World()
+    world.images.put(
+        "uploads/cat.jpg", metadata={"prompt": "a cat", "correlation-id": "SKU 123 / batch 7"}
+    )
+
+    world.submit(upload())
+
+    [(arguments, _)] = world.fal.submitted
+    assert "correlation_id" not in arguments
+    job = world.job(upload())
+    assert (job["correlation_id"], job["source_sequencer"]) == ("SKU 123 / batch 7", "seq-1")
+
+
+def test_a_correlation_id_with_a_control_character_is_rejected_before_paying() -> None:
+    world = World()
+    world.images.put("uploads/cat.jpg", metadata={"prompt": "a cat", "correlation-id": "a\tb"})
+
+    world.submit(upload())
+
+    job = world.job(upload())
+    assert (job["status"], job["error_code"]) == (JobStatus.REJECTED, "invalid_correlation_id")
+    assert world.fal.submitted == []
+
+
 @pytest.mark.parametrize(
     "status", [JobStatus.QUEUED, JobStatus.PENDING, JobStatus.SUBMITTED, JobStatus.COMPLETED]
 )

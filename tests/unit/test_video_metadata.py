@@ -42,3 +42,32 @@ def test_a_usual_key_is_kept_whole() -> None:
     assert unquote(metadata["source-key"]) == "uploads/été/photo 1.jpg"
     assert "source-key-truncated" not in metadata
     assert metadata["fal-request-id"] == REQUEST_ID
+
+
+def test_the_video_links_back_to_its_upload_version_and_correlation_id() -> None:
+    metadata = video_metadata(
+        job_id=JOB_ID,
+        request_id=REQUEST_ID,
+        source_key="uploads/shop/sku 123.png",
+        source_version="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
+        correlation_id="réf SKU-123 ✓",
+    )
+
+    assert all(value.isascii() for value in metadata.values())  # S3 metadata must be ASCII
+    assert unquote(metadata["source-version"]) == "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"
+    assert unquote(metadata["correlation-id"]) == "réf SKU-123 ✓"
+    assert "correlation-id-truncated" not in metadata
+
+
+def test_the_longest_key_and_correlation_id_together_still_fit() -> None:
+    metadata = video_metadata(
+        job_id=JOB_ID,
+        request_id=REQUEST_ID,
+        source_key="uploads/" + "😀" * 250 + ".png",
+        source_version="v" * 1024,
+        correlation_id="😀" * 256,  # the most a correlation id may be: 256 characters
+    )
+
+    assert _size(metadata) <= METADATA_LIMIT_BYTES
+    assert metadata["correlation-id-truncated"] == "true"
+    assert ("😀" * 256).startswith(unquote(metadata["correlation-id"]))

@@ -15,6 +15,7 @@ from pika_pipeline.submit.video_request import (
     MAX_PROMPT_LENGTH,
     MAX_SEED,
     VideoRequest,
+    correlation_id_from_metadata,
     video_request_from_metadata,
 )
 
@@ -388,3 +389,31 @@ def test_a_request_built_in_code_is_held_to_the_same_schema() -> None:
     # The model is the one statement of the rules, whoever builds the request.
     with pytest.raises(ValidationError):
         VideoRequest(prompt="x", resolution="4k", duration=5)  # type: ignore[arg-type]
+
+
+# --- correlation id -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({"correlation-id": "SKU 123 / batch 7"}, "SKU 123 / batch 7"),
+        ({"Correlation-Id": "  order-9  "}, "order-9"),
+        ({"correlation-id": b_encoded("réf 42 ✓")}, "réf 42 ✓"),
+        ({"correlation-id": "x" * 256}, "x" * 256),
+        ({"correlation-id": "   "}, None),
+        ({}, None),
+    ],
+)
+def test_the_correlation_id_is_the_uploaders_text(
+    metadata: dict[str, str], expected: str | None
+) -> None:
+    assert correlation_id_from_metadata(metadata) == expected
+
+
+@pytest.mark.parametrize("given", ["x" * 257, "a\tb", "line\nbreak", b_encoded("bell\x07")])
+def test_a_correlation_id_too_long_or_not_printable_is_rejected(given: str) -> None:
+    with pytest.raises(UploadRejected) as info:
+        correlation_id_from_metadata({"correlation-id": given})
+
+    assert info.value.code is ErrorCode.INVALID_CORRELATION_ID

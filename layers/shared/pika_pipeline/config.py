@@ -24,6 +24,11 @@ from urllib.parse import urlsplit
 from pika_pipeline.fal import pika
 from pika_pipeline.fal.pika import ENDPOINT, ENDPOINTS, RESOLUTIONS, Endpoint, Resolution
 from pika_pipeline.fal.prices import price_usd
+from pika_pipeline.results.video_keys import (
+    DEFAULT_TEMPLATE,
+    InvalidVideoKeyTemplate,
+    VideoKeyTemplate,
+)
 
 # The image URL is presigned once, before the submit's first POST to fal. fal_client's own
 # retries of that POST fit in the submit function's timeout (210 s in template.yaml), and fal
@@ -125,6 +130,9 @@ class CommonSettings:
                 continue
             try:
                 value = meta["parse"](raw)
+            except InvalidVideoKeyTemplate as exc:  # its message says what is wrong with it
+                problems.append(f"{meta['env']}: {exc}")
+                continue
             except ValueError:
                 problems.append(f"{meta['env']}: cannot read {raw!r}")
                 continue
@@ -342,6 +350,11 @@ class RecorderSettings(CommonSettings):
         "MEDIA_HOSTS", _hosts, check=bool, rule="must name at least one host"
     )
     output_prefix: str = _env("OUTPUT_PREFIX", default="videos/")
+    # The readable key's {path} is the upload's folder below the input prefix.
+    input_prefix: str = _env("INPUT_PREFIX")
+    video_key_template: VideoKeyTemplate = _env(  # noqa: RUF009 (a frozen dataclass)
+        "VIDEO_KEY_TEMPLATE", VideoKeyTemplate, default=VideoKeyTemplate(DEFAULT_TEMPLATE)
+    )
     max_video_bytes: int = _env(
         "MAX_VIDEO_BYTES", int, default=2 * 1024**3, check=lambda v: v >= 1, rule="must be >= 1"
     )

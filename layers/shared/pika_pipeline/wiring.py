@@ -267,18 +267,26 @@ def _recorder(
     ledger: SpendLedger | None = None,
 ) -> ResultRecorder:
     from pika_pipeline.results.recorder import ResultRecorder
+    from pika_pipeline.results.video_placement import VideoPlacement
     from pika_pipeline.results.video_store import VideoStore
 
+    store = VideoStore(
+        s3=s3_client(),
+        bucket=settings.output_bucket,
+        allowed_hosts=settings.media_hosts,
+        max_bytes=settings.max_video_bytes,
+    )
     return ResultRecorder(
         repository=repository,
-        store=VideoStore(
-            s3=s3_client(),
-            bucket=settings.output_bucket,
-            allowed_hosts=settings.media_hosts,
-            max_bytes=settings.max_video_bytes,
-        ),
+        store=store,
         events=events,
-        output_prefix=settings.output_prefix,
+        placement=VideoPlacement(
+            store=store,
+            repository=repository,
+            output_prefix=settings.output_prefix,
+            input_prefix=settings.input_prefix,
+            template=settings.video_key_template,
+        ),
         ledger=ledger,
     )
 

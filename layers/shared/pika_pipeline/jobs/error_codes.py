@@ -12,6 +12,7 @@ class ErrorCode(StrEnum):
     INVALID_DURATION = "invalid_duration"
     INVALID_SEED = "invalid_seed"
     INVALID_PRIORITY = "invalid_priority"
+    INVALID_CORRELATION_ID = "invalid_correlation_id"
     EMPTY_OBJECT = "empty_object"
     IMAGE_TOO_LARGE = "image_too_large"
     UNSUPPORTED_IMAGE_TYPE = "unsupported_image_type"

@@ -40,6 +40,9 @@ def event_detail(item: dict[str, Any]) -> dict[str, Any]:
         {
             "job_id": item["job_id"],
             "status": item["status"],
+            # The uploader's own reference (``correlation-id`` metadata): integrations map the
+            # result back with it, without parsing keys or reading the table.
+            "correlation_id": item.get("correlation_id"),
             "source": {
                 "bucket": item.get("source_bucket"),
                 "key": item.get("source_key"),

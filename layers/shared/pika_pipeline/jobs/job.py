@@ -63,3 +63,9 @@ class Job:
     def submitted_at(self) -> str | None:
         value = self.item.get("submitted_at")
         return str(value) if value else None
+
+    @property
+    def correlation_id(self) -> str | None:
+        """The uploader's own reference for the job (``correlation-id`` metadata), if any."""
+        value = self.item.get("correlation_id")
+        return str(value) if value else None

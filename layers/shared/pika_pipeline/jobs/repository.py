@@ -389,6 +389,21 @@ class JobRepository:
                 **update.arguments(),
             )
 
+    def move_video(self, job_id: str, *, from_key: str, to_key: str) -> Job:
+        """Records that a completed job's video moved from ``from_key`` to ``to_key`` (aside,
+        for a newer upload of its key). Raises JobConflict when the record no longer names
+        ``from_key``. Not a transition: the status stays COMPLETED."""
+        update = Update().set("output_key", to_key).set("updated_at", now_iso())
+        with jobs_table_errors(f"job {job_id}'s video is no longer at {from_key}"):
+            attrs = self._table.update_item(
+                Key={"job_id": job_id},
+                ConditionExpression=_status_is(JobStatus.COMPLETED)
+                & Attr("output_key").eq(from_key),
+                ReturnValues="ALL_NEW",
+                **update.arguments(),
+            )["Attributes"]
+        return Job(attrs)
+
     def transition(
         self,
         job_id: str,

@@ -29,18 +29,30 @@ if TYPE_CHECKING:
     from pika_pipeline.fal.delivery import FalDelivery
     from pika_pipeline.jobs.events import JobEvents
     from pika_pipeline.jobs.repository import JobRepository
+    from pika_pipeline.results.video_placement import VideoPlacement
     from pika_pipeline.spend.ledger import SpendLedger
 
 
 # S3 refuses user metadata over 2 KB (names and values, UTF-8), and every copy of the video would
-# then fail. The source key is the only part whose size the user chooses: it is cut to fit (the
-# job id, in the metadata and in the object's key, links the video to its whole source key).
+# then fail. The source key and the correlation id are the parts whose size the user chooses:
+# each is cut to its budget (the job id, in the metadata, links the video to the whole of both).
+# Values are percent-quoted: S3 metadata must be ASCII.
 METADATA_LIMIT_BYTES = 2048
 SOURCE_KEY_METADATA_BYTES = 1024
+SOURCE_VERSION_METADATA_BYTES = 128
+CORRELATION_ID_METADATA_BYTES = 384
 
 
-def video_metadata(*, job_id: str, request_id: str, source_key: str) -> dict[str, str]:
-    """The video object's user metadata, always within S3's 2 KB."""
+def video_metadata(
+    *,
+    job_id: str,
+    request_id: str,
+    source_key: str,
+    source_version: str | None = None,
+    correlation_id: str | None = None,
+) -> dict[str, str]:
+    """The video object's user metadata, always within S3's 2 KB: it links the video back to
+    its job, its upload (key and version) and the uploader's correlation id."""
     metadata = {
         "job-id": job_id[:128],
         "fal-request-id": quote(request_id, safe="")[:256],
@@ -49,6 +61,13 @@ def video_metadata(*, job_id: str, request_id: str, source_key: str) -> dict[str
     metadata["source-key"] = quoted
     if truncated:
         metadata["source-key-truncated"] = "true"
+    if source_version:
+        metadata["source-version"] = _quote_within(source_version, SOURCE_VERSION_METADATA_BYTES)[0]
+    if correlation_id:
+        quoted, truncated = _quote_within(correlation_id, CORRELATION_ID_METADATA_BYTES)
+        metadata["correlation-id"] = quoted
+        if truncated:
+            metadata["correlation-id-truncated"] = "true"
     assert sum(len(k) + len(v) for k, v in metadata.items()) <= METADATA_LIMIT_BYTES
     return metadata
 
@@ -83,7 +102,7 @@ class ResultRecorder:
         repository: JobRepository,
         store: VideoStore,
         events: JobEvents,
-        output_prefix: str,
+        placement: VideoPlacement,
         clock: Callable[[], float] = time.time,
         ledger: SpendLedger | None = None,
     ) -> None:
@@ -91,7 +110,7 @@ class ResultRecorder:
         self._jobs = repository
         self._store = store
         self._events = events
-        self._output_prefix = output_prefix
+        self._placement = placement
         self._clock = clock
 
     def record(
@@ -112,17 +131,20 @@ class ResultRecorder:
         video = delivery.video()
         if video is None:
             return self._record_failure(job, delivery, unanswered_attempt, delivery.failure())
-        # One key per fal request: two results racing for one job (a lost call's and the
-        # recorded one's) never overwrite each other; the transition below picks the one kept.
+        # At the readable key, or at this request's own staging key: two results racing for one
+        # job never overwrite each other; the transition below picks the one kept.
         try:
-            stored = self._store.copy(
-                video.url,
-                key=f"{self._output_prefix}{job.job_id}/{delivery.request_id}.mp4",
+            placed = self._placement.store(
+                job,
+                request_id=delivery.request_id,
+                url=video.url,
                 expected_size=video.file_size,
                 metadata=video_metadata(
                     job_id=job.job_id,
                     request_id=delivery.request_id,
                     source_key=str(job.item.get("source_key", "")),
+                    source_version=str(job.item.get("source_version") or ""),
+                    correlation_id=job.correlation_id,
                 ),
             )
         except VideoRejected as rejected:
@@ -130,13 +152,14 @@ class ResultRecorder:
             return self._record_failure(
                 job, delivery, unanswered_attempt, (rejected.code, rejected.message)
             )
+        stored = placed.stored
         generation_seconds = self._generation_seconds(job)
         attributes: dict[str, Any] = {
             "output_bucket": stored.bucket,
             "output_key": stored.key,
             "video_bytes": stored.size,
             "completed_at": now_iso(),
-            "completed_request_id": delivery.request_id,
+            "completed_request_id": placed.request_id,
         }
         if generation_seconds is not None:
             attributes["generation_seconds"] = Decimal(str(round(generation_seconds, 3)))

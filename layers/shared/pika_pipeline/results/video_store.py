@@ -4,6 +4,11 @@ Memory stays bounded by the transfer manager's part size whatever the video's si
 read in chunks straight from the HTTP response into a (multipart) upload, never into memory or
 /tmp. Any failure aborts the upload, so no partial object is ever visible.
 
+A video may be written only where nothing is yet (S3's ``If-None-Match: *``): a job writes its
+readable key that way in the one call it always made, and learns only on a refusal (KeyTaken) that
+an earlier upload's video is there. Server-side copies, conditional on the ETags read, then settle
+which upload keeps that key (results/recorder.py).
+
 The URL is parsed and checked once, and the connection pinned to the checked address, by
 ``net.pinned_https`` (which the notifier shares).
 """
@@ -11,7 +16,9 @@ The URL is parsed and checked once, and the connection pinned to the checked add
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -81,6 +88,29 @@ class StoredVideo:
     size: int
 
 
+@dataclass(frozen=True)
+class StoredObject:
+    """An object at a key, as a HEAD sees it: what a conditional write against it needs."""
+
+    etag: str
+    size: int
+    metadata: Mapping[str, str]
+
+
+class KeyTaken(Exception):
+    """A write that wanted a free key found an object there: nothing was written."""
+
+
+# CopyObject copies at most 5 GB in one call: a larger video stays where it was first written.
+MAX_COPY_BYTES = 5 * 1000**3
+# S3's answers to a conditional write whose condition failed (412), or that raced another
+# conditional write of the same key (409).
+_CONDITION_LOST = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+# The operations that finish an upload_fileobj: a single PUT, or the multipart completion.
+_FINISHING_UPLOADS = ("PutObject", "CompleteMultipartUpload")
+
+
 # The checked parts of a video URL (the only parts the download uses), and the checked address.
 VideoSource = PinnedTarget
 
@@ -110,11 +140,52 @@ class VideoStore:
         self._open_pool = open_pool
         # Warm invocations reuse the TLS connection to an address they already checked.
         self._pools: dict[VideoSource, Any] = {}
+        # Keys being written only if free. s3transfer's upload takes no If-None-Match argument,
+        # so the condition is added to the request that finishes the upload (which runs on the
+        # transfer manager's threads: hence by key, not by a context variable).
+        # Counted: records run on threads, and two may write one key.
+        self._only_if_absent: Counter[str] = Counter()
+        self._only_if_absent_lock = threading.Lock()
+        self._conditions_added = False
+
+    def _add_if_none_match(self, params: dict[str, Any], **_: Any) -> None:
+        if params.get("Bucket") == self._bucket and params.get("Key") in self._only_if_absent:
+            params["IfNoneMatch"] = "*"
 
     def copy(
+        self,
+        url: str,
+        *,
+        key: str,
+        expected_size: int | None,
+        metadata: dict[str, str],
+        only_if_absent: bool = False,
+    ) -> StoredVideo:
+        """Raises VideoRejected (never storable) or VideoUnavailable (try again later); and,
+        ``only_if_absent``, KeyTaken when an object is at ``key`` (nothing is then written)."""
+        if not only_if_absent:
+            return self._copy(url, key=key, expected_size=expected_size, metadata=metadata)
+        with self._only_if_absent_lock:
+            if not self._conditions_added:
+                for operation in _FINISHING_UPLOADS:
+                    self._s3.meta.events.register(
+                        f"before-parameter-build.s3.{operation}",
+                        self._add_if_none_match,
+                        unique_id=f"pika-pipeline-if-none-match-{operation}-{id(self)}",
+                    )
+                self._conditions_added = True
+            self._only_if_absent[key] += 1
+        try:
+            return self._copy(url, key=key, expected_size=expected_size, metadata=metadata)
+        finally:
+            with self._only_if_absent_lock:
+                self._only_if_absent[key] -= 1
+                if self._only_if_absent[key] <= 0:
+                    del self._only_if_absent[key]
+
+    def _copy(
         self, url: str, *, key: str, expected_size: int | None, metadata: dict[str, str]
     ) -> StoredVideo:
-        """Raises VideoRejected (never storable) or VideoUnavailable (try again later)."""
         source = self.check_source(url)
         try:
             response = self._pool(source).urlopen(
@@ -158,6 +229,8 @@ class VideoStore:
             except Exception as exc:
                 if isinstance(exc.__cause__, VideoUnavailable | VideoRejected):
                     raise exc.__cause__ from None
+                if _s3_code(exc) in _CONDITION_LOST:
+                    raise KeyTaken(key) from None
                 if _refused_for_good(exc):
                     raise VideoRejected(f"S3 refused the video: {exc}") from exc
                 raise VideoUnavailable(f"could not store the video: {exc}") from exc
@@ -167,6 +240,52 @@ class VideoStore:
 
     def delete(self, key: str) -> None:
         self._s3.delete_object(Bucket=self._bucket, Key=key)
+
+    def head(self, key: str) -> StoredObject | None:
+        """The object at ``key``, or None when there is none."""
+        try:
+            head = self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if _s3_code(exc) in _NOT_FOUND:
+                return None
+            raise
+        return StoredObject(
+            etag=head["ETag"], size=head["ContentLength"], metadata=head.get("Metadata", {})
+        )
+
+    def copy_within(
+        self,
+        source_key: str,
+        key: str,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        source_etag: str | None = None,
+    ) -> bool:
+        """Server-side copy of ``source_key`` (metadata included) to ``key``, only while ``key``
+        holds the object whose ETag is ``if_match``, or (``if_none_match``) nothing; and, with
+        ``source_etag``, only while the source is that object. False when a condition failed:
+        someone else wrote meanwhile, and nothing was copied."""
+        conditions: dict[str, str] = {}
+        if if_match is not None:
+            conditions["IfMatch"] = if_match
+        if if_none_match:
+            conditions["IfNoneMatch"] = "*"
+        if source_etag is not None:
+            conditions["CopySourceIfMatch"] = source_etag
+        try:
+            self._s3.copy_object(
+                Bucket=self._bucket,
+                Key=key,
+                CopySource={"Bucket": self._bucket, "Key": source_key},
+                MetadataDirective="COPY",
+                **conditions,  # type: ignore[arg-type]
+            )
+        except ClientError as exc:
+            if _s3_code(exc) in _CONDITION_LOST | _NOT_FOUND:
+                return False
+            raise
+        return True
 
     def check_source(self, url: str) -> VideoSource:
         """Only https, only allowlisted hosts, never a private or link-local address.
@@ -261,6 +380,16 @@ def _content_length(headers: Any) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _s3_code(exc: BaseException) -> str | None:
+    """The S3 error code behind ``exc`` (s3transfer may wrap the ClientError)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ClientError):
+            return str(seen.response.get("Error", {}).get("Code", ""))
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _refused_for_good(exc: BaseException) -> bool:

@@ -107,8 +107,10 @@ class SubmitService:
         }
         if upload.s3_version_id:
             source["source_version_id"] = upload.s3_version_id
+        if upload.sequencer:  # orders re-uploads of one key (results/video_keys.UploadOrder)
+            source["source_sequencer"] = upload.sequencer
         try:
-            request, lane, batch, callback = self._read_upload(upload)
+            request, lane, batch, extra = self._read_upload(upload)
         except UploadRejected as rejection:
             return self._reject(source, rejection)
         return self._enqueue(
@@ -116,7 +118,7 @@ class SubmitService:
                 **source,
                 **_request_attributes(request),
                 **self._endpoint_and_price(request),
-                **callback,
+                **extra,
                 "priority": lane,
                 "batch": batch,
             },
@@ -297,8 +299,8 @@ class SubmitService:
         )
 
     def _read_upload(self, upload: Upload) -> tuple[VideoRequest, str, str, dict[str, str]]:
-        """The request, its priority lane, its batch and its callback (``{"callback_url": ...}``
-        or ``{}``); raises UploadRejected."""
+        """The request, its priority lane, its batch and the job's other attributes from the
+        metadata (``callback_url``, ``correlation_id``, each when given); raises UploadRejected."""
         # pydantic loads with the first upload read, not at init: a cold start whose events are
         # all ignored or malformed never needs it, nor does an idle reconciler run.
         from pika_pipeline.dispatch.order import batch_of
@@ -323,6 +325,7 @@ class SubmitService:
     ) -> tuple[VideoRequest, str, str, dict[str, str]]:
         from pika_pipeline.notify.callbacks import callback_url_from_metadata
         from pika_pipeline.submit.video_request import (
+            correlation_id_from_metadata,
             priority_from_metadata,
             video_request_from_metadata,
         )
@@ -350,7 +353,9 @@ class SubmitService:
             inspected.metadata, allowed_hosts=self._settings.callback_hosts
         )
         lane = priority_from_metadata(inspected.metadata)
-        return request, lane, batch, ({"callback_url": callback} if callback else {})
+        correlation_id = correlation_id_from_metadata(inspected.metadata)
+        extra = {"callback_url": callback, "correlation_id": correlation_id}
+        return request, lane, batch, {name: value for name, value in extra.items() if value}
 
     def _endpoint_and_price(self, request: VideoRequest) -> dict[str, Any]:
         """Where the job is sent and what it costs there: the reconciler asks fal about the job at

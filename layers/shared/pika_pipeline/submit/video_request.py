@@ -160,6 +160,32 @@ def video_request_from_metadata(
         ) from None
 
 
+MAX_CORRELATION_ID_LENGTH = 256
+
+
+def correlation_id_from_metadata(metadata: Mapping[str, str]) -> str | None:
+    """The upload's ``correlation-id``: the uploader's own reference, echoed in the job, its
+    events, webhooks and video. Printable text of at most MAX_CORRELATION_ID_LENGTH characters,
+    since it ends up in logs, terminals and S3 metadata; None when absent or blank."""
+    values = {key.lower(): value for key, value in metadata.items()}
+    raw = values.get("correlation-id", values.get("correlation_id"))
+    given = _given(decode_metadata_value(raw)) if raw is not None else None
+    if given is None:
+        return None
+    if len(given) > MAX_CORRELATION_ID_LENGTH:
+        raise UploadRejected(
+            ErrorCode.INVALID_CORRELATION_ID,
+            f"correlation-id is {len(given)} characters; at most {MAX_CORRELATION_ID_LENGTH} "
+            "are allowed.",
+        )
+    if not given.isprintable():
+        raise UploadRejected(
+            ErrorCode.INVALID_CORRELATION_ID,
+            "correlation-id must be printable text (no control characters).",
+        )
+    return given
+
+
 PRIORITIES = ("high", "normal", "low")
 
 
