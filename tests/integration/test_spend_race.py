@@ -20,7 +20,7 @@ from local.aws import REGION, aws_environment
 from local.template import load_template
 from pika_pipeline.dispatch.control import PauseSwitch, iso
 from pika_pipeline.dispatch.dispatcher import Dispatcher
-from pika_pipeline.dispatch.order import FairShare, WaitingJobs, queue_order
+from pika_pipeline.dispatch.order import WaitingJobs, queue_order
 from pika_pipeline.dispatch.slots import Slots
 from pika_pipeline.jobs.repository import JobRepository
 from pika_pipeline.spend.budget import BudgetGate, BudgetLimits, BudgetLimitsReader
@@ -99,7 +99,6 @@ def test_twenty_dispatchers_racing_for_the_last_dollar_send_exactly_two_videos(
         dispatcher = Dispatcher(
             slots=Slots(control=lambda: control_table, jobs=lambda: jobs_table, count=40),
             waiting=WaitingJobs(lambda: jobs_table),
-            fair_share=FairShare(lambda: control_table),
             pause=PauseSwitch(lambda: control_table),
             repository=JobRepository(lambda: jobs_table),
             submit=sent,  # type: ignore[arg-type]

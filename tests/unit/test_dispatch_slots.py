@@ -131,7 +131,6 @@ class Gate:
         return Dispatcher(
             slots=self.slots,
             waiting=self.waiting,
-            fair_share=FairShare(lambda: self.control_table),
             pause=PauseSwitch(lambda: self.control_table, cache_seconds=0),
             repository=self.repository,
             submit=self.service,
@@ -163,6 +162,9 @@ class Gate:
         item = self.control_table.get_item(Key={"pk": f"slot#{slot}"}, ConsistentRead=True)
         holder = item.get("Item", {}).get("holder")
         return str(holder) if holder else None
+
+    def lane_clock(self, lane: str) -> int:
+        return FairShare(lambda: self.control_table).lane_clock(lane)
 
     def finish(self, job_id: str) -> None:
         """fal's webhook: the job ends, and by ending frees its slot."""
@@ -438,11 +440,30 @@ def test_a_fill_reads_slots_and_queue_once_and_no_job_twice() -> None:
         assert gate_.dispatcher().fill() == 3
 
         # Per fill: the pause switch, the slots (no holder yet: one read), the queue's head (one
-        # Scan). Per job: the slot transaction, the lane's clock, fal's request id. No job read.
+        # Scan). Per job: the slot transaction (which also moves the lane's clock and counts the
+        # dispatch) and fal's request id. No job read, no other write.
         assert calls.take() == Counter(
-            {"GetItem": 1, "BatchGetItem": 1, "Scan": 1, "TransactWriteItems": 3, "UpdateItem": 6}
+            {"GetItem": 1, "BatchGetItem": 1, "Scan": 1, "TransactWriteItems": 3, "UpdateItem": 3}
         )
         assert [gate_.fal.submits_for(job) for job in jobs] == [1, 1, 1]
+        # The lane's clock is at the highest rank dispatched; the dispatch rate counts all three.
+        assert gate_.lane_clock("normal") == 3
+        assert gate_.slots.dispatched_total() == 3
+
+
+def test_a_lane_clock_already_past_the_job_does_not_stop_its_dispatch(one_slot: Gate) -> None:
+    waiting = one_slot.upload("uploads/a.jpg")  # rank 1
+    # Another dispatcher moved the clock further meanwhile (a later batch's job).
+    one_slot.control_table.put_item(Item={"pk": "clock#normal", "rank": 7})
+    calls = Calls(one_slot.jobs_table)
+
+    assert one_slot.dispatcher().fill() == 1
+
+    assert one_slot.fal.submits_for(waiting) == 1
+    assert one_slot.lane_clock("normal") == 7  # never moved back
+    assert one_slot.slots.dispatched_total() == 1
+    # The transaction again without the clock: a stale clock only shifts fairness a little.
+    assert calls.take()["TransactWriteItems"] == 2
 
 
 def test_a_long_queue_is_read_by_its_lanes_in_dispatch_order(one_slot: Gate) -> None:
@@ -482,6 +503,31 @@ def test_the_jobs_a_fill_dispatches_are_submitted_to_fal_concurrently() -> None:
 
         assert [gate_.job(job)["status"] for job in jobs] == [JobStatus.SUBMITTED] * 3
         assert sorted(gate_.job(job)["request_id"] for job in jobs) == ["req-1", "req-2", "req-3"]
+
+
+class MeetingTransactions:
+    """Each slot transaction waits until ``in_flight`` are under way at once (botocore's
+    before-call event on the client): only a fill that takes its slots side by side passes."""
+
+    def __init__(self, table: Any, in_flight: int) -> None:
+        self.barrier = threading.Barrier(in_flight, timeout=5)
+        table.meta.client.meta.events.register("before-call.dynamodb", self._meet)
+
+    def _meet(self, model: Any, **_: Any) -> None:
+        if model.name == "TransactWriteItems":
+            self.barrier.wait()
+
+
+def test_the_slot_transactions_of_a_fill_run_side_by_side_each_on_its_own_slot() -> None:
+    for gate_ in gate(3):
+        jobs = [gate_.upload(f"uploads/shop/{n}.jpg") for n in range(3)]
+        MeetingTransactions(gate_.control_table, in_flight=3)
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            assert gate_.dispatcher(executor=pool).fill() == 3
+
+        assert sorted(int(gate_.job(job)["slot"]) for job in jobs) == [0, 1, 2]
+        assert sorted(str(gate_.holder(n)) for n in range(3)) == sorted(jobs)
+        assert [gate_.fal.submits_for(job) for job in jobs] == [1, 1, 1]
 
 
 def test_a_job_is_sent_to_the_fal_endpoint_it_was_queued_for(one_slot: Gate) -> None:

@@ -27,15 +27,13 @@ class FullSlots:
     def view(self) -> SlotView:
         return SlotView(free=[], in_flight=3)
 
+    def dispatched_total(self) -> int:
+        return 0
+
 
 class Running:
     def state(self, *, fresh: bool = False) -> PauseState:
         return PauseState(paused=False, paused_at=None)
-
-
-class NothingDispatched:
-    def dispatched_total(self) -> int:
-        return 0
 
 
 @dataclass
@@ -77,7 +75,6 @@ def _report(prices: list[str | None], budget: Budget | None) -> dict[str, dict[s
         waiting=Queue(waiting),  # type: ignore[arg-type]
         slots=FullSlots(),  # type: ignore[arg-type]
         pause=Running(),  # type: ignore[arg-type]
-        fair_share=NothingDispatched(),  # type: ignore[arg-type]
         repository=positions,  # type: ignore[arg-type]
         control=Control,  # type: ignore[arg-type]
         clock=lambda: NOW,

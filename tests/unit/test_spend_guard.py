@@ -18,7 +18,7 @@ from moto import mock_aws
 from local.template import load_template
 from pika_pipeline.dispatch.control import PauseSwitch, iso
 from pika_pipeline.dispatch.dispatcher import Dispatcher
-from pika_pipeline.dispatch.order import FairShare, WaitingJobs, queue_order
+from pika_pipeline.dispatch.order import WaitingJobs, queue_order
 from pika_pipeline.dispatch.slots import Slots
 from pika_pipeline.errors import FalRequestFailed, FalUnavailable, FalUnavailableKind
 from pika_pipeline.fal.delivery import FalDelivery
@@ -109,7 +109,6 @@ class World:
         return Dispatcher(
             slots=Slots(control=control, jobs=lambda: self.jobs, count=20),
             waiting=WaitingJobs(lambda: self.jobs),
-            fair_share=FairShare(control),
             pause=PauseSwitch(control),
             repository=self.repository,
             submit=self.submit,  # type: ignore[arg-type]

@@ -92,7 +92,7 @@ def webhook_service(settings: WebhookSettings) -> WebhookService:
 def reconciler(settings: ReconcilerSettings) -> Reconciler:
     from pika_pipeline.batches.announcer import BatchAnnouncer
     from pika_pipeline.dispatch.control import PauseSwitch
-    from pika_pipeline.dispatch.order import FairShare, WaitingJobs
+    from pika_pipeline.dispatch.order import WaitingJobs
     from pika_pipeline.dispatch.queue_report import QueueReport
     from pika_pipeline.fal.on_demand import fal_gateway_on_demand
     from pika_pipeline.jobs.open_jobs import OpenJobs
@@ -117,7 +117,6 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
             waiting=WaitingJobs(_table(settings)),
             slots=_slots(settings),
             pause=PauseSwitch(control),
-            fair_share=FairShare(control),
             repository=repository,
             control=control,
             budget=_budget_gate(settings),
@@ -151,13 +150,12 @@ def _dispatcher(
 ) -> Dispatcher:
     from pika_pipeline.dispatch.control import PauseSwitch
     from pika_pipeline.dispatch.dispatcher import Dispatcher
-    from pika_pipeline.dispatch.order import FairShare, WaitingJobs
+    from pika_pipeline.dispatch.order import WaitingJobs
 
     control = _control(settings)
     return Dispatcher(
         slots=_slots(settings),
         waiting=WaitingJobs(_table(settings)),
-        fair_share=FairShare(control),
         pause=PauseSwitch(control),
         repository=repository,
         submit=submit,

@@ -6,11 +6,14 @@ reconciler after each run): the slot transaction lets exactly one win each slot 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, wait
+from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -26,7 +29,7 @@ from pika_pipeline.webhook.tokens import new_attempt
 
 if TYPE_CHECKING:
     from pika_pipeline.dispatch.control import PauseSwitch
-    from pika_pipeline.dispatch.order import FairShare, WaitingJob, WaitingJobs
+    from pika_pipeline.dispatch.order import WaitingJob, WaitingJobs
     from pika_pipeline.dispatch.slots import Claim, Slot, Slots
     from pika_pipeline.jobs.repository import JobRepository
     from pika_pipeline.spend.budget import BudgetGate, Reservation
@@ -43,7 +46,6 @@ class Dispatcher:
         *,
         slots: Slots,
         waiting: WaitingJobs,
-        fair_share: FairShare,
         pause: PauseSwitch,
         repository: JobRepository,
         submit: SubmitService,
@@ -53,13 +55,12 @@ class Dispatcher:
         budget: BudgetGate | None = None,
         executor: Executor | None = None,
     ) -> None:
-        """``executor``: where the jobs a fill dispatched are submitted to fal, concurrently
-        (the submit function shares its records' threads); None submits them one by one."""
+        """``executor``: where a fill's jobs take their slots and are submitted to fal,
+        concurrently (the submit function shares its records' threads); None: one by one."""
         self._budget = budget
         self._executor = executor
         self._slots = slots
         self._waiting = waiting
-        self._fair_share = fair_share
         self._pause = pause
         self._jobs = repository
         self._submit = submit
@@ -70,10 +71,13 @@ class Dispatcher:
     def fill(self, *, waiting_first: bool = False) -> int:
         """Dispatches waiting jobs until no slot or no job is left; returns how many.
 
-        The slots and the head of the queue are read once each; the jobs dispatched are
-        submitted to fal concurrently (on ``executor``), so a fill of ten is about one fal
-        round trip, not ten. ``waiting_first``: read the queue before the slots, for a fill that
-        most likely finds nothing waiting (a completion's nudge): one read then settles it.
+        The slots and the head of the queue are read once each. Each job is paired with its own
+        free slot, and the pairs are taken and submitted side by side (on ``executor``), each
+        in its own slot transaction: a fill of ten costs about one transaction and one fal
+        round trip, not ten. No two pairs share a slot or a job, so they never race each other;
+        a race lost to another dispatcher costs a second round for what is left.
+        ``waiting_first``: read the queue before the slots, for a fill that most likely finds
+        nothing waiting (a completion's nudge): one read then settles it.
         """
         if self._pause.paused():
             return 0
@@ -94,71 +98,75 @@ class Dispatcher:
         # The queue may hold more than was read: read on if the fill runs out of candidates.
         more = len(head) >= asked
         seen: set[str] = set()  # taken or lost: the index may still list them for a moment
-        submits: list[Future[bool]] = []
+        fal_down = threading.Event()
         dispatched = races = 0
-        try:
-            while free and races <= MAX_LOST_RACES and not _fal_down(submits):
+        stop = False
+        while free and races <= MAX_LOST_RACES and not stop and not fal_down.is_set():
+            if not candidates:
+                if not more:
+                    break
+                head = self._waiting.head(len(free), skip=frozenset(seen))
+                candidates, more = deque(head), len(head) >= len(free)
                 if not candidates:
-                    if not more:
-                        break
-                    head = self._waiting.head(len(free), skip=frozenset(seen))
-                    candidates, more = deque(head), len(head) >= len(free)
-                    if not candidates:
-                        break
-                job, slot = candidates[0], free[0]
-                now = self._clock()
-                attempt = new_attempt()
+                    break
+            pairs: list[_Pair] = []
+            while candidates and free:
+                job = candidates[0]
                 # Reserve before paying: the price goes into the slot transaction. A job that
-                # does not fit ends the fill: it is the head of the queue, and nothing behind it
-                # may overtake it (a cheaper job of a lower lane included); the next fill, after
-                # a slot frees, a `budget set` nudge or the reconciler's run, tries it again.
+                # does not fit ends the fill: it is the head of what is left, and nothing behind
+                # it may overtake it (a cheaper job of a lower lane included); the next fill,
+                # after a slot frees, a `budget set` nudge or the reconciler's run, tries again.
                 reservation: Reservation | None = None
                 if self._budget is not None:
                     try:
                         reservation = self._budget.reservation(
-                            job.job_id, now_epoch=now, item=job.item or None
+                            job.job_id, now_epoch=self._clock(), item=job.item or None
                         )
                     except BudgetExceeded as exceeded:
                         self._waits_for_budget(job.job_id, str(exceeded))
+                        stop = True
                         break
                     if reservation is None:  # gone meanwhile
                         seen.add(candidates.popleft().job_id)
                         races += 1
                         continue
-                try:
-                    claim = self._slots.take(
-                        slot,
-                        job,
-                        attempt=attempt,
-                        now_epoch=now,
-                        claim_seconds=self._claim_seconds,
-                        reconcile_after_seconds=self._reconcile_after_seconds,
-                        reservation=reservation,
-                    )
-                except BudgetLost:
-                    self._waits_for_budget(job.job_id, "another dispatcher reserved the rest")
-                    break
-                except SlotLost:
-                    free.popleft()
-                    races += 1
-                    continue
-                except JobLost:
-                    seen.add(candidates.popleft().job_id)
-                    races += 1
-                    continue
-                free.popleft()
-                seen.add(candidates.popleft().job_id)
-                dispatched += 1
-                if self._budget is not None and reservation is not None:
-                    self._budget.reserved(reservation)
-                self._measure(job, slot, now)
-                submits.append(self._start(job, slot, claim, started=now))
-        finally:
+                    self._budget.hold(reservation)
+                pairs.append(_Pair(candidates.popleft(), free.popleft(), reservation))
+            _mark_clock_movers(pairs)
+            futures = [self._start(pair, fal_down) for pair in pairs]
             # Every job taken is submitted (or its failure recorded) before the fill returns:
             # the function must not freeze with a submit half done.
-            wait(submits)
-        for submit in submits:
-            submit.result()  # a submit's unexpected error fails the fill, as it did inline
+            wait(futures)
+            again: list[WaitingJob] = []  # back to the head of the candidates, in order
+            for pair, future in zip(pairs, futures, strict=True):
+                try:
+                    outcome = future.result()
+                except Exception:
+                    outcome = None
+                if outcome is _Outcome.TAKEN:
+                    dispatched += 1
+                    seen.add(pair.job.job_id)
+                    if self._budget is not None and pair.reservation is not None:
+                        self._budget.reserved(pair.reservation)
+                    continue
+                if self._budget is not None and pair.reservation is not None:
+                    self._budget.release(pair.reservation)
+                if outcome is _Outcome.SLOT_LOST:  # the job may have the next slot
+                    races += 1
+                    again.append(pair.job)
+                elif outcome is _Outcome.JOB_LOST:  # the slot may take the next job
+                    races += 1
+                    seen.add(pair.job.job_id)
+                    free.appendleft(pair.slot)
+                elif outcome is _Outcome.BUDGET_LOST:
+                    self._waits_for_budget(pair.job.job_id, "another dispatcher reserved the rest")
+                    stop = True
+                else:  # not tried (fal was down), or failed: the job and the slot stay free
+                    again.append(pair.job)
+                    free.appendleft(pair.slot)
+            candidates.extendleft(reversed(again))
+            for future in futures:
+                future.result()  # an unexpected error fails the fill, as it did inline
         return dispatched
 
     def _measure(self, job: WaitingJob, slot: Slot, now: float) -> None:
@@ -172,14 +180,43 @@ class Dispatcher:
             value=max(0.0, now - started_waiting) * 1000,
         )
 
-    def _start(self, job: WaitingJob, slot: Slot, claim: Claim, *, started: float) -> Future[bool]:
-        """Submits the claimed job on the executor (inline without one)."""
-        arguments = (job, slot, claim, started)
+    def _start(self, pair: _Pair, fal_down: threading.Event) -> Future[_Outcome]:
+        """Takes the pair's slot and submits its job on the executor (inline without one)."""
         if self._executor is not None:
-            return self._executor.submit(self._submit_dispatched, *arguments)
-        done: Future[bool] = Future()
-        done.set_result(self._submit_dispatched(*arguments))
+            return self._executor.submit(self._take_and_submit, pair, fal_down)
+        done: Future[_Outcome] = Future()
+        try:
+            done.set_result(self._take_and_submit(pair, fal_down))
+        except Exception as exc:
+            done.set_exception(exc)
         return done
+
+    def _take_and_submit(self, pair: _Pair, fal_down: threading.Event) -> _Outcome:
+        if fal_down.is_set():  # a job of this fill found fal unavailable: send no more
+            return _Outcome.NOT_TRIED
+        job, slot = pair.job, pair.slot
+        now = self._clock()
+        try:
+            claim = self._slots.take(
+                slot,
+                job,
+                attempt=new_attempt(),
+                now_epoch=now,
+                claim_seconds=self._claim_seconds,
+                reconcile_after_seconds=self._reconcile_after_seconds,
+                reservation=pair.reservation,
+                move_clock=pair.moves_clock,
+            )
+        except BudgetLost:
+            return _Outcome.BUDGET_LOST
+        except SlotLost:
+            return _Outcome.SLOT_LOST
+        except JobLost:
+            return _Outcome.JOB_LOST
+        self._measure(job, slot, now)
+        if not self._submit_dispatched(job, slot, claim, now):
+            fal_down.set()
+        return _Outcome.TAKEN
 
     def _waits_for_budget(self, job_id: str, reason: str) -> None:
         assert self._budget is not None
@@ -204,11 +241,6 @@ class Dispatcher:
             "Dispatched",
             extra={"slot": slot.number, "queue_wait_seconds": started - _epoch(job.queued_at)},
         )
-        # Best effort: a stale clock only shifts fairness a little.
-        try:
-            self._fair_share.dispatched(job.lane, rank_of(job.order))
-        except Exception:
-            logger.exception("Could not move the lane's clock")
         claimed = Job(
             {
                 **{k: v for k, v in job.item.items() if k not in ("queue_lane", "queue_order")},
@@ -226,9 +258,35 @@ class Dispatcher:
         return True
 
 
-def _fal_down(submits: list[Future[bool]]) -> bool:
-    """Whether a submit of this fill found fal unavailable: take no more slots for now."""
-    return any(s.done() and s.exception() is None and s.result() is False for s in submits)
+class _Outcome(Enum):
+    TAKEN = "taken"  # the slot transaction committed (and the job was submitted, or failed)
+    SLOT_LOST = "slot lost"
+    JOB_LOST = "job lost"
+    BUDGET_LOST = "budget lost"
+    NOT_TRIED = "not tried"
+
+
+@dataclass
+class _Pair:
+    """A waiting job and the free slot it is to take, with its price's reservation."""
+
+    job: WaitingJob
+    slot: Slot
+    reservation: Reservation | None
+    moves_clock: bool = False
+
+
+def _mark_clock_movers(pairs: list[_Pair]) -> None:
+    """The highest-ranked job of each lane moves the lane's clock in its slot transaction (one
+    write per lane and fill: transactions of one fill sharing the clock item would cancel each
+    other). If it loses its race, the clock stays a little behind until the next fill."""
+    top: dict[str, _Pair] = {}
+    for pair in pairs:
+        best = top.get(pair.job.lane)
+        if best is None or rank_of(pair.job.order) > rank_of(best.job.order):
+            top[pair.job.lane] = pair
+    for pair in top.values():
+        pair.moves_clock = True
 
 
 def _epoch(iso_time: str) -> float:

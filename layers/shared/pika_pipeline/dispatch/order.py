@@ -72,7 +72,8 @@ class WaitingJob:
 
 
 class FairShare:
-    """Ranks for new waiting jobs and the lanes' clocks, kept in the control table."""
+    """Ranks for new waiting jobs, from the lanes' clocks kept in the control table (the slot
+    transaction moves a lane's clock as it dispatches: Slots.take ``move_clock``)."""
 
     def __init__(self, control: Callable[[], Table]) -> None:
         self._control = control
@@ -111,27 +112,6 @@ class FairShare:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
         raise RuntimeError(f"could not rank a job of batch {batch!r} (too much contention)")
-
-    def dispatched(self, lane: str, rank: int) -> None:
-        """Moves the lane's clock up to ``rank`` and counts the dispatch (the measured rate)."""
-        key = {"pk": clock_key(lane)}
-        try:
-            self._control().update_item(
-                Key=key,
-                ConditionExpression=Attr("rank").not_exists() | Attr("rank").lt(rank),
-                **Update().set("rank", rank).add("dispatched", 1).arguments(),
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            self._control().update_item(Key=key, **Update().add("dispatched", 1).arguments())
-
-    def dispatched_total(self) -> int:
-        total = 0
-        for lane in LANES:
-            item = self._control().get_item(Key={"pk": clock_key(lane)}).get("Item") or {}
-            total += int(str(item.get("dispatched", 0)))
-        return total
 
 
 class WaitingJobs:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
     from pika_pipeline.dispatch.control import PauseSwitch
-    from pika_pipeline.dispatch.order import FairShare, WaitingJobs
+    from pika_pipeline.dispatch.order import WaitingJobs
     from pika_pipeline.dispatch.slots import Slots
     from pika_pipeline.jobs.repository import JobRepository
     from pika_pipeline.spend.budget import BudgetGate
@@ -36,7 +36,6 @@ class QueueReport:
         waiting: WaitingJobs,
         slots: Slots,
         pause: PauseSwitch,
-        fair_share: FairShare,
         repository: JobRepository,
         control: Callable[[], Table],
         clock: Callable[[], float] = time.time,
@@ -46,7 +45,6 @@ class QueueReport:
         self._waiting = waiting
         self._slots = slots
         self._pause = pause
-        self._fair_share = fair_share
         self._jobs = repository
         self._control = control
         self._clock = clock
@@ -100,7 +98,7 @@ class QueueReport:
 
     def _measured_rate(self, now: float) -> float:
         """Jobs dispatched per second since the last run (0 for the first run)."""
-        total = self._fair_share.dispatched_total()
+        total = self._slots.dispatched_total()
         previous = (
             self._control().get_item(Key={"pk": RATE_ITEM}, ConsistentRead=True).get("Item") or {}
         )

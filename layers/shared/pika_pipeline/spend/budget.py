@@ -234,19 +234,32 @@ class BudgetGate:
             self._spent = (day, month, day_spend, month_spend)
         return self._spent[2], self._spent[3]
 
+    def hold(self, reservation: Reservation) -> None:
+        """Before the transaction: the reservation counted in what this fill read, so the next
+        job of the fill is checked against it without reading again (jobs of a fill are
+        reserved before their transactions run side by side)."""
+        self._tally(reservation, reservation.price_usd)
+
+    def release(self, reservation: Reservation) -> None:
+        """The transaction lost a race (slot or job): its price is not spent after all."""
+        self._tally(reservation, -reservation.price_usd)
+
     def reserved(self, reservation: Reservation) -> None:
-        """After the transaction: the gauges, and the reservation counted in what this fill
-        read (the next job of the fill is checked against it without reading again)."""
+        """After the transaction: the gauges."""
         if reservation.day_reserved_usd is None:
             return
         self.emit(reservation.limits, reservation.day_reserved_usd + reservation.price_usd)
+
+    def _tally(self, reservation: Reservation, amount: Decimal) -> None:
+        if reservation.day_reserved_usd is None:
+            return
         if self._spent is not None and self._spent[:2] == (reservation.day, reservation.month):
             day, month, day_spend, month_spend = self._spent
             self._spent = (
                 day,
                 month,
-                replace(day_spend, reserved_usd=day_spend.reserved_usd + reservation.price_usd),
-                replace(month_spend, reserved_usd=month_spend.reserved_usd + reservation.price_usd),
+                replace(day_spend, reserved_usd=day_spend.reserved_usd + amount),
+                replace(month_spend, reserved_usd=month_spend.reserved_usd + amount),
             )
 
     def waiting(self, job_id: str) -> None:
