@@ -14,6 +14,8 @@ DynamoDB write) loses nothing.
   POST /_faults/reset  forget every rule, and zero the call counts
   GET  /_faults        the rules and how often each fired
   GET  /_faults/calls  how many calls of each service.operation went through
+  GET  /_faults/scans  what each DynamoDB Scan read: "table" or "table/index" (a sparse index
+                       may be scanned; a table never should)
 """
 
 from __future__ import annotations
@@ -106,7 +108,14 @@ class FaultProxy:
         # The same calls by the caller's SDK app id (``app/<id>`` in botocore's User-Agent, from
         # AWS_SDK_UA_APP_ID): the benchmark tells which function made a call at the wire.
         self.calls_by_app: dict[str, Counter[str]] = {}
+        self.scans: Counter[str] = Counter()
         self.lock = threading.Lock()
+
+    def saw_scan(self, body: bytes) -> None:
+        request = json.loads(body or b"{}")
+        target = "/".join(filter(None, (request.get("TableName"), request.get("IndexName"))))
+        with self.lock:
+            self.scans[target] += 1
 
     def match(self, service: str, operation: str, app: str = "") -> FaultRule | None:
         with self.lock:
@@ -135,6 +144,8 @@ def make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             service, operation = operation_of(self.command, self.path, headers)
             rule = proxy.match(service, operation, _app_id(self.headers.get("User-Agent", "")))
+            if (service, operation) == ("dynamodb", "Scan"):
+                proxy.saw_scan(body)
             if rule is not None and rule.delay_seconds is not None:
                 time.sleep(rule.delay_seconds)
             elif rule is not None and rule.reply_delay_seconds is None:
@@ -165,12 +176,15 @@ def make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 state: Any
                 if self.path == "/_faults/calls":
                     state = dict(proxy.calls)
+                elif self.path == "/_faults/scans":
+                    state = dict(proxy.scans)
                 elif self.path == "/_faults/calls/by-app":
                     state = {app: dict(calls) for app, calls in proxy.calls_by_app.items()}
                 elif self.command == "POST" and self.path == "/_faults/reset":
                     proxy.rules.clear()
                     proxy.calls.clear()
                     proxy.calls_by_app.clear()
+                    proxy.scans.clear()
                     state = []
                 elif self.command == "POST":
                     proxy.rules.append(FaultRule(**json.loads(body)))
