@@ -4,7 +4,7 @@ in-process, with the template's JobsTable and ControlTable (and its indexes)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -329,3 +329,150 @@ def test_batches_still_running_do_not_hold_back_a_finished_one_behind_them(
 
     assert announcer.announce_finished() == 1
     assert [summary["batch"] for summary in events.summaries] == ["done"]
+
+
+class Crashed(Exception):
+    """The reconciler dying between the lease and the publish (killed, timed out)."""
+
+
+class ScriptedEvents(JobEvents):
+    """Publishes (records) a summary, after ``during`` runs, or fails or crashes instead."""
+
+    def __init__(self, *, answers: list[str] | None = None) -> None:
+        self.summaries: list[dict[str, Any]] = []
+        self.answers = answers or []
+        self.during: Callable[[], None] = lambda: None
+
+    def batch_completed(self, summary: dict[str, Any]) -> bool:
+        answer = self.answers.pop(0) if self.answers else "published"
+        if answer == "crash":
+            raise Crashed
+        if answer == "failed":
+            return False
+        self.during()
+        self.summaries.append(summary)
+        return True
+
+
+def finished_batch(jobs: JobRepository, job_id: str = "a", *, at: str = UPLOAD_AT) -> None:
+    upload(jobs, job_id, at=at)
+    jobs.transition(job_id, JobStatus.CANCELLED, attributes={"error_code": ErrorCode.CANCELLED})
+
+
+def test_a_summary_whose_run_crashed_is_announced_with_its_number_once_the_lease_ends(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    clock = [UPLOAD_EPOCH + QUIET]
+    events = ScriptedEvents(answers=["crash"])
+    announcer = BatchAnnouncer(
+        control=lambda: tables[1],
+        events=events,
+        quiet_seconds=QUIET,
+        clock=lambda: clock[0],
+        lease_seconds=300,
+    )
+    finished_batch(jobs)
+
+    with pytest.raises(Crashed):
+        announcer.announce_finished()
+    assert progress(tables).summary_due  # not lost: still due
+
+    clock[0] += 299
+    assert announcer.announce_finished() == 0  # the crashed run's lease still holds it
+    clock[0] += 2
+    assert announcer.announce_finished() == 1
+    assert announcer.announce_finished() == 0
+
+    (summary,) = events.summaries
+    assert (summary["batch"], summary["summary"]) == ("shop", 1)
+    shop = progress(tables)
+    assert (shop.summary_due, shop.summaries) == (False, 1)
+
+
+def test_while_one_run_publishes_a_second_run_announces_nothing(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    events = ScriptedEvents()
+    first, second = (
+        BatchAnnouncer(
+            control=lambda: tables[1],
+            events=events,
+            quiet_seconds=QUIET,
+            clock=lambda: UPLOAD_EPOCH + QUIET,
+        )
+        for _ in range(2)
+    )
+    finished_batch(jobs)
+    second_run: list[int] = []
+    events.during = lambda: second_run.append(second.announce_finished())
+
+    assert first.announce_finished() == 1
+
+    assert second_run == [0]
+    assert [summary["summary"] for summary in events.summaries] == [1]
+    assert second.announce_finished() == 0  # settled: not due any more
+
+
+def test_an_upload_while_a_summary_is_published_makes_the_batch_due_for_the_next(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    clock = [UPLOAD_EPOCH + QUIET]
+    events = ScriptedEvents()
+    announcer = BatchAnnouncer(
+        control=lambda: tables[1], events=events, quiet_seconds=QUIET, clock=lambda: clock[0]
+    )
+    finished_batch(jobs)
+    later = "2026-12-04T10:01:00.000+00:00"  # UPLOAD_EPOCH + 60
+    events.during = lambda: upload(jobs, "b", at=later)
+
+    assert announcer.announce_finished() == 1
+    events.during = lambda: None
+    shop = progress(tables)
+    assert (shop.summary_due, shop.summaries) == (True, 1)
+
+    jobs.transition("b", JobStatus.CANCELLED, attributes={"error_code": ErrorCode.CANCELLED})
+    clock[0] = UPLOAD_EPOCH + 60 + QUIET
+    assert announcer.announce_finished() == 1
+    assert [(s["summary"], s["jobs"]) for s in events.summaries] == [(1, 1), (2, 2)]
+    assert not progress(tables).summary_due
+
+
+def test_a_job_reopened_while_a_summary_is_published_makes_the_batch_due_again(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    events = ScriptedEvents()
+    announcer = BatchAnnouncer(
+        control=lambda: tables[1],
+        events=events,
+        quiet_seconds=QUIET,
+        clock=lambda: UPLOAD_EPOCH + QUIET,
+    )
+    upload(jobs, "a")
+    at_fal(tables, "a", submitted=False)
+    jobs.transition("a", JobStatus.FAILED, attributes={"error_code": ErrorCode.FAL_UNAVAILABLE})
+    # The dead-lettered message re-driven meanwhile: the job waits again (same upload time).
+    events.during = lambda: upload(jobs, "a")
+
+    assert announcer.announce_finished() == 1
+
+    shop = progress(tables)
+    assert (shop.summary_due, shop.open_jobs, shop.summaries) == (True, 1, 1)
+
+
+def test_a_failed_publish_lets_the_next_run_announce_the_same_summary_at_once(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    events = ScriptedEvents(answers=["failed"])
+    announcer = BatchAnnouncer(
+        control=lambda: tables[1],
+        events=events,
+        quiet_seconds=QUIET,
+        clock=lambda: UPLOAD_EPOCH + QUIET,  # the same instant: no lease to wait for
+    )
+    finished_batch(jobs)
+
+    assert announcer.announce_finished() == 0
+    assert announcer.announce_finished() == 1
+
+    assert [summary["summary"] for summary in events.summaries] == [1]
+    assert progress(tables).summaries == 1

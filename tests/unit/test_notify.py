@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -116,6 +117,23 @@ def test_the_body_is_the_specs_envelope_around_the_events_detail() -> None:
     assert body["data"]["download_url"] == "https://out/videos/j.mp4?sig"
     assert "callback_url" not in body["data"]
     assert message.callback_url == "https://hooks.example.com/x"
+
+
+def test_a_batch_summary_published_again_is_the_same_message_for_receivers() -> None:
+    """After a crash the reconciler publishes a summary again: a new EventBridge event, the same
+    webhook-id. A video event keeps its event's id."""
+
+    def batch_summary(event_id: str, batch: str = "spring 2026/sku.x", summary: int = 1) -> str:
+        event = _event("Batch Completed", batch=batch, summary=summary) | {"id": event_id}
+        return webhook_message(event, presign=lambda bucket, key: "unused").msg_id
+
+    first = batch_summary("e-1")
+
+    assert batch_summary("e-2") == first
+    assert batch_summary("e-2", summary=2) != first
+    assert batch_summary("e-2", batch="autumn") != first
+    assert re.fullmatch(r"msg_[A-Za-z0-9_-]+", first)  # no "." from the uploader's batch name
+    assert webhook_message(_event(batch="spring"), presign=lambda b, k: "u").msg_id == "msg_e-1"
 
 
 def test_the_body_stays_under_20_kb_whatever_the_prompt_and_error() -> None:

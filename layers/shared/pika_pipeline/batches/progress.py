@@ -32,6 +32,7 @@ ACTIVITY_INDEX = "BatchesByActivity"
 SUMMARY_DUE_INDEX = "BatchesToSummarise"
 LISTED = "batch"  # the one partition of ACTIVITY_INDEX
 DUE = "due"  # the one partition of SUMMARY_DUE_INDEX
+DUE_MARKS = "due_marks"
 
 STATUS_PREFIX = "status_"
 CODE_PREFIX = "code_"
@@ -83,6 +84,10 @@ class CounterChange:
         numbers |= {f"{CODE_PREFIX}{c}": n for c, n in self.codes.items()}
         if self.spent_usd:
             numbers["spent_usd"] = self.spent_usd
+        if self.upload_at or self.reopens:
+            # Counts the writes that made the batch due: the announcer's summary settles the due
+            # mark only if none came while it was publishing (batches/announcer.py).
+            numbers[DUE_MARKS] = 1
         for attribute, amount in numbers.items():
             if amount:
                 adds.append(f"{name(attribute)} {value(amount)}")

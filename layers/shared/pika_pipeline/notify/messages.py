@@ -3,10 +3,15 @@
 The envelope is the spec's: ``type``, ``timestamp`` (when the event happened), ``data`` (the
 event's detail, so correlation id and batch come along whenever the detail carries them, plus a
 presigned download URL for a completed video). The body stays under 20 KB.
+
+The ``webhook-id`` is the EventBridge event's id for a video event (published once per
+transition), and derives from (batch, summary number) for a batch summary: the reconciler may
+publish one summary again after a crash, and receivers must see the same message.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,7 +35,7 @@ class NotAnEvent(ValueError):
 
 @dataclass(frozen=True)
 class WebhookMessage:
-    msg_id: str  # the EventBridge event's id: the same for every attempt and destination
+    msg_id: str  # the same for every attempt and destination (see message_id)
     type: str
     body: bytes
     callback_url: str | None
@@ -53,11 +58,22 @@ def webhook_message(
     envelope = {"type": event_type, "timestamp": event.get("time"), "data": data}
     callback = detail.get("callback_url")
     return WebhookMessage(
-        msg_id=f"msg_{event['id']}",
+        msg_id=message_id(event_type, event_id=str(event["id"]), detail=detail),
         type=event_type,
         body=_fitted(envelope),
         callback_url=str(callback) if callback else None,
     )
+
+
+def message_id(event_type: str, *, event_id: str, detail: Mapping[str, Any]) -> str:
+    """The ``webhook-id``: ``msg_<event id>``, or ``msg_batch_<hash of the batch>_<summary>`` for
+    a batch summary. The batch name is the uploader's text, and the spec wants an id no user
+    controls (no ``.`` at least, as the id is signed dot-joined): its hash keeps the id in
+    ``[a-z0-9_]`` whatever the name."""
+    if event_type == "batch.completed" and detail.get("batch") and detail.get("summary"):
+        digest = hashlib.sha256(str(detail["batch"]).encode()).hexdigest()[:32]
+        return f"msg_batch_{digest}_{int(detail['summary'])}"
+    return f"msg_{event_id}"
 
 
 def _fitted(envelope: dict[str, Any]) -> bytes:
