@@ -244,7 +244,7 @@ class Reconciler:
 
     def _settle(self, job: Job) -> ReconcileOutcome:
         logger.thread_safe_clear_keys()
-        logger.thread_safe_append_keys(job_id=job.job_id)
+        logger.thread_safe_append_keys(job_id=job.job_id, object_key=job.item.get("source_key"))
         try:
             return self._reconcile(job)
         except (FalUnavailable, VideoUnavailable, JobStoreBusy) as exc:
