@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from pika_pipeline.aws.errors import error_code
+from pika_pipeline.aws.errors import cancellation_reasons, error_code
 from pika_pipeline.dispatch.control import clock_key, iso, slot_key
 from pika_pipeline.dispatch.order import rank_of
 from pika_pipeline.errors import JobStoreBusy
@@ -220,9 +220,7 @@ class Slots:
                     raise JobStoreBusy(f"taking slot {slot.number}: {code}") from exc
                 if code != "TransactionCanceledException":
                     raise
-                reasons = [
-                    r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])
-                ]
+                reasons = cancellation_reasons(exc)
                 failed = {i for i, r in enumerate(reasons) if r == "ConditionalCheckFailed"}
                 if clock is not None and failed == {len(items)}:
                     # Only the lane's clock was already past this rank (another dispatcher

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Attr, ConditionExpressionBuilder, Key
 from botocore.exceptions import ClientError
 
-from pika_pipeline.aws.errors import error_code
+from pika_pipeline.aws.errors import cancellation_reasons, error_code
 from pika_pipeline.batches import progress
 from pika_pipeline.errors import JobConflict, JobStoreBusy
 from pika_pipeline.jobs.error_codes import ErrorCode
@@ -568,9 +568,7 @@ class JobRepository:
                 return
             except ClientError as exc:
                 code = error_code(exc)
-                reasons = [
-                    r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])
-                ]
+                reasons = cancellation_reasons(exc)
                 if code == "TransactionCanceledException" and reasons[:1] == [
                     "ConditionalCheckFailed"
                 ]:

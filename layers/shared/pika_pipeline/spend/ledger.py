@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from pika_pipeline.aws.errors import error_code
+from pika_pipeline.aws.errors import cancellation_reasons, error_code
 from pika_pipeline.batches import progress
 from pika_pipeline.errors import JobStoreBusy
 from pika_pipeline.jobs.job import now_iso
@@ -144,9 +144,7 @@ class SpendLedger:
                 break
             except ClientError as exc:
                 code = error_code(exc)
-                reasons = [
-                    r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])
-                ]
+                reasons = cancellation_reasons(exc)
                 if code == "TransactionCanceledException" and reasons[:1] == [
                     "ConditionalCheckFailed"
                 ]:
