@@ -34,9 +34,11 @@ SAMPLE = (REPO_ROOT / "local" / "assets" / "sample.jpg").read_bytes()
 FAL_CONCURRENCY, HEADROOM = 2, 1
 PARAMETERS = {"FalConcurrency": str(FAL_CONCURRENCY), "FalQueueHeadroom": str(HEADROOM)}
 OPEN = ("QUEUED", "PENDING", "SUBMITTED")
-# The emulator's processing time per video: fal's minute scaled down, as in the repro;
-# the shorter it is, the more the pipeline's own latency per job weighs in the drain ratio.
-VIDEO_SECONDS = 1.0
+# The emulator's processing time per video: fal's minute scaled down 30x. The shorter it is, the
+# more the pipeline's own turnaround weighs (fal finishing -> webhook recorded -> slot freed ->
+# next submit, about 0.3-0.5 s here): one request of headroom keeps both slots busy only while
+# that turnaround stays under video time / FalConcurrency, 1 s here against 30 s on fal.
+VIDEO_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
