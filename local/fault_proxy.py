@@ -10,7 +10,11 @@ DynamoDB write) loses nothing.
                        "delay_seconds": 0.01 with "rate": 1 forwards every matching call after
                        that long instead of failing it: network latency;
                        "reply_delay_seconds": 30 forwards the call at once and holds its answer:
-                       the write is done, and its caller is caught waiting for the reply)
+                       the write is done, and its caller is caught waiting for the reply;
+                       "hold_seconds": 30 holds the call that long, then fails it without
+                       forwarding it: its caller is caught waiting before the call took effect;
+                       "contains": "videos/abc/" matches only calls whose path, copy source or
+                       body holds that text, to aim at one object or one item)
   POST /_faults/reset  forget every rule, and zero the call counts
   GET  /_faults        the rules and how often each fired
   GET  /_faults/calls  how many calls of each service.operation went through
@@ -53,7 +57,16 @@ class FaultRule:
     rate: float | None = None
     delay_seconds: float | None = None
     reply_delay_seconds: float | None = None
+    hold_seconds: float | None = None
+    contains: str | None = None
     fired: int = 0
+
+    def aims_at(self, service: str, operation: str, texts: tuple[bytes, ...]) -> bool:
+        return (
+            self.service == service
+            and self.operation in ("*", operation)
+            and (self.contains is None or any(self.contains.encode() in t for t in texts))
+        )
 
     def fires(self) -> bool:
         if self.times is not None:
@@ -117,12 +130,15 @@ class FaultProxy:
         with self.lock:
             self.scans[target] += 1
 
-    def match(self, service: str, operation: str, app: str = "") -> FaultRule | None:
+    def match(
+        self, service: str, operation: str, app: str = "", texts: tuple[bytes, ...] = ()
+    ) -> FaultRule | None:
+        """The rule that fires for this call, if any; ``texts``: where ``contains`` looks."""
         with self.lock:
             self.calls[f"{service}.{operation}"] += 1
             self.calls_by_app.setdefault(app, Counter())[f"{service}.{operation}"] += 1
             for rule in self.rules:
-                if rule.service == service and rule.operation in ("*", operation) and rule.fires():
+                if rule.aims_at(service, operation, texts) and rule.fires():
                     return rule
         return None
 
@@ -143,12 +159,17 @@ def make_handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 return self._control(body)
             headers = {k.lower(): v for k, v in self.headers.items()}
             service, operation = operation_of(self.command, self.path, headers)
-            rule = proxy.match(service, operation, _app_id(self.headers.get("User-Agent", "")))
+            texts = (self.path.encode(), headers.get("x-amz-copy-source", "").encode(), body)
+            rule = proxy.match(
+                service, operation, _app_id(self.headers.get("User-Agent", "")), texts
+            )
             if (service, operation) == ("dynamodb", "Scan"):
                 proxy.saw_scan(body)
             if rule is not None and rule.delay_seconds is not None:
                 time.sleep(rule.delay_seconds)
             elif rule is not None and rule.reply_delay_seconds is None:
+                if rule.hold_seconds is not None:
+                    time.sleep(rule.hold_seconds)
                 payload, content_type = error_body(service, rule.status)
                 return self._reply(rule.status, {"Content-Type": content_type}, payload)
             connection = http.client.HTTPConnection(

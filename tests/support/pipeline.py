@@ -415,6 +415,21 @@ class Pipeline:
         with urllib.request.urlopen(request, timeout=10):  # noqa: S310
             pass
 
+    def aws_faults_reset(self) -> None:
+        """Forgets every rule, and zeroes the call counts."""
+        request = urllib.request.Request(  # noqa: S310 - the local fault proxy
+            f"{self.info.aws_fault_proxy}/_faults/reset", data=b"", method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+            pass
+
+    def aws_fault_rules(self) -> list[dict[str, Any]]:
+        """The armed rules, each with how often it has fired."""
+        request = urllib.request.Request(f"{self.info.aws_fault_proxy}/_faults")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            rules: list[dict[str, Any]] = json.loads(response.read())
+            return rules
+
     def multipart_uploads_in_progress(self) -> list[str]:
         uploads = self.s3.list_multipart_uploads(Bucket=self.output_bucket).get("Uploads", [])
         return [upload["Key"] for upload in uploads]
