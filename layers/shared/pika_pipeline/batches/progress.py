@@ -24,6 +24,9 @@ Contention: a batch's progress item is hot, written by every dispatch and every 
 concurrent transactions on it cancel each other (TransactionConflict) and are retried. The
 dispatch's writes are bounded by fal's capacity (a fill takes at most FalConcurrency +
 FalQueueHeadroom slots), and the ends by fal's throughput, so the extra writes stay bounded.
+The slot transactions of one fill already share the budget's day and month counters, so its
+dispatches of one batch add no new conflict among themselves; what is new is a dispatch meeting
+an end of the same batch's job, each retried as before (dispatch/slots.py, jobs/repository.py).
 """
 
 from __future__ import annotations
