@@ -6,6 +6,7 @@ the list: the counters are kept by the pipeline on every transition, so nothing 
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
@@ -41,11 +42,14 @@ def recent_batches(pipeline: Pipeline, *, limit: int = RECENT_BATCHES) -> list[B
     return [BatchProgress.from_item(dict(item)) for item in response.get("Items", [])]
 
 
-def as_json(batch: BatchProgress) -> dict[str, Any]:
+def as_json(batch: BatchProgress, *, now_epoch: float | None = None) -> dict[str, Any]:
+    now = time.time() if now_epoch is None else now_epoch
     return {
         "batch": batch.batch,
         "jobs": batch.jobs,
-        "open": batch.open_jobs,
+        "open": batch.open_jobs,  # waiting + at_fal (+ jobs counted before they were told apart)
+        "waiting": batch.queued,
+        "at_fal": batch.at_fal,
         "finished": batch.finished_jobs,
         "counts": batch.statuses,
         "failures": batch.failures,
@@ -55,4 +59,6 @@ def as_json(batch: BatchProgress) -> dict[str, Any]:
         "last_activity_at": batch.last_activity_at,
         "completed": not batch.summary_due and batch.summaries > 0,
         "summaries": batch.summaries,
+        # The summary a reconciler run is announcing right now (its lease holds), else null.
+        "summary_being_announced": batch.being_announced(now_epoch=now),
     }

@@ -3,6 +3,7 @@ renderables)."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -244,8 +245,10 @@ def spend_view(report: SpendReport) -> RenderableType:
     return Group(days, Text(), batches)
 
 
-def batch_view(batch: BatchProgress) -> RenderableType:
-    """A batch's progress: a bar of finished jobs, the counts by status, spend, failures."""
+def batch_view(batch: BatchProgress, *, now_epoch: float | None = None) -> RenderableType:
+    """A batch's progress: a bar of finished jobs, the open jobs by where they are, the counts
+    by status, spend, failures, and where its summary is."""
+    now = time.time() if now_epoch is None else now_epoch
     bar = Progress(
         TextColumn(f"[bold]{batch.batch or '(no folder)'}"),
         BarColumn(),
@@ -256,7 +259,11 @@ def batch_view(batch: BatchProgress) -> RenderableType:
     counts = Table(box=None, pad_edge=False, header_style="bold")
     counts.add_column("STATUS")
     counts.add_column("JOBS", justify="right")
-    counts.add_row("waiting or at fal", str(batch.open_jobs))
+    counts.add_row("waiting", str(batch.queued))
+    counts.add_row("at fal", str(batch.at_fal))
+    if batch.open_before_split:
+        # Counted before waiting and at fal were told apart: only known to be open.
+        counts.add_row("waiting or at fal", str(batch.open_before_split))
     for status, number in batch.statuses.items():
         if number:
             counts.add_row(status, str(number))
@@ -266,7 +273,10 @@ def batch_view(batch: BatchProgress) -> RenderableType:
         f"Uploads: first {local_time(parse_time(batch.first_upload_at))}, "
         f"last {local_time(parse_time(batch.last_upload_at))}\n"
     )
-    if batch.summary_due or not batch.summaries:
+    announcing = batch.being_announced(now_epoch=now)
+    if announcing is not None:
+        lines.append(f"Summary {announcing} being announced", style="yellow")
+    elif batch.summary_due or not batch.summaries:
         lines.append("Not complete yet" if batch.open_jobs else "Complete once no upload comes")
     else:
         lines.append(f"Completed (summary {batch.summaries} published)", style="green")
@@ -281,19 +291,46 @@ def batch_view(batch: BatchProgress) -> RenderableType:
     return Group(*parts)
 
 
-def batches_view(batches: list[BatchProgress]) -> RenderableType:
+def batches_view(batches: list[BatchProgress], *, now_epoch: float | None = None) -> RenderableType:
+    now = time.time() if now_epoch is None else now_epoch
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("BATCH", "JOBS", "OPEN", "COMPLETED", "FAILED", "SPENT", "LAST ACTIVITY"):
-        left = column in ("BATCH", "LAST ACTIVITY")
+    columns = (
+        "BATCH",
+        "JOBS",
+        "WAITING",
+        "AT FAL",
+        "COMPLETED",
+        "FAILED",
+        "SPENT",
+        "SUMMARY",
+        "LAST ACTIVITY",
+    )
+    for column in columns:
+        left = column in ("BATCH", "SUMMARY", "LAST ACTIVITY")
         table.add_column(column, justify="left" if left else "right")
     for b in batches:
+        waiting = str(b.queued)
+        if b.open_before_split:
+            waiting += f" (+{b.open_before_split} waiting or at fal)"
         table.add_row(
             b.batch or "(no folder)",
             str(b.jobs),
-            str(b.open_jobs),
+            waiting,
+            str(b.at_fal),
             str(b.statuses.get("COMPLETED", 0)),
             str(b.finished_jobs - b.statuses.get("COMPLETED", 0)),
             f"${b.spent_usd:.2f}",
+            _summary_cell(b, now),
             local_time(parse_time(b.last_activity_at)),
         )
     return table
+
+
+def _summary_cell(batch: BatchProgress, now: float) -> str:
+    """Where a batch's summary is, in a list: being announced, published, or not yet."""
+    announcing = batch.being_announced(now_epoch=now)
+    if announcing is not None:
+        return f"{announcing} being announced"
+    if batch.summaries and not batch.summary_due:
+        return f"{batch.summaries} published"
+    return "-"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import pytest
 
 from local.stack import LocalStack
 from local.template import REPO_ROOT
+from pika_pipeline.dispatch.control import PAUSE_CACHE_SECONDS
 from pika_pipeline.jobs.events import BATCH_COMPLETED
 from tests.e2e.test_cli import cli
 from tests.support.pipeline import Pipeline, eventually
@@ -111,6 +113,42 @@ def test_a_batch_is_counted_live_announced_once_and_reopened_by_a_later_upload(
     hooks = _batch_hooks(batched.receiver, batch)
     assert sorted(h.payload["data"]["summary"] for h in hooks) == [1, 2]
     assert len({h.webhook_id for h in hooks}) == 2  # one message per summary
+
+
+def test_a_batch_shows_its_jobs_waiting_then_at_fal_then_all_final(batched: BatchStack) -> None:
+    pipeline = batched.pipeline
+    batch = f"summer-{uuid.uuid4().hex[:6]}"
+    _run(batched, "pause")
+    try:
+        time.sleep(PAUSE_CACHE_SECONDS + 0.5)  # as long as a function may trust "running"
+        jobs = [_upload(pipeline, f"uploads/{batch}/sku {n}.png") for n in range(3)]
+        for job_id in jobs:
+            pipeline.wait_for_status(job_id, "QUEUED")
+
+        waiting = _batch_json(batched, batch)
+        assert (waiting["waiting"], waiting["at_fal"], waiting["open"]) == (3, 0, 3)
+        assert _rows(_run(batched, "batch", batch).stdout) >= {"waiting 3", "at fal 0"}
+        # fal accepts them but its webhooks are lost: they stay at fal until the reconciler looks.
+        pipeline.fal_faults(delivery=["drop"] * len(jobs))
+    finally:
+        _run(batched, "resume")  # its nudge dispatches at once
+    for job_id in jobs:
+        pipeline.wait_for_status(job_id, "SUBMITTED")
+
+    at_fal = _batch_json(batched, batch)
+    assert (at_fal["waiting"], at_fal["at_fal"], at_fal["open"]) == (0, 3, 3)
+    assert _rows(_run(batched, "batch", batch).stdout) >= {"waiting 0", "at fal 3"}
+
+    for job_id in jobs:
+        assert pipeline.reconcile_until_final(job_id)["status"] == "COMPLETED"
+    done = _batch_json(batched, batch)
+    assert (done["waiting"], done["at_fal"], done["open"], done["finished"]) == (0, 0, 0, 3)
+    assert _rows(_run(batched, "batch", batch).stdout) >= {"waiting 0", "at fal 0", "COMPLETED 3"}
+
+
+def _rows(screen: str) -> set[str]:
+    """The lines of a view, with their runs of spaces squeezed: "waiting 3"."""
+    return {" ".join(line.split()) for line in screen.splitlines()}
 
 
 def _upload(pipeline: Pipeline, key: str) -> str:

@@ -14,18 +14,23 @@ from moto import mock_aws
 
 from local.template import load_template
 from pika_pipeline.batches.announcer import BatchAnnouncer
-from pika_pipeline.batches.progress import BatchProgress, progress_key
+from pika_pipeline.batches.progress import COUNTED_OPEN, BatchProgress, progress_key
+from pika_pipeline.dispatch.order import WaitingJob
+from pika_pipeline.dispatch.slots import Claim, JobLost, Slots
 from pika_pipeline.errors import JobConflict
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.events import BATCH_COMPLETED, SOURCE, JobEvents
 from pika_pipeline.jobs.repository import JobRepository
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.notify.messages import webhook_message
+from pika_pipeline.spend.budget import BudgetLimits, Reservation
 from pika_pipeline.spend.ledger import SpendLedger
 
 UPLOAD_AT = "2026-12-04T10:00:00.000+00:00"
 UPLOAD_EPOCH = 1796378400.0  # UPLOAD_AT
 QUIET = 60
+SLOTS = 16
+CLAIM_SECONDS = 300
 
 
 @pytest.fixture(autouse=True)
@@ -76,17 +81,46 @@ def upload(jobs: JobRepository, job_id: str, *, batch: str = "shop", at: str = U
     )
 
 
-def at_fal(tables: tuple[Any, Any], job_id: str, *, submitted: bool = True) -> None:
-    """What the slot transaction and the submit path write (no counter moves)."""
-    fields: dict[str, Any] = {"status": "PENDING", "reserved_usd": Decimal("0.2")}
-    if submitted:
-        fields |= {"status": "SUBMITTED", "request_id": f"req-{job_id}"}
-    tables[0].update_item(
-        Key={"job_id": job_id},
-        UpdateExpression="SET " + ", ".join(f"#{n} = :{n}" for n in fields),
-        ExpressionAttributeNames={f"#{n}": n for n in fields},
-        ExpressionAttributeValues={f":{n}": v for n, v in fields.items()},
+def dispatch(
+    tables: tuple[Any, Any],
+    job_id: str,
+    *,
+    submitted: bool = True,
+    seen: dict[str, Any] | None = None,
+) -> Claim:
+    """The dispatch's slot transaction (with its price's reservation), then, with
+    ``submitted``, fal's answer recorded by the submit path. ``seen``: the job as the queue's
+    index listed it (default: as it is now)."""
+    table, control = tables
+    slots = Slots(control=lambda: control, jobs=lambda: table, count=SLOTS)
+    item = seen or table.get_item(Key={"job_id": job_id}, ConsistentRead=True)["Item"]
+    claim = slots.take(
+        slots.view().free[0],
+        WaitingJob(job_id, lane=item["queue_lane"], order=item["queue_order"], item=item),
+        attempt=f"attempt-{job_id}",
+        now_epoch=UPLOAD_EPOCH,
+        claim_seconds=CLAIM_SECONDS,
+        reconcile_after_seconds=60,
+        reservation=Reservation(
+            job_id=job_id,
+            price_usd=Decimal("0.2"),
+            day="2026-12-04",
+            month="2026-12",
+            limits=BudgetLimits(daily_usd=Decimal(0), monthly_usd=Decimal(0)),
+            day_reserved_usd=None,
+        ),
     )
+    if submitted:
+        JobRepository(lambda: table, control=lambda: control).record_request_id(
+            job_id, f"req-{job_id}", attempt=claim.attempt
+        )
+    return claim
+
+
+def where(tables: tuple[Any, Any], batch: str = "shop") -> tuple[int, int, int]:
+    """The batch's open jobs as `pika-pipeline batch` shows them: (waiting, at fal, open)."""
+    shown = progress(tables, batch)
+    return shown.queued, shown.at_fal, shown.open_jobs
 
 
 def test_uploads_results_and_a_rejection_are_counted_by_status_and_code(
@@ -103,7 +137,7 @@ def test_uploads_results_and_a_rejection_are_counted_by_status_and_code(
         }
     )
     for job_id in ("a", "b"):
-        at_fal(tables, job_id)
+        dispatch(tables, job_id)
 
     jobs.transition("a", JobStatus.COMPLETED, current=jobs.get("a"))
     jobs.transition(
@@ -115,6 +149,7 @@ def test_uploads_results_and_a_rejection_are_counted_by_status_and_code(
     shop = progress(tables)
     assert shop.jobs == 4
     assert shop.open_jobs == 1  # c still waits
+    assert (shop.queued, shop.at_fal) == (1, 0)
     assert shop.statuses["COMPLETED"] == 1
     assert shop.statuses["FAILED"] == 1
     assert shop.statuses["REJECTED"] == 1
@@ -127,7 +162,7 @@ def test_a_duplicate_or_lost_race_moves_no_counter(
     jobs: JobRepository, tables: tuple[Any, Any]
 ) -> None:
     upload(jobs, "a")
-    at_fal(tables, "a")
+    dispatch(tables, "a")
     seen = jobs.get("a")
     jobs.transition("a", JobStatus.COMPLETED, current=seen)
     before = progress(tables)
@@ -148,11 +183,107 @@ def test_a_duplicate_or_lost_race_moves_no_counter(
     )
 
 
+def test_waiting_and_at_fal_jobs_are_counted_apart_from_upload_to_end(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    for job_id in ("a", "b", "c", "d"):
+        upload(jobs, job_id)
+    assert where(tables) == (4, 0, 4)
+
+    dispatch(tables, "a")  # fal answered: SUBMITTED
+    dispatch(tables, "b", submitted=False)  # still PENDING: holds its slot all the same
+    assert where(tables) == (2, 2, 4)
+
+    jobs.cancel_waiting("c", by="ops", message="not wanted")
+    assert where(tables) == (1, 2, 3)
+    jobs.transition("a", JobStatus.COMPLETED, current=jobs.get("a"))
+    jobs.transition("b", JobStatus.FAILED, attributes={"error_code": ErrorCode.FAL_VALIDATION})
+    assert where(tables) == (1, 0, 1)
+    # A waiting job ended through the transition table (as the reconciler's cancel does).
+    jobs.transition("d", JobStatus.CANCELLED, attributes={"error_code": ErrorCode.CANCELLED})
+
+    shop = progress(tables)
+    assert where(tables) == (0, 0, 0)
+    assert (shop.jobs, shop.finished_jobs) == (4, 4)
+
+
+def test_an_end_seen_from_a_pending_view_of_a_submitted_job_leaves_at_fal(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    upload(jobs, "a")
+    claim = dispatch(tables, "a", submitted=False)
+    pending = jobs.get("a")
+    jobs.record_request_id("a", "req-a", attempt=claim.attempt)  # PENDING -> SUBMITTED
+
+    jobs.transition("a", JobStatus.COMPLETED, current=pending)
+
+    assert where(tables) == (0, 0, 0)
+    assert progress(tables).statuses["COMPLETED"] == 1
+
+
+def test_a_stranded_claim_rejected_leaves_at_fal(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    upload(jobs, "a")
+    dispatch(tables, "a", submitted=False)  # the dispatch crashed before calling fal
+
+    jobs.reject_stranded(
+        "a",
+        now_epoch=int(UPLOAD_EPOCH) + CLAIM_SECONDS + 1,
+        code=ErrorCode.OUTSIDE_INPUT_PREFIX,
+        message="moved",
+    )
+
+    assert where(tables) == (0, 0, 0)
+    assert progress(tables).failures == {"outside_input_prefix": 1}
+
+
+def test_a_dispatch_that_lost_its_job_to_another_dispatcher_moves_no_counter(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    upload(jobs, "a")
+    listed = dict(tables[0].get_item(Key={"job_id": "a"}, ConsistentRead=True)["Item"])
+    dispatch(tables, "a")
+
+    with pytest.raises(JobLost):
+        dispatch(tables, "a", seen=listed)  # the index still listed it waiting
+
+    assert where(tables) == (0, 1, 1)
+
+
+def test_jobs_counted_before_the_split_move_only_the_open_count(
+    jobs: JobRepository, tables: tuple[Any, Any]
+) -> None:
+    for job_id in ("a", "b"):
+        upload(jobs, job_id)
+        # As the pipeline counted a job before the split: no mark, and no waiting count.
+        tables[0].update_item(Key={"job_id": job_id}, UpdateExpression=f"REMOVE {COUNTED_OPEN}")
+    tables[1].update_item(Key={"pk": progress_key("shop")}, UpdateExpression="REMOVE queued")
+    assert where(tables) == (0, 0, 2)
+    assert progress(tables).open_before_split == 2
+
+    dispatch(tables, "a")
+    dispatch(tables, "b", submitted=False)
+    jobs.transition("a", JobStatus.COMPLETED)
+    assert where(tables) == (0, 0, 1)
+    jobs.transition("b", JobStatus.FAILED, attributes={"error_code": ErrorCode.FAL_UNAVAILABLE})
+    assert where(tables) == (0, 0, 0)
+
+    # Re-driven, it waits again, counted by where it is from now on.
+    upload(jobs, "b")
+    assert where(tables) == (1, 0, 1)
+    dispatch(tables, "b")
+    assert where(tables) == (0, 1, 1)
+    jobs.transition("b", JobStatus.COMPLETED)
+    assert where(tables) == (0, 0, 0)
+    assert progress(tables).open_before_split == 0
+
+
 def test_a_late_result_of_a_submit_that_failed_moves_the_job_between_final_counts(
     jobs: JobRepository, tables: tuple[Any, Any]
 ) -> None:
     upload(jobs, "a")
-    at_fal(tables, "a", submitted=False)  # fal never answered the submit
+    dispatch(tables, "a", submitted=False)  # fal never answered the submit
     jobs.transition(
         "a",
         JobStatus.FAILED,
@@ -170,7 +301,7 @@ def test_a_redriven_job_and_an_operators_cancel_are_counted(
     jobs: JobRepository, tables: tuple[Any, Any]
 ) -> None:
     upload(jobs, "a")
-    at_fal(tables, "a", submitted=False)  # fal never answered the submit
+    dispatch(tables, "a", submitted=False)  # fal never answered the submit
     jobs.transition(
         "a",
         JobStatus.FAILED,
@@ -180,11 +311,13 @@ def test_a_redriven_job_and_an_operators_cancel_are_counted(
 
     upload(jobs, "a")  # the dead-lettered message, re-driven: it waits again
     assert (progress(tables).open_jobs, progress(tables).statuses["FAILED"]) == (1, 0)
+    assert where(tables) == (1, 0, 1)
 
     jobs.cancel_waiting("a", by="ops", message="not wanted")
     shop = progress(tables)
     assert (shop.jobs, shop.open_jobs, shop.statuses["CANCELLED"]) == (1, 0, 1)
     assert shop.failures == {"cancelled": 1}
+    assert where(tables) == (0, 0, 0)
 
 
 def test_a_batch_is_finished_when_nothing_is_open_and_no_upload_came_for_the_quiet_time() -> None:
@@ -222,7 +355,7 @@ def test_a_finished_batch_is_announced_once_and_again_after_a_later_upload(
     )
     upload(jobs, "a")
     upload(jobs, "b")
-    at_fal(tables, "a")
+    dispatch(tables, "a")
     jobs.transition("a", JobStatus.COMPLETED)
     clock[0] += QUIET * 2
     assert announcer.announce_finished() == 0  # b still waits
@@ -271,10 +404,10 @@ def test_a_batch_summary_becomes_a_batch_completed_webhook() -> None:
 def test_counters_do_not_drift_when_many_jobs_of_one_batch_end_at_once(
     jobs: JobRepository, tables: tuple[Any, Any]
 ) -> None:
-    ids = [f"j{n}" for n in range(12)]
+    ids = [f"f{n:02x}" for n in range(12)]
     for job_id in ids:
         upload(jobs, job_id)
-        at_fal(tables, job_id)
+        dispatch(tables, job_id)
     seen = {job_id: jobs.get(job_id) for job_id in ids}
     # Every job delivered twice (fal retries), interleaved: each ends once.
     ended = 0
@@ -287,13 +420,14 @@ def test_counters_do_not_drift_when_many_jobs_of_one_batch_end_at_once(
     assert ended == len(ids)
     shop = progress(tables)
     assert (shop.jobs, shop.open_jobs, shop.statuses["COMPLETED"]) == (12, 0, 12)
+    assert (shop.queued, shop.at_fal) == (0, 0)
 
 
 def test_a_refund_after_the_job_ended_gives_the_batch_its_spend_back(
     jobs: JobRepository, tables: tuple[Any, Any]
 ) -> None:
     upload(jobs, "a")
-    at_fal(tables, "a")
+    dispatch(tables, "a")
     tables[0].update_item(
         Key={"job_id": "a"},
         UpdateExpression="SET reserved_day = :d, reserved_month = :m",
@@ -376,6 +510,8 @@ def test_a_summary_whose_run_crashed_is_announced_with_its_number_once_the_lease
     with pytest.raises(Crashed):
         announcer.announce_finished()
     assert progress(tables).summary_due  # not lost: still due
+    assert progress(tables).being_announced(now_epoch=clock[0] + 299) == 1
+    assert progress(tables).being_announced(now_epoch=clock[0] + 301) is None
 
     clock[0] += 299
     assert announcer.announce_finished() == 0  # the crashed run's lease still holds it
@@ -404,10 +540,18 @@ def test_while_one_run_publishes_a_second_run_announces_nothing(
     )
     finished_batch(jobs)
     second_run: list[int] = []
-    events.during = lambda: second_run.append(second.announce_finished())
+    shown: list[int | None] = []
+
+    def meanwhile() -> None:
+        shown.append(progress(tables).being_announced(now_epoch=UPLOAD_EPOCH + QUIET))
+        second_run.append(second.announce_finished())
+
+    events.during = meanwhile
 
     assert first.announce_finished() == 1
 
+    assert shown == [1]  # `pika-pipeline batch`: "Summary 1 being announced"
+    assert progress(tables).being_announced(now_epoch=UPLOAD_EPOCH + QUIET) is None
     assert second_run == [0]
     assert [summary["summary"] for summary in events.summaries] == [1]
     assert second.announce_finished() == 0  # settled: not due any more
@@ -448,7 +592,7 @@ def test_a_job_reopened_while_a_summary_is_published_makes_the_batch_due_again(
         clock=lambda: UPLOAD_EPOCH + QUIET,
     )
     upload(jobs, "a")
-    at_fal(tables, "a", submitted=False)
+    dispatch(tables, "a", submitted=False)
     jobs.transition("a", JobStatus.FAILED, attributes={"error_code": ErrorCode.FAL_UNAVAILABLE})
     # The dead-lettered message re-driven meanwhile: the job waits again (same upload time).
     events.during = lambda: upload(jobs, "a")

@@ -9,9 +9,24 @@ small shared counters (slots, fair-share ranks, spend) and every function can wr
 dispatch gate's ``batch#<lane>#<batch>`` rank items would collide with ``batch#<name>`` for a batch
 named like ``normal#x``, so progress has its own prefix.
 
-Only final statuses are counted one by one, plus ``open_jobs`` (waiting or at fal). A move between
-open statuses (QUEUED -> PENDING -> SUBMITTED) then changes no counter, so the dispatch and the
-submit paths, which do not read the job's batch, stay as they are.
+Final statuses are counted one by one; open jobs by where they are: ``queued`` (QUEUED: waiting
+in the pipeline) and ``at_fal`` (PENDING or SUBMITTED: dispatched, holding a fal slot), with
+``open_jobs`` their sum (kept for readers from before the split, and the announcer's condition).
+The dispatch moves a job from ``queued`` to ``at_fal`` inside its slot transaction
+(dispatch/slots.py), which already was one TransactWriteItems: one more item, no more calls.
+PENDING -> SUBMITTED changes no counter, so the submit path's bookkeeping stays a plain update.
+
+A job counted before the split carries no ``counted_open`` mark: its open time is in
+``open_jobs`` only, and its transitions move ``open_jobs`` only, so neither split counter ever
+goes below what it counted.
+
+Contention: a batch's progress item is hot, written by every dispatch and every end of its jobs;
+concurrent transactions on it cancel each other (TransactionConflict) and are retried. The
+dispatch's writes are bounded by fal's capacity (a fill takes at most FalConcurrency +
+FalQueueHeadroom slots), and the ends by fal's throughput, so the extra writes stay bounded.
+The slot transactions of one fill already share the budget's day and month counters, so its
+dispatches of one batch add no new conflict among themselves; what is new is a dispatch meeting
+an end of the same batch's job, each retried as before (dispatch/slots.py, jobs/repository.py).
 """
 
 from __future__ import annotations
@@ -34,6 +49,12 @@ LISTED = "batch"  # the one partition of ACTIVITY_INDEX
 DUE = "due"  # the one partition of SUMMARY_DUE_INDEX
 DUE_MARKS = "due_marks"
 
+QUEUED = "queued"  # waiting in the pipeline (QUEUED)
+AT_FAL = "at_fal"  # dispatched, holding a fal slot (PENDING, SUBMITTED)
+# On a job (jobs table) whose open time is counted in QUEUED or AT_FAL: every job created or
+# put back in the queue since the split. Set once, never removed.
+COUNTED_OPEN = "counted_open"
+
 STATUS_PREFIX = "status_"
 CODE_PREFIX = "code_"
 FINAL_STATUSES = tuple(sorted(str(s) for s in TERMINAL_STATUSES))
@@ -43,13 +64,20 @@ def progress_key(batch: str) -> str:
     return f"{PROGRESS_PREFIX}{batch}"
 
 
+def _by_where(status: JobStatus, amount: int) -> tuple[int, int]:
+    """``amount`` on the split counter an open job in ``status`` is in: (queued, at_fal)."""
+    return (amount, 0) if status == JobStatus.QUEUED else (0, amount)
+
+
 @dataclass(frozen=True)
 class CounterChange:
     """What one job's write does to its batch's counters."""
 
     batch: str
     jobs: int = 0  # a new job in the batch
-    open_jobs: int = 0
+    open_jobs: int = 0  # queued + at_fal (and jobs counted before the split)
+    queued: int = 0
+    at_fal: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
     codes: dict[str, int] = field(default_factory=dict)
     spent_usd: Decimal = Decimal(0)
@@ -79,7 +107,12 @@ class CounterChange:
             f"{name('last_activity_at')} = {value(now)}",
         ]
         adds: list[str] = []
-        numbers: dict[str, Any] = {"jobs": self.jobs, "open_jobs": self.open_jobs}
+        numbers: dict[str, Any] = {
+            "jobs": self.jobs,
+            "open_jobs": self.open_jobs,
+            QUEUED: self.queued,
+            AT_FAL: self.at_fal,
+        }
         numbers |= {f"{STATUS_PREFIX}{s}": n for s, n in self.statuses.items()}
         numbers |= {f"{CODE_PREFIX}{c}": n for c, n in self.codes.items()}
         if self.spent_usd:
@@ -114,7 +147,7 @@ class CounterChange:
 def new_job(
     batch: str, *, upload_at: str, status: JobStatus, error_code: str = ""
 ) -> CounterChange:
-    """A new upload's job: waiting (open), or rejected at once."""
+    """A new upload's job: waiting (open, and marked ``counted_open``), or rejected at once."""
     if status in TERMINAL_STATUSES:
         return CounterChange(
             batch=batch,
@@ -123,16 +156,34 @@ def new_job(
             codes={error_code: 1} if error_code else {},
             upload_at=upload_at,
         )
-    return CounterChange(batch=batch, jobs=1, open_jobs=1, upload_at=upload_at)
+    queued, at_fal = _by_where(status, 1)
+    return CounterChange(
+        batch=batch, jobs=1, open_jobs=1, queued=queued, at_fal=at_fal, upload_at=upload_at
+    )
+
+
+def dispatched(batch: str) -> CounterChange:
+    """A waiting job taking a fal slot (QUEUED -> PENDING) that is counted by where it is."""
+    return CounterChange(batch=batch, queued=-1, at_fal=1)
 
 
 def finished(
-    batch: str, target: JobStatus, *, error_code: str = "", spent_usd: Decimal = Decimal(0)
+    batch: str,
+    target: JobStatus,
+    *,
+    was: JobStatus,
+    counted_open: bool,
+    error_code: str = "",
+    spent_usd: Decimal = Decimal(0),
 ) -> CounterChange:
-    """An open job reaching a final status."""
+    """An open job (in ``was``) reaching a final status. ``counted_open``: the job carries the
+    mark, so it leaves its split counter too (else only ``open_jobs``, as it was counted)."""
+    queued, at_fal = _by_where(was, -1) if counted_open else (0, 0)
     return CounterChange(
         batch=batch,
         open_jobs=-1,
+        queued=queued,
+        at_fal=at_fal,
         statuses={str(target): 1},
         codes={error_code: 1} if error_code else {},
         spent_usd=spent_usd,
@@ -148,7 +199,8 @@ def reopened(
     error_code: str = "",
     spent_usd: Decimal = Decimal(0),
 ) -> CounterChange:
-    """A final job moving again (FAILED before fal answered: a late result, or a re-drive)."""
+    """A final job moving again (FAILED before fal answered: a late result, or a re-drive).
+    Back in the queue, it is counted by where it is (its write sets ``counted_open``)."""
     statuses = {str(was): -1}
     codes = {was_code: -1} if was_code else {}
     if target in TERMINAL_STATUSES:
@@ -156,7 +208,16 @@ def reopened(
         if error_code:
             codes[error_code] = codes.get(error_code, 0) + 1
         return CounterChange(batch=batch, statuses=statuses, codes=codes, spent_usd=spent_usd)
-    return CounterChange(batch=batch, open_jobs=1, statuses=statuses, codes=codes, reopens=True)
+    queued, at_fal = _by_where(target, 1)
+    return CounterChange(
+        batch=batch,
+        open_jobs=1,
+        queued=queued,
+        at_fal=at_fal,
+        statuses=statuses,
+        codes=codes,
+        reopens=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -166,6 +227,8 @@ class BatchProgress:
     batch: str
     jobs: int
     open_jobs: int
+    queued: int
+    at_fal: int
     statuses: dict[str, int]
     failures: dict[str, int]
     spent_usd: Decimal
@@ -174,6 +237,9 @@ class BatchProgress:
     last_activity_at: str | None
     summary_due: bool
     summaries: int
+    # The summary a reconciler run is announcing, and until when its lease holds (announcer.py).
+    announcing: int | None = None
+    lease_until: float | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> BatchProgress:
@@ -187,6 +253,8 @@ class BatchProgress:
             batch=str(item.get("batch", str(item["pk"]).removeprefix(PROGRESS_PREFIX))),
             jobs=int(item.get("jobs", 0)),
             open_jobs=int(item.get("open_jobs", 0)),
+            queued=int(item.get(QUEUED, 0)),
+            at_fal=int(item.get(AT_FAL, 0)),
             statuses=statuses,
             failures=dict(sorted(failures.items())),
             spent_usd=Decimal(str(item.get("spent_usd", 0))),
@@ -195,11 +263,25 @@ class BatchProgress:
             last_activity_at=_text(item.get("last_activity_at")),
             summary_due=item.get("summary_due") == DUE,
             summaries=int(item.get("summaries", 0)),
+            announcing=int(item["announcing"]) if item.get("announcing") else None,
+            lease_until=float(item["lease_until"]) if item.get("lease_until") else None,
         )
 
     @property
     def finished_jobs(self) -> int:
         return sum(self.statuses.values())
+
+    @property
+    def open_before_split(self) -> int:
+        """Open jobs counted before the split: known to be open, not whether waiting or at fal."""
+        return max(0, self.open_jobs - self.queued - self.at_fal)
+
+    def being_announced(self, *, now_epoch: float) -> int | None:
+        """The summary a run is announcing now (its lease holds), or None. A lease that ended
+        without its summary settling (a crashed run) is none: the next run announces it."""
+        if self.announcing is None or self.lease_until is None or self.lease_until < now_epoch:
+            return None
+        return self.announcing
 
     def is_finished(self, *, now_epoch: float, quiet_seconds: int) -> bool:
         """Every job final, and no upload for ``quiet_seconds``: the batch may be summarised

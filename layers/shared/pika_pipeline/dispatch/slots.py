@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pika_pipeline.aws.errors import cancellation_reasons, error_code
+from pika_pipeline.batches import progress
 from pika_pipeline.dispatch.control import clock_key, iso, slot_key
 from pika_pipeline.dispatch.order import rank_of
 from pika_pipeline.errors import JobStoreBusy
@@ -127,7 +128,8 @@ class Slots:
         """Takes ``slot`` for ``job`` and claims the job (QUEUED -> PENDING) in one transaction.
 
         With a ``reservation``, the job's price is reserved against the budgets in the same
-        transaction (the job's ledger entry and the day's and month's counters).
+        transaction (the job's ledger entry and the day's and month's counters); the job's
+        batch counts it at fal instead of waiting in it too.
         Raises SlotLost or JobLost when another dispatcher won that part of the race, and
         BudgetLost when the price no longer fits.
 
@@ -184,6 +186,14 @@ class Slots:
             # Retention counts from dispatch: a job may wait in the queue longer than it.
             sets += ", expires_at = :expires"
             values[":expires"] = int(now_epoch) + self._retention_seconds
+        # A job counted by where it is moves from its batch's ``queued`` to ``at_fal`` here,
+        # in the transaction it already takes its slot with (batches/progress.py). The index
+        # projects the whole job, so its batch and mark are known without reading it; the
+        # condition checks the mark as read.
+        counted_open = bool(job.item.get(progress.COUNTED_OPEN)) and "batch" in job.item
+        condition = "#s = :queued AND " + (
+            "attribute_exists(#open)" if counted_open else "attribute_not_exists(#open)"
+        )
         removes = ""
         if reservation is not None:
             for name, value in reservation.job_fields().items():
@@ -198,14 +208,25 @@ class Slots:
                     "Key": {"job_id": job.job_id},
                     "UpdateExpression": f"SET {sets} ADD open_attempts :attempt "
                     "REMOVE queue_lane, queue_order, queue_position, estimated_start_at" + removes,
-                    "ConditionExpression": "#s = :queued",
-                    "ExpressionAttributeNames": {"#s": "status", "#slot": "slot"},
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": {
+                        "#s": "status",
+                        "#slot": "slot",
+                        "#open": progress.COUNTED_OPEN,
+                    },
                     "ExpressionAttributeValues": values,
                 }
             }
         )
         if reservation is not None:
             items.extend(reservation.counter_updates(self._control().name))
+        if counted_open:
+            # Unconditional: never a ConditionalCheckFailed, so the reasons' indexes below hold.
+            items.append(
+                progress.dispatched(str(job.item["batch"])).transact_item(
+                    self._control().name, now=now
+                )
+            )
         clock = self._clock_move(job) if move_clock else None
         conflicts = 0
         while True:

@@ -5,11 +5,13 @@ Every write is conditional, and they all lose the same way: a write whose condit
 None for it. Callers that expect to lose sometimes catch it and say why. A table that stays
 throttled past boto3's retries raises ``JobStoreBusy``, which callers retry later.
 
-With the control table, a write that creates a job or ends one is a TransactWriteItems with the
-ADDs on its batch's progress counters (batches/progress.py): the counters move exactly when the
-job's conditional write succeeds. It replaces the job's update; it adds no call on the paths that
-already knew the job (a result, the reconciler), and one read on the rare ones that did not (a
-submit that fails for good, a stranded claim, a duplicate or re-driven upload).
+With the control table, a write that creates a job, puts it back in the queue or ends it is a
+TransactWriteItems with the ADDs on its batch's progress counters (batches/progress.py): the
+counters move exactly when the job's conditional write succeeds (the dispatch's move from
+waiting to at fal is in its slot transaction, dispatch/slots.py). It replaces the job's update;
+it adds no call on the paths that already knew the job (a result, the reconciler), and one read
+on the rare ones that did not (a submit that fails for good, a stranded claim, a duplicate or
+re-driven upload).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pika_pipeline.jobs.expressions import Update
 from pika_pipeline.jobs.job import Job, now_iso
 from pika_pipeline.jobs.open_jobs import open_shard
 from pika_pipeline.jobs.statuses import (
+    AT_FAL_STATUSES,
     TERMINAL_STATUSES,
     JobStatus,
     reopenable_sources_of,
@@ -94,20 +97,23 @@ class JobRepository:
         No TTL yet: retention counts from dispatch, so a job can wait longer than it.
         """
         job_id = str(item["job_id"])
-        update = Update().set_all(
-            {
-                **{k: v for k, v in item.items() if k != "job_id"},
-                "status": JobStatus.QUEUED,
-                "queued_at": queued_at,
-                "updated_at": now_iso(),
-                # The sparse QueuedJobs index: present only while the job waits.
-                "queue_lane": lane,
-                "queue_order": order,
-            }
-        )
-        # An update, not a put: a re-queued job keeps its history (attempts, created_at).
-        update.set_if_absent("created_at", now_iso())
-        update.remove("error_code", "error_message", "claim_expires_at", "slot")
+
+        def queued() -> Update:
+            update = Update().set_all(
+                {
+                    **{k: v for k, v in item.items() if k != "job_id"},
+                    "status": JobStatus.QUEUED,
+                    "queued_at": queued_at,
+                    "updated_at": now_iso(),
+                    # The sparse QueuedJobs index: present only while the job waits.
+                    "queue_lane": lane,
+                    "queue_order": order,
+                }
+            )
+            # An update, not a put: a re-queued job keeps its history (attempts, created_at).
+            update.set_if_absent("created_at", now_iso())
+            return update.remove("error_code", "error_message", "claim_expires_at", "slot")
+
         # Only a job fal never accepted is queued again (the table's reopenings before fal).
         never_reached_fal = _status_in(reopenable_sources_of(JobStatus.QUEUED)) & Attr(
             "error_code"
@@ -119,14 +125,18 @@ class JobRepository:
                     Key={"job_id": job_id},
                     ConditionExpression=Attr("job_id").not_exists()
                     | (Attr("request_id").not_exists() & never_reached_fal),
-                    **update.arguments(),
+                    **queued().arguments(),
                 )
             return
         # A new job and a re-queued one count differently, so they are two writes: the new
         # job's first (the common case), then, only if the job exists, the re-queue's.
         try:
             self._transact(
-                self._job_update(job_id, update.set(COUNTED, True), Attr("job_id").not_exists()),
+                self._job_update(
+                    job_id,
+                    queued().set(COUNTED, True).set(progress.COUNTED_OPEN, True),
+                    Attr("job_id").not_exists(),
+                ),
                 progress.new_job(str(batch), upload_at=queued_at, status=JobStatus.QUEUED),
                 what=f"job {job_id} already exists",
             )
@@ -141,11 +151,17 @@ class JobRepository:
                     ConditionExpression=Attr("request_id").not_exists()
                     & never_reached_fal
                     & Attr(COUNTED).not_exists(),
-                    **update.arguments(),
+                    **queued().arguments(),
                 )
             return
+        # Back in the queue, it is counted by where it is, even if it was counted before the
+        # split: as a final job it was in no open counter.
         self._transact(
-            self._job_update(job_id, update, Attr("request_id").not_exists() & never_reached_fal),
+            self._job_update(
+                job_id,
+                queued().set(progress.COUNTED_OPEN, True),
+                Attr("request_id").not_exists() & never_reached_fal,
+            ),
             progress.reopened(
                 str(existing.item.get("batch", batch)),
                 was=JobStatus.FAILED,
@@ -204,11 +220,17 @@ class JobRepository:
         if current is not None and COUNTED in current.item:
             self._transact(
                 self._job_update(
-                    job_id, update, _status_is(JobStatus.QUEUED) & Attr(COUNTED).exists()
+                    job_id,
+                    update,
+                    _status_is(JobStatus.QUEUED)
+                    & Attr(COUNTED).exists()
+                    & _counted_open_as_read(current),
                 ),
                 progress.finished(
                     str(current.item.get("batch", "")),
                     JobStatus.CANCELLED,
+                    was=JobStatus.QUEUED,
+                    counted_open=progress.COUNTED_OPEN in current.item,
                     error_code=ErrorCode.CANCELLED,
                 ),
                 what=what,
@@ -323,9 +345,15 @@ class JobRepository:
         current = self.get(job_id) if self._control is not None else None
         if current is not None and COUNTED in current.item:
             self._transact(
-                self._job_update(job_id, update, _crashed_claim(now_epoch)),
+                self._job_update(
+                    job_id, update, _crashed_claim(now_epoch) & _counted_open_as_read(current)
+                ),
                 progress.finished(
-                    str(current.item.get("batch", "")), JobStatus.REJECTED, error_code=code
+                    str(current.item.get("batch", "")),
+                    JobStatus.REJECTED,
+                    was=JobStatus.PENDING,
+                    counted_open=progress.COUNTED_OPEN in current.item,
+                    error_code=code,
                 ),
                 what=f"job {job_id} is not a stranded claim",
             )
@@ -492,10 +520,11 @@ class JobRepository:
         reopenable: frozenset[JobStatus],
         extra: ConditionBase | None,
     ) -> Job:
-        """A move to a final status with its batch's counters. The counters need the status it
-        starts from, so the condition names that one: an open status (any of ``sources``, which
-        are all open), or the final one it is reopened from. A caller's stale view gets one more
-        try from the job as it is now."""
+        """A move to a final status with its batch's counters. The counters need where it starts
+        from, so the condition names that: waiting (QUEUED) or at fal (PENDING, SUBMITTED: the
+        counters do not tell them apart), of ``sources``, or the final status it is reopened
+        from; and whether the job is counted by where it is (``counted_open``). A caller's stale
+        view gets one more try from the job as it is now."""
         what = f"job {job.job_id} cannot move to {target}"
         for attempt in range(2):
             batch = str(job.item.get("batch", ""))
@@ -512,10 +541,18 @@ class JobRepository:
                     batch, was=job.status, was_code=was_code, target=target, error_code=code
                 )
             else:
-                condition = _status_in(sources) if sources else Attr("job_id").not_exists()
+                starts = sources & _same_place(job.status)
+                condition = _status_in(starts) if starts else Attr("job_id").not_exists()
                 spent = Decimal(str(job.item.get("reserved_usd", 0)))
-                change = progress.finished(batch, target, error_code=code, spent_usd=spent)
-            condition = Attr(COUNTED).exists() & condition
+                change = progress.finished(
+                    batch,
+                    target,
+                    was=job.status,
+                    counted_open=progress.COUNTED_OPEN in job.item,
+                    error_code=code,
+                    spent_usd=spent,
+                )
+            condition = Attr(COUNTED).exists() & _counted_open_as_read(job) & condition
             if extra is not None:
                 condition = condition & extra
             try:
@@ -587,6 +624,19 @@ def _crashed_claim(now_epoch: int) -> ConditionBase:
         & Attr("request_id").not_exists()
         & Attr("claim_expires_at").lt(now_epoch)
     )
+
+
+def _same_place(status: JobStatus) -> frozenset[JobStatus]:
+    """The statuses a job's batch counts in the same counter as ``status``."""
+    if status in AT_FAL_STATUSES:
+        return AT_FAL_STATUSES
+    return frozenset({status})
+
+
+def _counted_open_as_read(job: Job) -> ConditionBase:
+    """The job is (or is not) counted by where it is, as read: its counters are computed so."""
+    mark = Attr(progress.COUNTED_OPEN)
+    return mark.exists() if progress.COUNTED_OPEN in job.item else mark.not_exists()
 
 
 def _status_is(status: JobStatus) -> ConditionBase:
