@@ -57,7 +57,8 @@ if TYPE_CHECKING:
 
 
 # After this many republishes the notifier is not merely slow: the mark goes, an error is logged
-# and EventsNeverAcknowledged counted. With a 600 s grace, the last one is ~3.5 days after the job.
+# and EventsNeverAcknowledged counted. With a 600 s grace, the last republish comes ~1.8 days
+# after the job ended, and the mark goes ~3.5 days after it.
 MAX_REPUBLISHES = 8
 # The marks one run looks at: a republish is two small calls, far cheaper than settling a job.
 REPUBLISH_PER_RUN = 200
