@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from boto3.dynamodb.conditions import Key
 
 from local.aws import REGION, free_port
 from local.chaos_checks import ChaosReport, Evidence, budget_ran_out, check
@@ -49,6 +50,7 @@ from local.stack import SCHEDULED_EVENT, LocalStack, StackInfo
 from local.template import REPO_ROOT
 from pika_pipeline.fal import pika
 from pika_pipeline.fal.prices import usd_per_video
+from pika_pipeline.jobs.event_outbox import EVENT_DUE, EVENT_SHARDS, EVENTS_DUE_INDEX
 from pika_pipeline.jobs.identity import job_id_for
 from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus
 from pika_pipeline_cli.resources import find_pipeline
@@ -76,6 +78,9 @@ PARAMETERS = {
     # 8 failed attempts in a row, 1e-8 at 10%, is what would dead-letter a notification.
     "NotifyRetryDelays": "1,2",
     "NotifyMaxAttempts": "8",
+    # A job event the notifier has not taken 10 s after the job ended (a kill or a failed
+    # PutEvents lost it) is published again by the reconciler, which runs every 3 s here.
+    "EventGraceSeconds": "10",
 }
 PRICE = usd_per_video(PARAMETERS["FalEndpoint"])  # every chaos upload is fal's default video
 BUDGET_SHARE = Decimal("0.7")  # of the first drop's price: dispatch stops part-way
@@ -162,11 +167,31 @@ class ChaosRun:
 
     def reconcile_on_schedule(self, stop: threading.Event) -> None:
         while not stop.wait(3):
-            self.lambda_.invoke(
-                FunctionName=self.info.functions["ReconcilerFunction"]["function_name"],
-                Payload=SCHEDULED_EVENT.read_bytes(),
-            )
-            self.reconciler_runs += 1
+            self.reconcile_once()
+
+    def reconcile_once(self) -> None:
+        self.lambda_.invoke(
+            FunctionName=self.info.functions["ReconcilerFunction"]["function_name"],
+            Payload=SCHEDULED_EVENT.read_bytes(),
+        )
+        self.reconciler_runs += 1
+
+    def events_owed(self) -> int:
+        """Final jobs whose event the notifier has not acknowledged yet (the EventsDue index)."""
+        owed = 0
+        for shard in range(EVENT_SHARDS):
+            arguments: dict[str, Any] = {
+                "IndexName": EVENTS_DUE_INDEX,
+                "KeyConditionExpression": Key(EVENT_DUE).eq(f"event-{shard}"),
+                "Select": "COUNT",
+            }
+            while True:
+                page = self.table.query(**arguments)
+                owed += int(page["Count"])
+                if "LastEvaluatedKey" not in page:
+                    break
+                arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return owed
 
     def kill_submit(self, times: int, stop: threading.Event) -> None:
         """Kills the submit function, waiting (up to 20 s) for a moment when a call to fal is in
@@ -376,8 +401,10 @@ def _drive(
 
 
 def _settle(run: ChaosRun, deadline: float) -> bool:
-    """Waits for fal's pending work, the submit queue and the notifications (retries included)
-    to drain; False if they never do."""
+    """Waits for fal's pending work, the submit queue, the events owed (republished by the
+    reconciler, which keeps running for them) and the notifications (retries included) to
+    drain; False if they never do."""
+    last_run = 0.0
     while time.monotonic() < deadline:
         requests = run.http(f"{run.info.fal_url}/_emulator/requests", None, run.tls)["requests"]
         deliveries_done = all(
@@ -385,8 +412,12 @@ def _settle(run: ChaosRun, deadline: float) -> bool:
             and (r["delivery"] == "drop" or any(_ok(d["status"]) for d in r["deliveries"]))
             for r in requests
         )
+        owed = run.events_owed()
+        if owed and time.monotonic() - last_run >= 3:  # the reconciler's period in this run
+            run.reconcile_once()
+            last_run = time.monotonic()
         queues = ("SubmitQueueUrl", "NotifyQueueUrl")
-        if deliveries_done and not any(run.queue_depth(queue) for queue in queues):
+        if deliveries_done and not owed and not any(run.queue_depth(q) for q in queues):
             return True
         time.sleep(1)
     return False

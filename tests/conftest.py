@@ -45,6 +45,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackInfo]:
         "CallbackHosts": "127.0.0.1",
         "NotifyRetryDelays": "1",
         "NotifyMaxAttempts": "4",
+        # A job's event the notifier has not taken 5 s after the job ended is published again
+        # by the next reconciler run (the notifier normally takes it within a second).
+        "EventGraceSeconds": "5",
     }
     with LocalStack(state_dir, parameters=parameters, run_schedules=False) as info:
         yield info

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -196,3 +197,41 @@ def _wait_for_notify_queue_drained(pipeline: Pipeline) -> None:
             return
         time.sleep(0.2)
     raise AssertionError("the notify queue never drained")
+
+
+def test_an_event_lost_after_the_job_ended_is_published_again_and_posted_once(
+    pipeline: Pipeline, signing_secret: str
+) -> None:
+    # Every attempt boto3 makes at the job's Video Completed fails: the job ends, its event does
+    # not reach the bus, so nothing reaches the notifier either, until the reconciler's outbox.
+    pipeline.aws_faults(service="events", operation="PutEvents", times=3, status=500)
+    with webhook_receiver(signing_secret, pipeline.info.fal_ca_file) as receiver:
+        job = pipeline.wait_for_job(
+            pipeline.upload({"prompt": "lost event", "duration": "1", "callback-url": receiver.url})
+        )
+        assert job["status"] == "COMPLETED"
+        assert job["event_due"]  # owed: the notifier never acknowledged it
+        assert receiver.deliveries == []
+
+        # The reconciler publishes it again once EventGraceSeconds have passed; the notifier
+        # then acknowledges it.
+        _reconcile_until_acknowledged(pipeline, job["job_id"])
+        (delivery,) = receiver.wait_for(1)
+        pipeline.reconcile()  # a later run finds nothing owed for this job
+
+    assert delivery.verified
+    assert delivery.webhook_id == f"msg_{job['job_id']}_completed"
+    assert delivery.payload["type"] == "video.completed"
+    assert delivery.payload["data"]["job_id"] == job["job_id"]
+    assert [d.webhook_id for d in receiver.deliveries] == [delivery.webhook_id]
+
+
+def _reconcile_until_acknowledged(pipeline: Pipeline, job_id: str, runs: int = 60) -> None:
+    """Runs the reconciler every second until the job owes no event (EventGraceSeconds, then
+    the notifier's acknowledgement)."""
+    for _ in range(runs):
+        pipeline.reconcile()
+        if "event_due" not in (pipeline.job(job_id) or {}):
+            return
+        time.sleep(1)
+    raise AssertionError(f"job {job_id}'s event still unacknowledged after {runs} runs")

@@ -130,9 +130,14 @@ class RecordedEvents:
     """The completion events published, as the items they announced."""
 
     published: list[dict[str, Any]] = field(default_factory=list)
+    refuse: int = 0  # the next this many publishes fail, as a PutEvents EventBridge refused
 
-    def finished(self, job: Job | dict[str, Any]) -> None:
+    def finished(self, job: Job | dict[str, Any]) -> bool:
+        if self.refuse:
+            self.refuse -= 1
+            return False
         self.published.append(copy.deepcopy(job.item if isinstance(job, Job) else job))
+        return True
 
     @property
     def statuses(self) -> list[str]:

@@ -86,13 +86,16 @@ def test_a_malformed_secret_is_refused_without_quoting_it(value: str) -> None:
     assert value not in str(refused.value)
 
 
+JOB_ID = "3ce927fb5d0a4e1f9b2c7d8e6f5a4b3c"
+
+
 def _event(detail_type: str = "Video Completed", **detail: object) -> dict[str, object]:
     return {
         "id": "e-1",
         "source": "pika-pipeline",
         "detail-type": detail_type,
         "time": "2026-11-25T12:00:00Z",
-        "detail": {"job_id": "j", "status": "COMPLETED", **detail},
+        "detail": {"job_id": JOB_ID, "status": "COMPLETED", **detail},
     }
 
 
@@ -108,7 +111,7 @@ def test_the_body_is_the_specs_envelope_around_the_events_detail() -> None:
 
     body = json.loads(message.body)
     assert (message.msg_id, body["type"], body["timestamp"]) == (
-        "msg_e-1",
+        f"msg_{JOB_ID}_completed",
         "video.completed",
         "2026-11-25T12:00:00Z",
     )
@@ -121,7 +124,7 @@ def test_the_body_is_the_specs_envelope_around_the_events_detail() -> None:
 
 def test_a_batch_summary_published_again_is_the_same_message_for_receivers() -> None:
     """After a crash the reconciler publishes a summary again: a new EventBridge event, the same
-    webhook-id. A video event keeps its event's id."""
+    webhook-id."""
 
     def batch_summary(event_id: str, batch: str = "spring 2026/sku.x", summary: int = 1) -> str:
         event = _event("Batch Completed", batch=batch, summary=summary) | {"id": event_id}
@@ -133,7 +136,26 @@ def test_a_batch_summary_published_again_is_the_same_message_for_receivers() -> 
     assert batch_summary("e-2", summary=2) != first
     assert batch_summary("e-2", batch="autumn") != first
     assert re.fullmatch(r"msg_[A-Za-z0-9_-]+", first)  # no "." from the uploader's batch name
-    assert webhook_message(_event(batch="spring"), presign=lambda b, k: "u").msg_id == "msg_e-1"
+
+
+def test_a_job_event_published_again_is_the_same_message_for_receivers() -> None:
+    """The reconciler publishes a job's event again until the notifier has it (a new EventBridge
+    event each time): receivers deduplicate on the webhook-id, which names the job and how it
+    ended, not the event."""
+
+    def video_event(event_id: str, detail_type: str = "Video Completed", **detail: object) -> str:
+        event = _event(detail_type, **detail) | {"id": event_id}
+        return webhook_message(event, presign=lambda bucket, key: "unused").msg_id
+
+    first = video_event("e-1")
+
+    assert first == f"msg_{JOB_ID}_completed"
+    assert video_event("e-2") == first
+    assert video_event("e-2", job_id="ab" * 16) != first
+    # A job the submit path failed, completed after all by a late result: that is news.
+    assert video_event("e-3", "Video Failed", status="FAILED") == f"msg_{JOB_ID}_failed"
+    # Not the pipeline's job id (the detail is not what the pipeline publishes): the event's.
+    assert video_event("e-4", job_id="../x.y") == "msg_e-4"
 
 
 def test_the_body_stays_under_20_kb_whatever_the_prompt_and_error() -> None:

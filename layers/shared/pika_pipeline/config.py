@@ -438,3 +438,8 @@ class ReconcilerSettings(SubmitServiceSettings, RecorderSettings):
     batch_quiet_seconds: int = _env(
         "BATCH_QUIET_SECONDS", int, default=300, check=lambda v: v >= 0, rule="must be >= 0"
     )
+    # A final job's event the notifier has not acknowledged this long after it became due is
+    # published again (jobs/event_outbox.py).
+    event_grace_seconds: int = _env(
+        "EVENT_GRACE_SECONDS", int, default=600, check=lambda v: v >= 1, rule="must be >= 1"
+    )

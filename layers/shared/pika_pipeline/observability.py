@@ -39,6 +39,10 @@ class Metric(StrEnum):
     EXTRA_FAL_RESULTS = "ExtraFalResults"
     WEBHOOKS_REJECTED = "WebhooksRejected"
     EVENTS_NOT_PUBLISHED = "EventsNotPublished"
+    # A final job's event the notifier had not acknowledged, published again by the reconciler.
+    EVENTS_REPUBLISHED = "EventsRepublished"
+    # ... and one it gave up on after MAX_REPUBLISHES (jobs/event_outbox.py): a webhook lost.
+    EVENTS_NEVER_ACKNOWLEDGED = "EventsNeverAcknowledged"
     JOBS_RECOVERED = "JobsRecovered"
     JOBS_EXPIRED = "JobsExpired"
     JOBS_GIVEN_UP = "JobsGivenUp"

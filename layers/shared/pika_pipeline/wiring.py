@@ -95,6 +95,7 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
     from pika_pipeline.dispatch.order import WaitingJobs
     from pika_pipeline.dispatch.queue_report import QueueReport
     from pika_pipeline.fal.on_demand import fal_gateway_on_demand
+    from pika_pipeline.jobs.event_outbox import EventOutbox
     from pika_pipeline.jobs.open_jobs import OpenJobs
     from pika_pipeline.reconcile.reconciler import Reconciler
 
@@ -124,6 +125,8 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
         batches=BatchAnnouncer(
             control=control, events=events, quiet_seconds=settings.batch_quiet_seconds
         ),
+        outbox=EventOutbox(_table(settings)),
+        event_grace_seconds=settings.event_grace_seconds,
     )
 
 
@@ -202,6 +205,7 @@ def notifier(settings: NotifierSettings) -> Notifier:
     import urllib3
 
     from pika_pipeline.aws.clients import sqs_client
+    from pika_pipeline.jobs.event_outbox import EventOutbox
     from pika_pipeline.notify.delivery import WebhookSender
     from pika_pipeline.notify.notifier import Notifier
 
@@ -229,6 +233,7 @@ def notifier(settings: NotifierSettings) -> Notifier:
         ),
         secret=lambda: read_secret(settings.notify_signing_secret),
         presign=presign,
+        acknowledge=EventOutbox(_table(settings)).acknowledge,
         notify_url=settings.notify_url,
         retry_delays=settings.notify_retry_delays,
         max_attempts=settings.notify_max_attempts,

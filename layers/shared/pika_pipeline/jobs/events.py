@@ -3,7 +3,9 @@
 Source ``pika-pipeline``; detail types ``Video Completed`` and ``Video Failed`` (fal failed, or the
 upload was rejected), and ``Batch Completed`` (a batch's summary: batches/announcer.py).
 Publishing happens after the status change is stored; a publishing error is logged and counted
-but never undoes or retries the job (the table stays the source of truth).
+but never undoes the job (the table stays the source of truth). The write that stored the final
+status also marked the event as owed, so the reconciler publishes it again until the notifier has
+it (jobs/event_outbox.py).
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ class JobEvents:
         self._events = events
         self._bus_name = bus_name
 
-    def finished(self, job: Job | dict[str, Any]) -> None:
+    def finished(self, job: Job | dict[str, Any]) -> bool:
+        """Publishes the job's Video event; False when it could not (logged, counted: the job's
+        mark makes the reconciler publish it later)."""
         item = job.item if isinstance(job, Job) else job
         detail_type = COMPLETED if item["status"] == JobStatus.COMPLETED else FAILED
         try:
@@ -87,6 +91,8 @@ class JobEvents:
         except Exception as exc:  # never fail a stored result because the announcement failed
             logger.error("Could not publish the job's event", extra={"reason": str(exc)})
             count(Metric.EVENTS_NOT_PUBLISHED)
+            return False
+        return True
 
     def batch_completed(self, summary: dict[str, Any]) -> bool:
         """Publishes a batch's summary; False when it could not be published (logged, counted:

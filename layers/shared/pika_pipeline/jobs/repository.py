@@ -12,6 +12,9 @@ waiting to at fal is in its slot transaction, dispatch/slots.py). It replaces th
 it adds no call on the paths that already knew the job (a result, the reconciler), and one read
 on the rare ones that did not (a submit that fails for good, a stranded claim, a duplicate or
 re-driven upload).
+
+A write that makes a job final also marks its event as owed (jobs/event_outbox.py), in the same
+write: the event that follows may be lost to a kill or a failed PutEvents, the mark is not.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ from pika_pipeline.aws.errors import cancellation_reasons, error_code
 from pika_pipeline.batches import progress
 from pika_pipeline.errors import JobConflict, JobStoreBusy
 from pika_pipeline.jobs.error_codes import ErrorCode
+from pika_pipeline.jobs.event_outbox import (
+    clear_event_due,
+    event_due_attributes,
+    mark_event_due,
+)
 from pika_pipeline.jobs.expressions import Update
 from pika_pipeline.jobs.job import Job, now_iso
 from pika_pipeline.jobs.open_jobs import open_shard
@@ -112,7 +120,9 @@ class JobRepository:
             )
             # An update, not a put: a re-queued job keeps its history (attempts, created_at).
             update.set_if_absent("created_at", now_iso())
-            return update.remove("error_code", "error_message", "claim_expires_at", "slot")
+            update.remove("error_code", "error_message", "claim_expires_at", "slot")
+            # A FAILED job put back in the queue owes no Video Failed any more (event_outbox.py).
+            return clear_event_due(update)
 
         # Only a job fal never accepted is queued again (the table's reopenings before fal).
         never_reached_fal = _status_in(reopenable_sources_of(JobStatus.QUEUED)) & Attr(
@@ -215,6 +225,7 @@ class JobRepository:
             .set("cancelled_by", by)
             .remove("queue_lane", "queue_order", "queue_position", "estimated_start_at")
         )
+        mark_event_due(update, job_id, now_epoch=int(time.time()))
         what = f"job {job_id} no longer waits"
         current = self.get(job_id) if self._control is not None else None
         if current is not None and COUNTED in current.item:
@@ -300,7 +311,13 @@ class JobRepository:
     def record_rejection(self, item: dict[str, Any]) -> dict[str, Any]:
         """Writes a REJECTED job; raises JobConflict when the upload already has a job."""
         now = now_iso()
-        stored = {**item, "status": JobStatus.REJECTED, "created_at": now, "updated_at": now}
+        stored = {
+            **item,
+            "status": JobStatus.REJECTED,
+            "created_at": now,
+            "updated_at": now,
+            **event_due_attributes(str(item["job_id"]), now_epoch=int(time.time())),
+        }
         if self._retention_seconds:
             stored["expires_at"] = int(time.time()) + self._retention_seconds
         batch = item.get("batch")
@@ -342,6 +359,7 @@ class JobRepository:
             .set("updated_at", now_iso())
             .remove("open_shard", "next_check_at")
         )
+        mark_event_due(update, job_id, now_epoch=now_epoch)
         current = self.get(job_id) if self._control is not None else None
         if current is not None and COUNTED in current.item:
             self._transact(
@@ -487,6 +505,8 @@ class JobRepository:
                 "queue_position",
                 "estimated_start_at",
             )
+            # It owes its event until the notifier has it (event_outbox.py).
+            mark_event_due(update, job_id, now_epoch=int(time.time()))
         if add_request_id:
             update.add("request_ids", {add_request_id})
         if close_attempt:

@@ -4,15 +4,17 @@ The envelope is the spec's: ``type``, ``timestamp`` (when the event happened), `
 event's detail, so correlation id and batch come along whenever the detail carries them, plus a
 presigned download URL for a completed video). The body stays under 20 KB.
 
-The ``webhook-id`` is the EventBridge event's id for a video event (published once per
-transition), and derives from (batch, summary number) for a batch summary: the reconciler may
-publish one summary again after a crash, and receivers must see the same message.
+The ``webhook-id`` derives from (job, final status) for a video event and from (batch, summary
+number) for a batch summary: the reconciler publishes a job's event again until the notifier has
+it (jobs/event_outbox.py), and a summary again after a crash, each a new EventBridge event that
+receivers must see as the same message.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,8 @@ EVENT_TYPES = {
     BATCH_COMPLETED: "batch.completed",
 }
 MAX_BODY_BYTES = 20 * 1024
+_JOB_ID = re.compile(r"[0-9a-f]{1,64}")
+_STATUS = re.compile(r"[A-Z]{1,16}")
 _TRUNCATED_MESSAGE_CHARS = 1000
 
 
@@ -66,13 +70,19 @@ def webhook_message(
 
 
 def message_id(event_type: str, *, event_id: str, detail: Mapping[str, Any]) -> str:
-    """The ``webhook-id``: ``msg_<event id>``, or ``msg_batch_<hash of the batch>_<summary>`` for
-    a batch summary. The batch name is the uploader's text, and the spec wants an id no user
-    controls (no ``.`` at least, as the id is signed dot-joined): its hash keeps the id in
-    ``[a-z0-9_]`` whatever the name."""
+    """The ``webhook-id``: ``msg_<job id>_<status>`` for a video event (``msg_<job id>_completed``:
+    a job ends once, unless a late result completes a FAILED one, which is news), or
+    ``msg_batch_<hash of the batch>_<summary>`` for a batch summary. The batch name is the
+    uploader's text, and the spec wants an id no user controls (no ``.`` at least, as the id is
+    signed dot-joined): its hash keeps the id in ``[a-z0-9_]`` whatever the name. Job ids are the
+    pipeline's own hex digests; an event without one (not the pipeline's) gets
+    ``msg_<event id>``."""
     if event_type == "batch.completed" and detail.get("batch") and detail.get("summary"):
         digest = hashlib.sha256(str(detail["batch"]).encode()).hexdigest()[:32]
         return f"msg_batch_{digest}_{int(detail['summary'])}"
+    job_id, status = str(detail.get("job_id") or ""), str(detail.get("status") or "")
+    if event_type != "batch.completed" and _JOB_ID.fullmatch(job_id) and _STATUS.fullmatch(status):
+        return f"msg_{job_id}_{status.lower()}"
     return f"msg_{event_id}"
 
 

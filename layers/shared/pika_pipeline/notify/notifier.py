@@ -7,6 +7,10 @@ split into one message per endpoint, so each retries on its own and a receiver t
 never sent the message again. A failed attempt is retried on a schedule close to the spec's
 (5 s, 5 min, 30 min, 2 h, 5 h, 10 h...) through the message's visibility, as submit/batch.py
 backs off; after the last attempt the next receive moves it to the dead-letter queue.
+
+It also acknowledges each job event it takes (jobs/event_outbox.py), NotifyUrl or not: the event
+reached the bus, so the reconciler need not publish it again. That proves nothing about delivery,
+which the queue's retries and dead-letter queue look after.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from pika_pipeline.aws.sqs_messages import MAX_VISIBILITY_SECONDS, Postponer, QueueMessage
+from pika_pipeline.jobs.events import COMPLETED, FAILED
 from pika_pipeline.notify.delivery import Outcome, WebhookSender
 from pika_pipeline.notify.messages import NotAnEvent, webhook_message
 from pika_pipeline.notify.signing import signature_header, signing_keys
@@ -46,6 +51,7 @@ class Notifier:
         sender: WebhookSender,
         secret: Callable[[], str],
         presign: Callable[[str, str], str],
+        acknowledge: Callable[[str, str], bool],
         notify_url: str,
         retry_delays: Sequence[int],
         max_attempts: int,
@@ -56,6 +62,7 @@ class Notifier:
         self._sender = sender
         self._secret = secret
         self._presign = presign
+        self._acknowledge = acknowledge
         self._notify_url = notify_url
         self._retry_delays = tuple(retry_delays)
         self._max_attempts = max_attempts
@@ -105,6 +112,9 @@ class Notifier:
             job_id=event["detail"].get("job_id"),
         )
         if destination is None:
+            # The event as published, not a split of it: acknowledged once here (again only
+            # when a failed delivery brings the message back: a condition that finds no mark).
+            self._acknowledge_event(event)
             destinations = list(
                 dict.fromkeys(url for url in (self._notify_url, webhook.callback_url) if url)
             )
@@ -115,6 +125,17 @@ class Notifier:
                 return
             destination = destinations[0]
         self._deliver(record, destination, webhook.msg_id, webhook.body)
+
+    def _acknowledge_event(self, event: Mapping[str, Any]) -> None:
+        if event.get("detail-type") not in (COMPLETED, FAILED):
+            return  # a batch summary has its own lease (batches/announcer.py)
+        detail = event["detail"]
+        try:
+            self._acknowledge(str(detail["job_id"]), str(detail["status"]))
+        except Exception as exc:
+            # The mark stays and the reconciler publishes the event again: the same webhook-id,
+            # which receivers deduplicate on. Delivering now matters more.
+            logger.warning("Could not acknowledge the job's event", extra={"reason": str(exc)})
 
     def _deliver(self, record: QueueMessage, url: str, msg_id: str, body: bytes) -> None:
         now = self._now()

@@ -13,6 +13,8 @@ number per run, and for each:
 - a job that cannot be settled this time (its video cannot be stored yet, or an error) is checked
   again later, until the deadline: then it ends FAILED (``video_unavailable`` or
   ``reconcile_failed``), so no job stays open past the deadline for any reason.
+Then it publishes again the events of final jobs the notifier never acknowledged
+(jobs/event_outbox.py), so a kill or a failed PutEvents after a final write loses no webhook.
 Each run reports the age of the oldest job it had to leave open (``OldestOpenJobSeconds``):
 above the deadline, something keeps a job from ending, and an alarm says so.
 Everything is a conditional transition, so running beside the webhook, or twice at once, is safe:
@@ -33,6 +35,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pika_pipeline.errors import FalUnavailable, JobConflict, JobStoreBusy, VideoUnavailable
 from pika_pipeline.fal.pika import endpoint_of
 from pika_pipeline.jobs.error_codes import ErrorCode
+from pika_pipeline.jobs.event_outbox import EVENT_REPUBLISHED
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, count, logger, metrics
 from pika_pipeline.results.recorder import RecordOutcome
@@ -44,12 +47,21 @@ if TYPE_CHECKING:
     from pika_pipeline.dispatch.dispatcher import Dispatcher
     from pika_pipeline.dispatch.queue_report import QueueReport
     from pika_pipeline.fal.gateway import FalGateway
+    from pika_pipeline.jobs.event_outbox import EventOutbox
     from pika_pipeline.jobs.events import JobEvents
     from pika_pipeline.jobs.job import Job
     from pika_pipeline.jobs.open_jobs import OpenJobs
     from pika_pipeline.jobs.repository import JobRepository
     from pika_pipeline.results.recorder import ResultRecorder
     from pika_pipeline.submit.service import SubmitService
+
+
+# After this many republishes the notifier is not merely slow: the mark goes, an error is logged
+# and EventsNeverAcknowledged counted. With a 600 s grace, the last republish comes ~1.8 days
+# after the job ended, and the mark goes ~3.5 days after it.
+MAX_REPUBLISHES = 8
+# The marks one run looks at: a republish is two small calls, far cheaper than settling a job.
+REPUBLISH_PER_RUN = 200
 
 
 class ReconcileOutcome(StrEnum):
@@ -164,9 +176,13 @@ class Reconciler:
         dispatcher: Dispatcher | None = None,
         queue_report: QueueReport | None = None,
         batches: BatchAnnouncer | None = None,
+        outbox: EventOutbox | None = None,
+        event_grace_seconds: int = 600,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._batches = batches
+        self._outbox = outbox
+        self._event_grace_seconds = event_grace_seconds
         self._dispatcher = dispatcher
         self._queue_report = queue_report
         self._open_jobs = open_jobs
@@ -213,7 +229,60 @@ class Reconciler:
         answer = {str(outcome): number for outcome, number in report.items()}
         answer.update(self._dispatch(out_of_time))
         answer.update(self._announce_batches(out_of_time))
+        answer.update(self._republish_events(out_of_time))
         return answer
+
+    def _republish_events(self, out_of_time: Callable[[], bool]) -> dict[str, int]:
+        """Publishes again the events of final jobs the notifier has not acknowledged within
+        the grace, each time waiting twice as long for its acknowledgement."""
+        if self._outbox is None:
+            return {}
+        now = int(self._clock())
+        try:
+            due = self._outbox.due(
+                before_epoch=now - self._event_grace_seconds, limit=REPUBLISH_PER_RUN
+            )
+        except Exception:
+            logger.exception("Reading the events due failed; the next run tries again")
+            count(Metric.RECONCILE_ERRORS)
+            return {}
+        republished = 0
+        for job in due:
+            if out_of_time():
+                break  # the rest stay due for the next run
+            logger.thread_safe_clear_keys()
+            logger.thread_safe_append_keys(job_id=job.job_id, status=job.item.get("status"))
+            try:
+                republished += self._republish(self._outbox, job, now)
+            except Exception:
+                logger.exception("Republishing the job's event failed; the next run tries again")
+                count(Metric.RECONCILE_ERRORS)
+        logger.thread_safe_clear_keys()
+        return {"events_republished": republished} if republished else {}
+
+    def _republish(self, outbox: EventOutbox, job: Job, now: int) -> bool:
+        times = int(job.item.get(EVENT_REPUBLISHED, 0))
+        try:
+            if times >= MAX_REPUBLISHES:
+                outbox.abandon(job)
+                logger.error(
+                    "The job's event was never acknowledged; its webhook may be lost",
+                    extra={"republished": times},
+                )
+                count(Metric.EVENTS_NEVER_ACKNOWLEDGED)
+                return False
+            # Taken before publishing, so two runs never both publish it; a crash in between
+            # only delays it to the next due time.
+            fresh = outbox.postpone(
+                job, until_epoch=now + self._event_grace_seconds * (2 ** (times + 1) - 1)
+            )
+        except JobConflict:
+            return False  # acknowledged, or finished anew, meanwhile
+        if not self._events.finished(fresh):
+            return False  # logged and counted; due again after its delay
+        logger.info("Republished the job's event", extra={"republished": times + 1})
+        count(Metric.EVENTS_REPUBLISHED)
+        return True
 
     def _announce_batches(self, out_of_time: Callable[[], bool]) -> dict[str, int]:
         """Batch Completed for the batches that finished: after the jobs, so a batch whose last
