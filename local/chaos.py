@@ -43,6 +43,7 @@ from typing import Any
 
 import boto3
 from boto3.dynamodb.conditions import Key
+from botocore.config import Config
 
 from local.aws import REGION, free_port
 from local.chaos_checks import ChaosReport, Evidence, budget_ran_out, check
@@ -127,8 +128,12 @@ class ChaosRun:
         self.table = session.resource("dynamodb", endpoint_url=info.aws_endpoint).Table(
             info.outputs["JobsTableName"]
         )
+        # A run may take up to the reconciler's own timeout (300 s) on a loaded machine; one
+        # invocation per call, as a schedule makes.
         self.lambda_ = session.client(
-            "lambda", endpoint_url=info.functions["ReconcilerFunction"]["invoke_url"]
+            "lambda",
+            endpoint_url=info.functions["ReconcilerFunction"]["invoke_url"],
+            config=Config(read_timeout=330, retries={"total_max_attempts": 1}),
         )
         self.tls = ssl.create_default_context(cafile=info.fal_ca_file)
         self.kills = 0
@@ -167,7 +172,10 @@ class ChaosRun:
 
     def reconcile_on_schedule(self, stop: threading.Event) -> None:
         while not stop.wait(3):
-            self.reconcile_once()
+            try:
+                self.reconcile_once()
+            except Exception as exc:  # a schedule keeps firing after a failed run
+                print(f"chaos: a scheduled reconciler run failed: {exc!r}", flush=True)
 
     def reconcile_once(self) -> None:
         self.lambda_.invoke(
