@@ -376,6 +376,25 @@ def test_high_priority_first_then_batches_share_round_robin(one_slot: Gate) -> N
     assert [job for job in order if job in bulk] == bulk  # FIFO within the batch
 
 
+def test_a_job_is_ranked_in_one_write_unless_its_batch_fell_behind_the_lane(one_slot: Gate) -> None:
+    fair_share = FairShare(lambda: one_slot.control_table)
+    one_slot.control_table.put_item(Item={"pk": "clock#normal", "rank": 5})
+    calls = Calls(one_slot.control_table)
+
+    # A new batch (every single image is one) starts just past the lane's clock...
+    assert fair_share.next_rank("normal", "alice") == 6
+    # ...and a batch at or ahead of the clock takes its next rank: the clock read and one write.
+    assert fair_share.next_rank("normal", "alice") == 7
+    assert calls.take() == Counter({"GetItem": 2, "UpdateItem": 2})
+
+    # A batch left behind while others ran joins the clock: one write more.
+    one_slot.control_table.put_item(Item={"pk": "clock#normal", "rank": 20})
+    calls.take()
+    assert fair_share.next_rank("normal", "alice") == 21
+    assert calls.take() == Counter({"GetItem": 1, "UpdateItem": 2})
+    assert fair_share.next_rank("normal", "alice") == 22
+
+
 def test_a_pause_takes_effect_within_the_cache_and_a_resume_at_once(one_slot: Gate) -> None:
     clock = Clock(now=0.0)
     switch = PauseSwitch(lambda: one_slot.control_table, cache_seconds=5, clock=clock)
