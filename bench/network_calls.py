@@ -47,18 +47,26 @@ from pika_pipeline.jobs.statuses import TERMINAL_STATUSES
 from tests.support.pipeline import Pipeline
 
 # The design's minimum, call by call. Was 4 (claim, fal, request id, image GET): the dispatch gate
-# (issue 16) inherently adds queueing the job, its fair-share rank, reading slots and the waiting
-# job, and the slot transaction (layers/shared/pika_pipeline/dispatch/, dispatch-design.md).
+# (issue 16) inherently adds queueing the job, its fair-share rank, reading slots, their holders
+# and the waiting job, the slot transaction, and the completion's nudge looking for the next job
+# (layers/shared/pika_pipeline/dispatch/, dispatch-design.md).
 SUBMIT_MINIMUM = (
     "s3 ranged GET of the image (metadata, size, signature)",
     "DynamoDB queue the job (conditional write, QUEUED)",
     "DynamoDB fair-share rank: the batch's counter (conditional update)",
     "DynamoDB fair-share rank: the lane's clock (read)",
     "DynamoDB slots (one BatchGetItem)",
+    # Inherent: a slot is free when the job holding it has ended, which only the job table
+    # knows (slots are derived, never released); one read per fill once any slot has a holder.
+    "DynamoDB the slots' holders (one BatchGetItem of the jobs table)",
     "DynamoDB next waiting job (one Query of its lane)",
     "DynamoDB slot transaction (TransactWriteItems: slot + QUEUED -> PENDING)",
     "fal submit",
     "DynamoDB request id (conditional write)",
+    # Inherent: the job's completion event nudges the submit function, which must look for a
+    # waiting job to fill the slot it freed (work conservation): one read, nothing else when
+    # nothing waits (the pause switch is not read then).
+    "DynamoDB the completion's nudge: one read of the queue",
 )
 # Readable video keys (issue 18) cost nothing here: the one PUT writes the readable key with
 # If-None-Match: *, and only a re-upload of a key (a refused PUT) takes the slower path.

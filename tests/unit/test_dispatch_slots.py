@@ -305,14 +305,16 @@ def test_two_dispatchers_racing_for_the_same_job_take_one_slot(two_slots: Gate) 
     assert [slot.number for slot in two_slots.slots.view().free] == [1]  # not leaked
 
 
-def test_a_paused_gate_dispatches_nothing(one_slot: Gate) -> None:
+@pytest.mark.parametrize("nudge", [False, True], ids=["uploads", "nudge"])
+def test_a_paused_gate_dispatches_nothing(one_slot: Gate, nudge: bool) -> None:
     waiting = one_slot.upload("uploads/a.jpg")
     one_slot.control_table.put_item(Item={"pk": DISPATCH_ITEM, "paused": True})
 
-    assert one_slot.dispatcher().fill() == 0
+    assert one_slot.dispatcher().fill(waiting_first=nudge) == 0
 
+    assert one_slot.job(waiting)["status"] == JobStatus.QUEUED
     one_slot.control_table.put_item(Item={"pk": DISPATCH_ITEM, "paused": False})
-    assert one_slot.dispatcher().fill() == 1
+    assert one_slot.dispatcher().fill(waiting_first=nudge) == 1
     assert one_slot.fal.submits_for(waiting) == 1
 
 
@@ -376,6 +378,25 @@ def test_high_priority_first_then_batches_share_round_robin(one_slot: Gate) -> N
     assert [job for job in order if job in bulk] == bulk  # FIFO within the batch
 
 
+def test_a_job_is_ranked_in_one_write_unless_its_batch_fell_behind_the_lane(one_slot: Gate) -> None:
+    fair_share = FairShare(lambda: one_slot.control_table)
+    one_slot.control_table.put_item(Item={"pk": "clock#normal", "rank": 5})
+    calls = Calls(one_slot.control_table)
+
+    # A new batch (every single image is one) starts just past the lane's clock...
+    assert fair_share.next_rank("normal", "alice") == 6
+    # ...and a batch at or ahead of the clock takes its next rank: the clock read and one write.
+    assert fair_share.next_rank("normal", "alice") == 7
+    assert calls.take() == Counter({"GetItem": 2, "UpdateItem": 2})
+
+    # A batch left behind while others ran joins the clock: one write more.
+    one_slot.control_table.put_item(Item={"pk": "clock#normal", "rank": 20})
+    calls.take()
+    assert fair_share.next_rank("normal", "alice") == 21
+    assert calls.take() == Counter({"GetItem": 1, "UpdateItem": 2})
+    assert fair_share.next_rank("normal", "alice") == 22
+
+
 def test_a_pause_takes_effect_within_the_cache_and_a_resume_at_once(one_slot: Gate) -> None:
     clock = Clock(now=0.0)
     switch = PauseSwitch(lambda: one_slot.control_table, cache_seconds=5, clock=clock)
@@ -416,8 +437,8 @@ def test_a_nudge_that_finds_nothing_waiting_costs_one_read(two_slots: Gate) -> N
 
     assert dispatcher.fill(waiting_first=True) == 0
 
-    # The pause switch (not cached in these tests) and one Scan of the empty queue.
-    assert calls.take() == Counter({"GetItem": 1, "Scan": 1})
+    # One Scan of the empty queue; the pause switch is read only when there is work to pause.
+    assert calls.take() == Counter({"Scan": 1})
 
 
 def test_a_fill_that_finds_no_free_slot_reads_the_slots_only(one_slot: Gate) -> None:

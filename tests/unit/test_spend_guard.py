@@ -16,7 +16,7 @@ import pytest
 from moto import mock_aws
 
 from local.template import load_template
-from pika_pipeline.dispatch.control import PauseSwitch, iso
+from pika_pipeline.dispatch.control import DISPATCH_ITEM, OperatorItems, PauseSwitch, iso
 from pika_pipeline.dispatch.dispatcher import Dispatcher
 from pika_pipeline.dispatch.order import WaitingJobs, queue_order
 from pika_pipeline.dispatch.slots import Slots
@@ -84,11 +84,8 @@ class World:
         self.submit = RecordingSubmit()
         self.repository = JobRepository(lambda: jobs)
         self.ledger = SpendLedger(control=lambda: control, jobs=lambda: jobs)
-        self.limits = BudgetLimitsReader(
-            lambda: control,
-            defaults=BudgetLimits(daily_usd=Decimal(daily), monthly_usd=Decimal(monthly)),
-            cache_seconds=0,
-        )
+        self.defaults = BudgetLimits(daily_usd=Decimal(daily), monthly_usd=Decimal(monthly))
+        self.limits = BudgetLimitsReader(lambda: control, defaults=self.defaults, cache_seconds=0)
         self._ids = itertools.count()
 
     def queue(self, count: int, *, price: Decimal | None = PRICE, batch: str = "shop") -> None:
@@ -104,12 +101,15 @@ class World:
                 item, lane="normal", order=queue_order(n, queued_at, job_id), queued_at=queued_at
             )
 
-    def dispatcher(self) -> Dispatcher:
+    def dispatcher(self, *, items: OperatorItems | None = None) -> Dispatcher:
+        """``items``: the pause switch and the limits read together, as the functions do."""
         control = lambda: self.control  # noqa: E731
+        if items is not None:
+            self.limits = BudgetLimitsReader(control, defaults=self.defaults, items=items)
         return Dispatcher(
             slots=Slots(control=control, jobs=lambda: self.jobs, count=20),
             waiting=WaitingJobs(lambda: self.jobs),
-            pause=PauseSwitch(control),
+            pause=PauseSwitch(control, items=items),
             repository=self.repository,
             submit=self.submit,  # type: ignore[arg-type]
             claim_seconds=300,
@@ -186,6 +186,39 @@ def test_raising_the_budget_at_run_time_releases_the_waiting_jobs(
 
     assert world.dispatcher().fill() == 2
     assert "waiting_for" not in world.job(jid(2))
+
+
+def test_a_fill_reads_the_pause_switch_and_the_budget_in_one_call(
+    tables: tuple[Any, Any],
+) -> None:
+    world = World(*tables, daily="10")
+    world.queue(4)
+    items = OperatorItems(lambda: world.control, cache_seconds=60)
+    reads: list[set[str]] = []  # the control items each read names
+
+    def pk(key: dict[str, Any]) -> str:
+        value = key.get("pk", "")
+        return str(value.get("S", "") if isinstance(value, dict) else value)
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        if model.name == "GetItem":
+            reads.append({pk(params["Key"])})
+        elif model.name == "BatchGetItem":
+            for request in params["RequestItems"].values():
+                reads.append({pk(key) for key in request["Keys"]})
+
+    world.control.meta.client.meta.events.register("provide-client-params.dynamodb", record)
+    world.control.put_item(Item={"pk": DISPATCH_ITEM, "paused": True})
+
+    assert world.dispatcher(items=items).fill() == 0
+
+    world.control.put_item(Item={"pk": DISPATCH_ITEM, "paused": False})
+    world.control.put_item(Item={"pk": BUDGET_ITEM, "daily_usd": Decimal("0.80")})
+    # A paused switch is read again at once: the resume and the operator's limit are seen.
+    assert world.dispatcher(items=items).fill() == 2
+    operator_reads = [keys for keys in reads if keys & {DISPATCH_ITEM, BUDGET_ITEM}]
+    assert operator_reads
+    assert all(keys == {DISPATCH_ITEM, BUDGET_ITEM} for keys in operator_reads)
 
 
 def test_a_zero_limit_means_no_limit_and_a_job_without_a_price_is_priced_now(

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         SubmitSettings,
         WebhookSettings,
     )
+    from pika_pipeline.dispatch.control import OperatorItems
     from pika_pipeline.dispatch.dispatcher import Dispatcher
     from pika_pipeline.dispatch.slots import Slots
     from pika_pipeline.fal.gateway import FalGateway
@@ -151,20 +152,22 @@ def _dispatcher(
     submit: SubmitService,
     executor: Executor | None = None,
 ) -> Dispatcher:
-    from pika_pipeline.dispatch.control import PauseSwitch
+    from pika_pipeline.dispatch.control import OperatorItems, PauseSwitch
     from pika_pipeline.dispatch.dispatcher import Dispatcher
     from pika_pipeline.dispatch.order import WaitingJobs
 
     control = _control(settings)
+    # A fill needs the pause switch and the budget's limits: one cached read for both.
+    items = OperatorItems(control)
     return Dispatcher(
         slots=_slots(settings),
         waiting=WaitingJobs(_table(settings)),
-        pause=PauseSwitch(control),
+        pause=PauseSwitch(control, items=items),
         repository=repository,
         submit=submit,
         claim_seconds=settings.submit_claim_seconds,
         reconcile_after_seconds=settings.reconcile_after_seconds,
-        budget=_budget_gate(settings),
+        budget=_budget_gate(settings, items=items),
         executor=executor,
     )
 
@@ -175,7 +178,9 @@ def _ledger(control_table: str, settings: CommonSettings) -> SpendLedger:
     return SpendLedger(control=lambda: jobs_table(control_table), jobs=_table(settings))
 
 
-def _budget_gate(settings: SubmitServiceSettings) -> BudgetGate:
+def _budget_gate(
+    settings: SubmitServiceSettings, *, items: OperatorItems | None = None
+) -> BudgetGate:
     from pika_pipeline.spend.budget import BudgetGate, BudgetLimits, BudgetLimitsReader
 
     def price_of(item: dict[str, Any]) -> Decimal:
@@ -191,6 +196,7 @@ def _budget_gate(settings: SubmitServiceSettings) -> BudgetGate:
             defaults=BudgetLimits(
                 daily_usd=settings.daily_budget_usd, monthly_usd=settings.monthly_budget_usd
             ),
+            items=items,
         ),
         ledger=_ledger(settings.control_table, settings),
         jobs=_table(settings),

@@ -76,17 +76,19 @@ class Dispatcher:
         in its own slot transaction: a fill of ten costs about one transaction and one fal
         round trip, not ten. No two pairs share a slot or a job, so they never race each other;
         a race lost to another dispatcher costs a second round for what is left.
-        ``waiting_first``: read the queue before the slots, for a fill that most likely finds
-        nothing waiting (a completion's nudge): one read then settles it.
+        ``waiting_first``: read the queue before anything else, for a fill that most likely
+        finds nothing waiting (a completion's nudge): one read then settles it.
         """
+        head: list[WaitingJob] = []
+        if waiting_first:
+            head = self._waiting.head(self._slots.count)
+            if not head:
+                return 0
         if self._pause.paused():
             return 0
         if self._budget is not None:
             self._budget.begin_fill()
         if waiting_first:
-            head = self._waiting.head(self._slots.count)
-            if not head:
-                return 0
             free = deque(self._slots.view().free)
         else:
             free = deque(self._slots.view().free)

@@ -85,26 +85,31 @@ class FairShare:
         return int(str(item.get("rank", 0))) if item else 0
 
     def next_rank(self, lane: str, batch: str) -> int:
-        """The rank of the batch's next job: at most two conditional writes, retried on a race."""
+        """The rank of the batch's next job: one conditional write for a new batch or one at or
+        ahead of the lane's clock, a second only for a batch left behind; retried on a race."""
         clock = self.lane_clock(lane)
         key = {"pk": batch_key(lane, batch)}
         for _ in range(10):
             try:
+                # A new batch starts at the clock: ``if_not_exists`` spares it the second write
+                # (every single image is a new batch of its own).
                 attrs = self._control().update_item(
                     Key=key,
-                    ConditionExpression=Attr("last_rank").gte(clock),
+                    UpdateExpression="SET #last = if_not_exists(#last, :clock) + :one",
+                    ConditionExpression=Attr("last_rank").not_exists()
+                    | Attr("last_rank").gte(clock),
+                    ExpressionAttributeNames={"#last": "last_rank"},
+                    ExpressionAttributeValues={":clock": clock, ":one": 1},
                     ReturnValues="UPDATED_NEW",
-                    **Update().add("last_rank", 1).arguments(),
                 )["Attributes"]
                 return int(str(attrs["last_rank"]))
             except ClientError as exc:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
-            try:  # the batch is behind the lane (new, or idle while others ran): join the clock
+            try:  # the batch is behind the lane (idle while others ran): join the clock
                 self._control().update_item(
                     Key=key,
-                    ConditionExpression=Attr("last_rank").not_exists()
-                    | Attr("last_rank").lt(clock),
+                    ConditionExpression=Attr("last_rank").lt(clock),
                     **Update().set("last_rank", clock + 1).arguments(),
                 )
                 return clock + 1

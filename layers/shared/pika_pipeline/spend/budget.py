@@ -19,6 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
 from pika_pipeline.aws.errors import error_code
+from pika_pipeline.dispatch.control import OperatorItems
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, logger, metrics
 from pika_pipeline.spend.ledger import (
@@ -54,7 +55,10 @@ class BudgetLimits:
 
 
 class BudgetLimitsReader:
-    """The limits in force: the control table's ``budget`` item over the template's defaults."""
+    """The limits in force: the control table's ``budget`` item over the template's defaults.
+
+    ``items``: the operator items it shares with the pause switch (one read for both); without,
+    it reads the ``budget`` item alone."""
 
     def __init__(
         self,
@@ -63,23 +67,15 @@ class BudgetLimitsReader:
         defaults: BudgetLimits,
         cache_seconds: float = BUDGET_CACHE_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        items: OperatorItems | None = None,
     ) -> None:
-        self._control = control
         self._defaults = defaults
-        self._cache_seconds = cache_seconds
-        self._monotonic = monotonic
-        self._cached: tuple[float, BudgetLimits] | None = None
+        self._items = items or OperatorItems(
+            control, keys=(BUDGET_ITEM,), cache_seconds=cache_seconds, clock=monotonic
+        )
 
     def limits(self, *, fresh: bool = False) -> BudgetLimits:
-        now = self._monotonic()
-        if not fresh and self._cached and now - self._cached[0] < self._cache_seconds:
-            return self._cached[1]
-        item: dict[str, Any] = (
-            self._control().get_item(Key={"pk": BUDGET_ITEM}, ConsistentRead=True).get("Item") or {}
-        )
-        limits = limits_from(item, self._defaults)
-        self._cached = (now, limits)
-        return limits
+        return limits_from(self._items.item(BUDGET_ITEM, fresh=fresh), self._defaults)
 
 
 def limits_from(item: dict[str, Any], defaults: BudgetLimits) -> BudgetLimits:
