@@ -283,9 +283,11 @@ class LocalStack:
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec["memory"]),
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
                 "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
-                # How the functions find the emulator: fal_client's host and the CA that signed
-                # the emulator's certificate (the only local-only settings they get).
+                # How the functions find the emulator: fal_client's host, fal's Platform API
+                # (the request history) and the CA that signed the emulator's certificate (the
+                # only local-only settings they get).
                 "FAL_QUEUE_RUN_HOST": self.info.fal_url.removeprefix("https://"),
+                "FAL_PLATFORM_API_URL": f"{self.info.fal_url}/v1",
                 "SSL_CERT_FILE": self.info.fal_ca_file,
                 # Lambda's order: function code (/var/task) first, then the layer (/opt/python).
                 "PYTHONPATH": os.pathsep.join(

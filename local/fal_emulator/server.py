@@ -8,6 +8,8 @@ Routes (as fal serves them; status/result/cancel drop the endpoint's subpath):
   PUT  /{owner}/{app}/requests/{id}/cancel            cancel
   GET  /files/{id}.mp4                                the rendered video
   GET  /.well-known/jwks.json                         the webhook signing keys
+  GET  /v1/models/requests/by-endpoint                the Platform API's request history (see
+                                                      Emulator.history)
 Like a fal account, it runs at most ``concurrency`` requests at once (2, a new account's limit;
 the local stack sets it from FalConcurrency, tests through /_emulator/account); the rest wait
 IN_QUEUE, in order, with their queue position in status answers, and a request not started
@@ -28,6 +30,8 @@ Control (for tests and the demo, not part of fal's API):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import random
@@ -39,6 +43,7 @@ import urllib.request
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -98,6 +103,9 @@ class Faults:
               first, as fal does, so a client that times out and retries creates a second one).
     outcome:  "ok" | "error" | "validation_error" | "payload_error" for the next requests.
     delivery: "normal" | "drop" | "duplicate" | "late" for the next requests' webhooks.
+    history:  "listed" | "hidden" for the next requests: a hidden one is not (yet) in fal's
+              request history, as one fal has not indexed would not be.
+    history_errors: HTTP statuses to answer the next request-history reads with (e.g. 503).
     media:    how the next requests' videos are served: "normal", "large" (padded past the
               multipart threshold), "truncated_once" (the first download breaks off), "wrong_size"
               (file_size off by one), "not_mp4", "redirect_private" (a 302 to 169.254.169.254),
@@ -109,6 +117,8 @@ class Faults:
     outcome: deque[str] = field(default_factory=deque)
     delivery: deque[str] = field(default_factory=deque)
     media: deque[str] = field(default_factory=deque)
+    history: deque[str] = field(default_factory=deque)
+    history_errors: deque[int] = field(default_factory=deque)
     # Faults by chance, for load runs: {"submit": {"429": 0.05}, "delivery": {"drop": 0.05},
     # "outcome": {"error": 0.02}, "media": {"not_mp4": 0.02}} (each a probability per
     # submission; FIFO faults come first).
@@ -130,6 +140,7 @@ class FalRequest:
     outcome: str = "ok"
     delivery: str = "normal"
     media: str = "normal"
+    listed: bool = True  # shown by the request history
     downloads: int = 0
     redirects_followed: int = 0
     output: dict[str, Any] | None = None
@@ -219,6 +230,9 @@ class Emulator:
             request.media = (
                 self.faults.media.popleft() if self.faults.media else self._by_chance("media")
             ) or "normal"
+            request.listed = (self.faults.history.popleft() if self.faults.history else "") != (
+                "hidden"
+            )
             self.requests[request_id] = request
             position = len(self.waiting)
             self.waiting.append(request)
@@ -292,6 +306,71 @@ class Emulator:
                 request.status = "COMPLETED"
                 request.error_body = {"detail": "Request was cancelled"}
         return 202, {"status": "CANCELLATION_REQUESTED"}
+
+    # --- the Platform API's request history ------------------------------------------------
+
+    def history(self, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        """``GET /v1/models/requests/by-endpoint`` as fal documents it (endpoint_id required;
+        start/end, status, request_id filters; expand=payloads; limit/cursor pages). Where fal's
+        docs are silent the emulator chooses: requests still queued or running are listed (with
+        no ended_at nor status_code), and start/end filter on when the request was received."""
+        with self.lock:
+            if self.faults.history_errors:
+                status = self.faults.history_errors.popleft()
+                return status, _fault_body(status)
+        one = {name: values[-1] for name, values in query.items() if values}
+        endpoint = one.get("endpoint_id")
+        try:
+            limit = int(one.get("limit", "50"))
+            page = int(base64.b64decode(one["cursor"]).decode()) if "cursor" in one else 1
+            start = _instant(one["start"]) if "start" in one else time.time() - 86400
+            end = _instant(one["end"]) if "end" in one else None
+        except (ValueError, binascii.Error):
+            return 422, {"detail": "Invalid query"}
+        if not endpoint or not 1 <= limit <= 100 or page < 1:
+            return 422, {"detail": "Invalid query"}
+        payloads = "payloads" in ",".join(query.get("expand", []))
+        with self.lock:
+            matching = [
+                r
+                for r in self.requests.values()
+                if r.listed
+                and r.app == endpoint
+                and r.submitted_at >= start
+                and (end is None or r.submitted_at < end)
+                and one.get("request_id", r.request_id) == r.request_id
+                and one.get("status", _history_status(r)) == _history_status(r)
+            ]
+            # fal sorts by end time; in the emulator the ones still open come last.
+            matching.sort(key=lambda r: (r.finished_at is None, r.finished_at or r.submitted_at))
+            items = [
+                self._history_item(r, payloads) for r in matching[(page - 1) * limit : page * limit]
+            ]
+        more = page * limit < len(matching)
+        cursor = base64.b64encode(str(page + 1).encode()).decode() if more else None
+        return 200, {"items": items, "next_cursor": cursor, "has_more": more}
+
+    def _history_item(self, request: FalRequest, payloads: bool) -> dict[str, Any]:
+        ended = request.status == "COMPLETED"
+        item: dict[str, Any] = {
+            "request_id": request.request_id,
+            "endpoint_id": request.app,
+            "sent_at": _iso(request.submitted_at),
+            "started_at": _iso(request.started_at),
+            "ended_at": _iso(request.finished_at or time.time()) if ended else None,
+            "status_code": (_error_status(request) if request.error_body else 200)
+            if ended
+            else None,
+            "duration": (
+                round(request.finished_at - request.started_at, 3)
+                if request.finished_at and request.started_at
+                else None
+            ),
+        }
+        if payloads:
+            item["json_input"] = request.arguments
+            item["json_output"] = (request.error_body or request.output) if ended else None
+        return item
 
     # --- the account's queue ---------------------------------------------------------------
 
@@ -523,7 +602,15 @@ class Emulator:
 
     def set_faults(self, spec: dict[str, Any]) -> None:
         with self.lock:
-            for name in ("submit", "submit_delay", "outcome", "delivery", "media"):
+            for name in (
+                "submit",
+                "submit_delay",
+                "outcome",
+                "delivery",
+                "media",
+                "history",
+                "history_errors",
+            ):
                 getattr(self.faults, name).extend(spec.get(name, []))
             for name in ("processing_seconds", "late_seconds", "fast", "rates"):
                 if name in spec:
@@ -567,6 +654,28 @@ def _error_status(request: FalRequest) -> int:
     return 422
 
 
+def _history_status(request: FalRequest) -> str | None:
+    """The history's status filter: success, error (fal's fault) or user_error (the input's)."""
+    if request.status != "COMPLETED":
+        return None
+    if request.error_body is None:
+        return "success"
+    return "error" if _error_status(request) >= 500 else "user_error"
+
+
+def _instant(value: str) -> float:
+    moment = datetime.fromisoformat(value)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
 def _fault_body(status: int) -> dict[str, Any]:
     if status == 429:
         return {"detail": "Too many requests", "error_type": "rate_limited"}
@@ -596,6 +705,10 @@ def make_handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
                 return self._json(200, emulator.signer.jwks())
             if path == "/_emulator/requests":
                 return self._json(200, emulator.describe())
+            if path == "/v1/models/requests/by-endpoint":
+                if not self._authorized():
+                    return self._json(401, {"detail": "No credentials or invalid key"})
+                return self._json(*emulator.history(query))
             if path.startswith("/files/") and path.endswith(".mp4"):
                 return self._serve_file(path[len("/files/") : -len(".mp4")])
             if path.startswith("/redirected/") and path.endswith(".mp4"):

@@ -301,3 +301,35 @@ def test_a_submit_function_killed_mid_dispatch_leaks_no_slot_and_submits_once(
         item = ddb.get_item(TableName=control, Key={"pk": f"slot#{number}"}).get("Item", {})
         holder = pipeline.job(str(item["holder"])) if item.get("holder") else None
         assert holder is None or holder["status"] in TERMINAL_STATUSES
+
+
+def test_a_dispatch_whose_fal_answer_was_lost_is_adopted_by_the_reconciler_not_submitted_twice(
+    gated: tuple[LocalStack, Pipeline],
+) -> None:
+    _, pipeline = gated
+    pipeline.fal_reset()
+    pipeline.fal_account(concurrency=FAL_CONCURRENCY)
+    # fal accepts the request but its answer comes after the submit's 2 s timeout, and its
+    # webhook never comes: only fal's request history can tell the reconciler it exists.
+    pipeline.fal_faults(submit_delay=[10], delivery=["drop"])
+
+    # given a dispatch that lost fal's answer: the claim is released to the reconciler
+    job_id = pipeline.upload({"prompt": "answer lost mid-dispatch", "duration": "1"})
+
+    def released() -> dict[str, Any] | None:
+        job = pipeline.job(job_id)
+        return job if job and job.get("last_error") else None
+
+    lost = eventually(released, timeout=60)
+    assert (lost["status"], "request_id" in lost) == ("PENDING", False)
+    (accepted,) = pipeline.fal_submits_for(job_id)
+
+    # when the reconciler runs
+    with Reconciling(pipeline, every=1.0):
+        (job,) = _wait_all_final(pipeline, [job_id], timeout=90)
+
+    # then fal ran one request, the one it had accepted, and the job has its one video
+    assert len(pipeline.fal_submits_for(job_id)) == 1
+    assert job["status"] == "COMPLETED"
+    assert job["request_id"] == job["completed_request_id"] == accepted["request_id"]
+    assert pipeline.video_objects(job_id) == [job["output_key"]]

@@ -206,10 +206,14 @@ def test_a_call_whose_answer_is_lost_is_not_posted_again_and_its_late_result_is_
 ) -> None:
     """fal queued the first request but answered after the 2 s timeout, and its (failed) result
     comes late. fal_client must not POST that call again (a second paid request nobody would
-    know of): the call fails, the reconciler submits again, and that call completes the job.
+    know of): the call fails; fal's history does not list the request yet, so the reconciler
+    submits again, and that call completes the job.
     The late result is fal's and for this job: it is acknowledged (a refusal would make fal
     retry it for hours), booked on the job, and changes nothing."""
-    pipeline.fal_faults(submit_delay=[3], delivery=["late"], outcome=["error", "ok"])
+    # fal's history does not list the first request yet, so the reconciler cannot adopt it.
+    pipeline.fal_faults(
+        submit_delay=[3], delivery=["late"], outcome=["error", "ok"], history=["hidden"]
+    )
 
     job_id = pipeline.upload({"prompt": "lost answer", "duration": "1"})
     resubmitted_after_outage(pipeline, job_id)
@@ -231,7 +235,7 @@ def test_a_call_whose_answer_is_lost_is_not_posted_again_and_its_late_result_is_
 def test_the_result_of_a_lost_answer_completes_a_job_whose_known_request_never_delivers(
     pipeline: Pipeline,
 ) -> None:
-    pipeline.fal_faults(submit_delay=[3], delivery=["late", "drop"])
+    pipeline.fal_faults(submit_delay=[3], delivery=["late", "drop"], history=["hidden"])
 
     job_id = pipeline.upload({"prompt": "only the lost one delivers", "duration": "1"})
     resubmitted_after_outage(pipeline, job_id)
@@ -250,7 +254,7 @@ def test_a_job_the_submit_path_failed_is_completed_by_a_result_fal_made_after_al
 ) -> None:
     # The first call's answer is lost; the retry is refused (401) and fails the job. fal had
     # queued the first request all the same: its video is the user's, not a loss.
-    pipeline.fal_faults(submit=[None, 401], submit_delay=[3], delivery=["late"])
+    pipeline.fal_faults(submit=[None, 401], submit_delay=[3], delivery=["late"], history=["hidden"])
 
     job_id = pipeline.upload({"prompt": "failed, then delivered", "duration": "1"})
     resubmitted_after_outage(pipeline, job_id)

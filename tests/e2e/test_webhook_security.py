@@ -178,8 +178,9 @@ def test_a_genuine_delivery_for_one_job_cannot_complete_another(
 @pytest.fixture
 def lost_call(pipeline: Pipeline) -> dict[str, Any]:
     """A job whose first call timed out although fal queued it (that call's URL stays open for
-    its result), and whose second call was answered; neither result is ever delivered."""
-    pipeline.fal_faults(submit_delay=[3], delivery=["drop", "drop"])
+    its result), and whose second call was answered; neither result is ever delivered. fal's
+    history does not list the first request yet, so the reconciler makes the second call."""
+    pipeline.fal_faults(submit_delay=[3], delivery=["drop", "drop"], history=["hidden"])
     job_id = pipeline.upload({"prompt": "first answer lost", "duration": "1"})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -214,7 +215,13 @@ def test_a_result_another_job_took_through_its_own_lost_call_is_refused_too(
     # The other job learned its request id only from the result: its call's answer was lost,
     # its retry was refused (FAILED), then the late result completed it. That id is still known
     # to be the other job's.
-    pipeline.fal_faults(submit=[None, 401], submit_delay=[3], delivery=["late"], late_seconds=12)
+    pipeline.fal_faults(
+        submit=[None, 401],
+        submit_delay=[3],
+        delivery=["late"],
+        late_seconds=12,
+        history=["hidden"],
+    )
     try:
         other_id = pipeline.upload({"prompt": "completed by its lost call", "duration": "1"})
         other = pipeline.wait_for_status(other_id, "COMPLETED", timeout=45)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pika_pipeline.jobs.events import JobEvents
     from pika_pipeline.jobs.open_jobs import OpenJobs
     from pika_pipeline.jobs.repository import JobRepository
+    from pika_pipeline.reconcile.lost_answers import LostAnswers
     from pika_pipeline.results.video_store import VideoStore
     from pika_pipeline.submit.service import SubmitOutcome, SubmitService
     from pika_pipeline.submit.uploads import Upload
@@ -94,13 +95,26 @@ class FakeJobs:
             item.pop("next_check_at", None)
         return Job(copy.deepcopy(item))
 
-    def record_extra_request(self, job_id: str, request_id: str, *, attempt: str) -> None:
+    def record_request_id(self, job_id: str, request_id: str, *, attempt: str) -> Job:
+        try:
+            return self.transition(
+                job_id,
+                JobStatus.SUBMITTED,
+                attributes={"request_id": request_id},
+                add_request_id=request_id,
+                close_attempt=attempt,
+            )
+        except JobConflict:
+            self.record_extra_request(job_id, request_id, attempt=None)
+            return Job(copy.deepcopy(self.items[job_id]))
+
+    def record_extra_request(self, job_id: str, request_id: str, *, attempt: str | None) -> None:
         item = self.items[job_id]
-        if attempt not in item.get("open_attempts", set()):
+        if attempt is not None and attempt not in item.get("open_attempts", set()):
             raise JobConflict(f"attempt {attempt} of {job_id} was answered")
         item.setdefault("request_id", request_id)
         item["request_ids"] = {*item.get("request_ids", set()), request_id}
-        item["open_attempts"] = set(item["open_attempts"]) - {attempt}
+        item["open_attempts"] = set(item.get("open_attempts", set())) - {attempt}
 
 
 class FakeOpenJobs:
@@ -289,8 +303,10 @@ def reconciler_with(
     clock: Callable[[], float],
     reconcile_after_seconds: int,
     job_deadline_seconds: int,
+    lost_answers: LostAnswers | None = None,
 ) -> Reconciler:
     return Reconciler(
+        lost_answers=lost_answers,
         open_jobs=cast("OpenJobs", FakeOpenJobs(jobs)),
         repository=cast("JobRepository", jobs),
         fal=lambda: cast("FalGateway", fal),

@@ -439,6 +439,31 @@ def test_an_extra_request_is_booked_once_per_open_attempt(jobs: JobRepository, t
     assert "open_attempts" not in item  # DynamoDB drops a set emptied by DELETE
 
 
+def test_a_claim_adopted_from_fals_history_books_its_other_requests_without_an_attempt(
+    jobs: JobRepository, table: Any
+) -> None:
+    dispatched(table, "a1", claim_expires_at=NOW - 1)
+
+    jobs.record_request_id(JOB_ID, "req-1", attempt="a1")
+    jobs.record_extra_request(JOB_ID, "req-2", attempt=None)
+
+    item = stored(table)
+    assert (item["status"], item["request_id"]) == ("SUBMITTED", "req-1")
+    assert item["request_ids"] == {"req-1", "req-2"}
+    assert jobs.jobs_with_request("req-2") == set()  # only the adopted one names the job
+
+
+def test_an_extra_request_without_an_attempt_needs_a_recorded_request(
+    jobs: JobRepository, table: Any
+) -> None:
+    dispatched(table, "a1", claim_expires_at=NOW - 1)
+
+    with pytest.raises(JobConflict):
+        jobs.record_extra_request(JOB_ID, "req-2", attempt=None)
+
+    assert "request_ids" not in stored(table)
+
+
 def test_a_released_claim_can_be_taken_over_at_once(jobs: JobRepository, table: Any) -> None:
     dispatched(table, "a1", claim_expires_at=NOW + CLAIM_SECONDS)
 

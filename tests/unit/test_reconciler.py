@@ -51,6 +51,7 @@ def test_only_outcomes_that_moved_the_job_on_are_recoveries() -> None:
     assert recoveries == {
         ReconcileOutcome.RECOVERED_COMPLETED,
         ReconcileOutcome.RECOVERED_FAILED,
+        ReconcileOutcome.ADOPTED,
         ReconcileOutcome.RESUBMITTED_SUBMITTED,
         ReconcileOutcome.RESUBMITTED_FAILED,
         ReconcileOutcome.RESUBMITTED_REJECTED,

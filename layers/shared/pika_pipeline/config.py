@@ -443,3 +443,11 @@ class ReconcilerSettings(SubmitServiceSettings, RecorderSettings):
     event_grace_seconds: int = _env(
         "EVENT_GRACE_SECONDS", int, default=600, check=lambda v: v >= 1, rule="must be >= 1"
     )
+    # fal's Platform API, where the reconciler reads the request history of a crashed claim
+    # (fal/request_history.py); the local stack points it at the emulator.
+    fal_platform_api_url: str = _env(
+        "FAL_PLATFORM_API_URL",
+        default="https://api.fal.ai/v1",
+        check=lambda v: v.startswith("https://"),
+        rule="must be an https URL",
+    )

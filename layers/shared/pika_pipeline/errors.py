@@ -59,6 +59,11 @@ class FalUnavailable(PipelineError):
         self.created_nothing = created_nothing
 
 
+class FalHistoryUnavailable(PipelineError):
+    """fal's request history could not be read (unreachable, an error answer): whether a lost
+    submit reached fal is unknown, so nothing is submitted again on its account."""
+
+
 class JobConflict(PipelineError):
     """A conditional write lost: another delivery already moved the job on, or it is gone."""
 

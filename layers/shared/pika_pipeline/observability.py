@@ -44,6 +44,8 @@ class Metric(StrEnum):
     # ... and one it gave up on after MAX_REPUBLISHES (jobs/event_outbox.py): a webhook lost.
     EVENTS_NEVER_ACKNOWLEDGED = "EventsNeverAcknowledged"
     JOBS_RECOVERED = "JobsRecovered"
+    # fal's request history could not be read: a crashed claim waits instead of being resubmitted.
+    FAL_HISTORY_UNAVAILABLE = "FalHistoryUnavailable"
     JOBS_EXPIRED = "JobsExpired"
     JOBS_GIVEN_UP = "JobsGivenUp"
     RECONCILE_ERRORS = "ReconcileErrors"

@@ -95,10 +95,12 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
     from pika_pipeline.dispatch.control import PauseSwitch
     from pika_pipeline.dispatch.order import WaitingJobs
     from pika_pipeline.dispatch.queue_report import QueueReport
-    from pika_pipeline.fal.on_demand import fal_gateway_on_demand
+    from pika_pipeline.fal.on_demand import fal_gateway_on_demand, fal_history_on_demand
     from pika_pipeline.jobs.event_outbox import EventOutbox
     from pika_pipeline.jobs.open_jobs import OpenJobs
+    from pika_pipeline.reconcile.lost_answers import LostAnswers
     from pika_pipeline.reconcile.reconciler import Reconciler
+    from pika_pipeline.submit.input_objects import InputObjects
 
     repository = _repository(settings)
     events = _events(settings)
@@ -128,6 +130,13 @@ def reconciler(settings: ReconcilerSettings) -> Reconciler:
         ),
         outbox=EventOutbox(_table(settings)),
         event_grace_seconds=settings.event_grace_seconds,
+        lost_answers=LostAnswers(
+            history=fal_history_on_demand(settings),
+            image_url=InputObjects(
+                s3_client(), presign_expires_seconds=settings.presign_expires_seconds
+            ).presigned_url,
+            jobs_with_request=repository.jobs_with_request,
+        ),
     )
 
 

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from pika_pipeline.aws.secrets import read_fal_key
 
 if TYPE_CHECKING:
-    from pika_pipeline.config import SubmitServiceSettings
+    from pika_pipeline.config import ReconcilerSettings, SubmitServiceSettings
     from pika_pipeline.fal.gateway import FalGateway
+    from pika_pipeline.fal.request_history import FalRequestHistory
 
 
 def fal_gateway_on_demand(settings: SubmitServiceSettings) -> Callable[[], FalGateway]:
@@ -43,3 +44,25 @@ def fal_gateway_on_demand(settings: SubmitServiceSettings) -> Callable[[], FalGa
             return build()
 
     return gateway
+
+
+def fal_history_on_demand(settings: ReconcilerSettings) -> Callable[[], FalRequestHistory]:
+    """fal's request history, built when a crashed claim first needs it (the reconciler's)."""
+
+    building = threading.Lock()
+
+    @functools.cache
+    def build() -> FalRequestHistory:
+        from pika_pipeline.fal.request_history import FalRequestHistory
+
+        return FalRequestHistory(
+            key=read_fal_key(settings.fal_key_secret_name),
+            base_url=settings.fal_platform_api_url,
+            timeout_seconds=settings.fal_timeout_seconds,
+        )
+
+    def history() -> FalRequestHistory:
+        with building:
+            return build()
+
+    return history

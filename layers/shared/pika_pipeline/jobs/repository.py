@@ -417,22 +417,31 @@ class JobRepository:
             )["Attributes"]
         return Job(attrs)
 
-    def record_extra_request(self, job_id: str, request_id: str, *, attempt: str) -> None:
+    def record_extra_request(self, job_id: str, request_id: str, *, attempt: str | None) -> None:
         """Books a request fal made for an open attempt of an already finished job (an answer
         that was lost, then a second call): the job keeps its result and learns the id. Raises
-        JobConflict when the attempt was closed meanwhile."""
+        JobConflict when the attempt was closed meanwhile.
+
+        ``attempt`` None: a request the reconciler found in fal's history beside the one it
+        adopted (its attempt unknown, and already closed by the adoption); the job must have
+        recorded a request already."""
         update = (
             Update()
             .set("updated_at", now_iso())
             .set_if_absent("request_id", request_id)
             .add("request_ids", {request_id})
-            .delete("open_attempts", {attempt})
         )
-        with jobs_table_errors(f"attempt {attempt} of job {job_id} is already answered"):
+        condition: ConditionBase
+        if attempt is None:
+            condition = Attr("request_id").exists()
+            what = f"job {job_id} has no request to keep"
+        else:
+            update.delete("open_attempts", {attempt})
+            condition = Attr("open_attempts").contains(attempt)
+            what = f"attempt {attempt} of job {job_id} is already answered"
+        with jobs_table_errors(what):
             self._table.update_item(
-                Key={"job_id": job_id},
-                ConditionExpression=Attr("open_attempts").contains(attempt),
-                **update.arguments(),
+                Key={"job_id": job_id}, ConditionExpression=condition, **update.arguments()
             )
 
     def move_video(self, job_id: str, *, from_key: str, to_key: str) -> Job:

@@ -2,8 +2,11 @@
 
 It reads open jobs due for a check from the sparse ``OpenJobs`` index (never a scan), a bounded
 number per run, and for each:
-- a claim that ran out before fal was called (a crashed submit) is submitted again through the
-  submit path, under the same exactly-once claim;
+- a claim that ran out before fal's answer was recorded (a crashed submit, or an answer lost to
+  a timeout) first looks for its request in fal's request history (reconcile/lost_answers.py):
+  one found is adopted, as if its answer had come; only a claim fal never heard of is submitted
+  again through the submit path, under the same exactly-once claim; when fal's history cannot
+  be read, nothing is submitted until it can (or until the deadline's last try);
 - a request fal finished is recorded through the webhook's own code (same checks, same streaming
   copy, same transitions and events);
 - a request still queued or running is checked again later, until the deadline: then it is
@@ -23,6 +26,7 @@ whoever records first wins and the other changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -32,7 +36,13 @@ from typing import TYPE_CHECKING, Any, assert_never
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pika_pipeline.errors import FalUnavailable, JobConflict, JobStoreBusy, VideoUnavailable
+from pika_pipeline.errors import (
+    FalHistoryUnavailable,
+    FalUnavailable,
+    JobConflict,
+    JobStoreBusy,
+    VideoUnavailable,
+)
 from pika_pipeline.fal.pika import endpoint_of
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.event_outbox import EVENT_REPUBLISHED
@@ -41,6 +51,7 @@ from pika_pipeline.observability import Metric, count, logger, metrics
 from pika_pipeline.results.recorder import RecordOutcome
 from pika_pipeline.submit.service import SubmitOutcome
 from pika_pipeline.submit.uploads import Upload
+from pika_pipeline.webhook.tokens import new_attempt
 
 if TYPE_CHECKING:
     from pika_pipeline.batches.announcer import BatchAnnouncer
@@ -52,6 +63,7 @@ if TYPE_CHECKING:
     from pika_pipeline.jobs.job import Job
     from pika_pipeline.jobs.open_jobs import OpenJobs
     from pika_pipeline.jobs.repository import JobRepository
+    from pika_pipeline.reconcile.lost_answers import LostAnswers
     from pika_pipeline.results.recorder import ResultRecorder
     from pika_pipeline.submit.service import SubmitService
 
@@ -70,6 +82,7 @@ class ReconcileOutcome(StrEnum):
     RECOVERED_COMPLETED = "recovered_completed"  # fal's result, recorded by the reconciler
     RECOVERED_FAILED = "recovered_failed"
     RECOVERED_DUPLICATE = "recovered_duplicate"  # the webhook recorded it first
+    ADOPTED = "adopted"  # a crashed claim's request, found in fal's history
     RESUBMITTED_SUBMITTED = "resubmitted_submitted"  # a crashed claim, submitted again
     RESUBMITTED_FAILED = "resubmitted_failed"
     RESUBMITTED_REJECTED = "resubmitted_rejected"
@@ -93,6 +106,7 @@ def is_recovery(outcome: ReconcileOutcome) -> bool:
         case (
             ReconcileOutcome.RECOVERED_COMPLETED
             | ReconcileOutcome.RECOVERED_FAILED
+            | ReconcileOutcome.ADOPTED
             | ReconcileOutcome.RESUBMITTED_SUBMITTED
             | ReconcileOutcome.RESUBMITTED_FAILED
             | ReconcileOutcome.RESUBMITTED_REJECTED
@@ -136,6 +150,7 @@ def leaves_open(outcome: ReconcileOutcome) -> bool:
             ReconcileOutcome.RECOVERED_COMPLETED
             | ReconcileOutcome.RECOVERED_FAILED
             | ReconcileOutcome.RECOVERED_DUPLICATE
+            | ReconcileOutcome.ADOPTED
             | ReconcileOutcome.RESUBMITTED_SUBMITTED
             | ReconcileOutcome.RESUBMITTED_FAILED
             | ReconcileOutcome.RESUBMITTED_REJECTED
@@ -178,8 +193,10 @@ class Reconciler:
         batches: BatchAnnouncer | None = None,
         outbox: EventOutbox | None = None,
         event_grace_seconds: int = 600,
+        lost_answers: LostAnswers | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._lost_answers = lost_answers
         self._batches = batches
         self._outbox = outbox
         self._event_grace_seconds = event_grace_seconds
@@ -423,11 +440,17 @@ class Reconciler:
         if int(job.item.get("claim_expires_at", 0)) > self._clock():
             self._reschedule(job, int(job.item["claim_expires_at"]))
             return ReconcileOutcome.CLAIM_STILL_LIVE
-        upload = Upload.of_job(job.item)
         # Past the deadline this is the last try, as a message's last receive is: if fal is still
         # unavailable the submit path records FAILED fal_unavailable (not EXPIRED: no request
         # reached fal, nothing needs cancelling, and a re-drive or `retry` may start it again).
         last_try = self._past_deadline(job)
+        found = self._lost_requests(job, last_try=last_try)
+        if found is None:
+            self._check_later(job)
+            return ReconcileOutcome.RETRY_LATER
+        if found:
+            return self._adopt(job, found)
+        upload = Upload.of_job(job.item)
         try:
             outcome = self._submit.resubmit(upload, final_attempt=last_try)
         except FalUnavailable:
@@ -435,6 +458,53 @@ class Reconciler:
                 raise
             return ReconcileOutcome.GAVE_UP_FAL_UNAVAILABLE
         return _resubmitted(outcome)
+
+    def _lost_requests(self, job: Job, *, last_try: bool) -> list[str] | None:
+        """The claim's requests fal received although their answers were lost, earliest first;
+        None when fal's history cannot say and the job may wait for the next run."""
+        if self._lost_answers is None:
+            return []
+        try:
+            return self._lost_answers.find(job)
+        except FalHistoryUnavailable as exc:
+            count(Metric.FAL_HISTORY_UNAVAILABLE)
+            if last_try:
+                logger.warning(
+                    "fal's request history cannot be read; past the deadline, submitting again",
+                    extra={"reason": str(exc)},
+                )
+                return []
+            logger.warning(
+                "fal's request history cannot be read; not submitting again this run",
+                extra={"reason": str(exc)},
+            )
+            return None
+
+    def _adopt(self, job: Job, request_ids: list[str]) -> ReconcileOutcome:
+        """Records the earliest request as the claim's answer (SUBMITTED: its webhook, or a later
+        status check, finishes the job); any later ones are booked and cancelled at fal."""
+        # fal's history does not say which attempt made a request (the attempt is in the webhook
+        # URL, not the input): one open attempt is closed; the webhook accepts the adopted
+        # request by its recorded id whichever attempt's URL it comes to.
+        attempt = min(job.open_attempts, default=None) or new_attempt()
+        adopted, *extras = request_ids
+        logger.thread_safe_append_keys(fal_request_id=adopted)
+        try:
+            self._jobs.record_request_id(job.job_id, adopted, attempt=attempt)
+        except JobConflict:
+            return ReconcileOutcome.ALREADY_FINAL  # deleted meanwhile
+        for extra in extras:
+            logger.warning("fal holds a second request for the claim; cancelling it")
+            count(Metric.EXTRA_FAL_RESULTS)
+            with contextlib.suppress(JobConflict):
+                self._jobs.record_extra_request(job.job_id, extra, attempt=None)
+            try:
+                self._fal().cancel(extra, endpoint=endpoint_of(job.item))
+            except Exception as exc:
+                logger.warning("Could not cancel the request", extra={"reason": str(exc)})
+        logger.info("Adopted the request fal received for the crashed claim")
+        self._check_later(job)  # as after a submit: its webhook has a period to come first
+        return ReconcileOutcome.ADOPTED
 
     def _past_deadline(self, job: Job) -> bool:
         started = deadline_started(job.item)
