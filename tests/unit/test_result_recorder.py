@@ -221,6 +221,22 @@ def test_a_second_paid_result_for_a_finished_job_is_booked_but_not_kept(
     assert emitted.values(Metric.EXTRA_FAL_RESULTS) == [1.0]
 
 
+def test_a_failure_of_a_request_the_job_no_longer_waits_on_leaves_the_job_waiting() -> None:
+    # req-1 is the request the job waits on; req-0 was the call whose answer was lost (or an
+    # extra cancelled at fal): its failure must not end a job whose own request may still succeed.
+    world = World(submitted_job(open_attempts={"a-0"}))
+    failure = FalDelivery(request_id="req-0", status="ERROR", error="Invalid status code: 500")
+
+    outcome = world.record(failure, unanswered_attempt="a-0")
+
+    assert outcome is RecordOutcome.DUPLICATE
+    job = world.job()
+    assert (job["status"], job["request_id"]) == ("SUBMITTED", "req-1")
+    assert job["request_ids"] == {"req-0", "req-1"}  # booked: fal may have charged it
+    assert world.events.statuses == []
+    assert world.record(ok("req-1")) is RecordOutcome.COMPLETED
+
+
 def test_an_attempt_answered_meanwhile_is_not_booked_twice(emitted: EmittedMetrics) -> None:
     world = World(submitted_job(status="COMPLETED", output_key="videos/first.mp4"))
 

@@ -130,6 +130,9 @@ class ResultRecorder:
             return self._duplicate(job, delivery, unanswered_attempt)
         video = delivery.video()
         if video is None:
+            waits_on = job.item.get("request_id")
+            if waits_on and waits_on != delivery.request_id:
+                return self._other_request_failed(job, delivery, unanswered_attempt)
             return self._record_failure(job, delivery, unanswered_attempt, delivery.failure())
         # At the readable key, or at this request's own staging key: two results racing for one
         # job never overwrite each other; the transition below picks the one kept.
@@ -233,6 +236,20 @@ class ResultRecorder:
             # keeps the result it has; the id is booked so the spend is accounted for.
             logger.warning("A second fal result for a finished job; the job keeps its first")
             count(Metric.EXTRA_FAL_RESULTS)
+        return RecordOutcome.DUPLICATE
+
+    def _other_request_failed(
+        self, job: Job, delivery: FalDelivery, unanswered_attempt: str | None
+    ) -> RecordOutcome:
+        """A failure of a request the job no longer waits on (an extra cancelled at fal, or the
+        call whose answer was lost after another request was recorded): the job waits for its
+        own request, which its webhook or the reconciler settles; the id is booked."""
+        logger.warning(
+            "A fal request the job does not wait on failed; the job waits for its own",
+            extra={"error": delivery.error},
+        )
+        if unanswered_attempt:
+            self._books_extra_request(job, delivery, unanswered_attempt)
         return RecordOutcome.DUPLICATE
 
     def _books_extra_request(self, job: Job, delivery: FalDelivery, attempt: str) -> bool:
