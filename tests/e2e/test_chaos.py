@@ -1,5 +1,6 @@
 """The fault-injected load run, reduced: every upload ends exactly once despite the faults, the
-budget runs out part-way without a cent over, and every finished job is announced by webhook."""
+budget runs out part-way without a cent over, every finished job is announced by webhook, and a
+drop larger than fal's account never has more than the cap outstanding at fal."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from decimal import Decimal
 
 import pytest
 
-from local.chaos import PRICE, run
+from local.chaos import FAL_CAP, PRICE, run
 
 
 @pytest.mark.stack  # local.chaos starts a stack of its own
 def test_a_burst_of_uploads_under_faults_ends_with_every_job_final_and_nothing_lost() -> None:
     # given a daily budget of 70% of the drop's price (60 x $0.40 x 0.7 = $16.80: 42 videos)
-    report = run(uploads=60, kills=2, seed=11, timeout=240)
+    report = run(uploads=60, kills=2, seed=11, timeout=240, over_capacity=30)
 
     assert report.problems == []
     rows = report.rows
@@ -52,3 +53,7 @@ def test_a_burst_of_uploads_under_faults_ends_with_every_job_final_and_nothing_l
     assert rows["webhooks delivered (unique webhook ids)"] == 60
     assert rows["webhook deliveries the receiver failed (5xx at random)"] > 0
     assert rows["dead-lettered notifications"] == 0
+    # The over-capacity phase: 30 uploads against an account of FalConcurrency, faults on.
+    assert rows["over capacity: uploads"] == 30
+    peak = int(str(rows["over capacity: peak requests outstanding at fal"]).split()[0])
+    assert 0 < peak <= FAL_CAP
