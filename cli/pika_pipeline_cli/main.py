@@ -68,6 +68,9 @@ OTHER_BUCKET_PREFIX = "uploads/"  # --bucket without --prefix
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 MAX_STEM_CHARS = 100  # with the job and extension, well inside Windows' 255-character names
 _UNSAFE_IN_NAMES = re.compile(r"[^\w.-]")  # \w: letters and digits of any script, and _
+# What no file name may hold on Windows or POSIX: separators, a drive's or stream's colon,
+# wildcards, control characters. A readable key's name keeps everything else (spaces included).
+_FORBIDDEN_IN_NAMES = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 _WINDOWS_DEVICES = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
     | {f"{port}{n}" for port in ("COM", "LPT") for n in [*"123456789", "¹", "²", "³"]}
@@ -510,8 +513,8 @@ def _download(pipeline: Pipeline, args: argparse.Namespace) -> int:
 
 
 def video_file_name(source_key: str, job_id: str, output_key: str | None = None) -> str:
-    """The video's readable name (its key's, ``output_key``), or else the upload's name then
-    the job, reduced to letters, digits, ``.``, ``_`` and ``-``.
+    """The video's readable name (its key's base name as is, ``output_key``), or else the
+    upload's name then the job, reduced to letters, digits, ``.``, ``_`` and ``-``.
 
     A video at its staging key (``.../<job id>/<request>.mp4``: an older upload of a key whose
     newer upload holds the readable one) is named after its upload and job, so the two never
@@ -522,8 +525,10 @@ def video_file_name(source_key: str, job_id: str, output_key: str | None = None)
     readable = output_key is not None and f"/{job_id}/" not in f"/{output_key}"
     name = re.split(r"[/\\]", output_key if output_key and readable else source_key)[-1]
     stem = name.rsplit(".", 1)[0] if "." in name.strip(".") else name
-    stem = _UNSAFE_IN_NAMES.sub("_", stem).strip(". _")[:MAX_STEM_CHARS] or "video"
-    if stem.split(".", 1)[0].upper() in _WINDOWS_DEVICES:
+    unsafe, trimmed = (_FORBIDDEN_IN_NAMES, ". ") if readable else (_UNSAFE_IN_NAMES, ". _")
+    # Windows drops trailing dots and spaces; a leading dot hides the file (or is "..").
+    stem = unsafe.sub("_", stem).strip(trimmed)[:MAX_STEM_CHARS].strip(trimmed) or "video"
+    if stem.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
         stem = f"_{stem}"
     return f"{stem}.mp4" if readable else f"{stem}-{job_id[:8]}.mp4"
 
