@@ -280,7 +280,7 @@ def _budget_set(pipeline: Pipeline, args: argparse.Namespace) -> int:
 
 
 def _upload(pipeline: Pipeline, args: argparse.Namespace) -> int:
-    images = list(_images(args.images))
+    images = upload_names(args.images)
     sizes = {image: image.stat().st_size for image in images}  # unreadable: one line, before any
     metadata = upload_metadata(
         prompt=args.prompt,
@@ -314,15 +314,15 @@ def _upload(pipeline: Pipeline, args: argparse.Namespace) -> int:
             image: manager.upload(
                 str(image),
                 bucket,
-                f"{prefix}{image.name}",
+                f"{prefix}{name}",
                 extra_args={"Metadata": metadata},
                 subscribers=[sent],
             )
-            for image in images
+            for image, name in images.items()
         }
         done = 0
         for image, future in futures.items():
-            key = f"{prefix}{image.name}"
+            key = f"{prefix}{images[image]}"
             try:
                 future.result()
             except Exception as exc:  # one image's failure must not hide the others' jobs
@@ -420,17 +420,34 @@ def upload_metadata(
     return metadata
 
 
-def _images(paths: list[Path]) -> Iterator[Path]:
+def upload_names(paths: list[Path]) -> dict[Path, str]:
+    """Each image to upload and its key below the prefix: a file its own name; a folder's images
+    under the folder's name, subfolders kept (``catalog/shoes/1.jpg``), so the folder is the
+    default batch and same-named images in different subfolders stay different uploads."""
+    names: dict[Path, str] = {}
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = {
+                image: (Path(path.resolve().name) / image.relative_to(path)).as_posix()
+                for image in sorted(path.rglob("*"))
+                if image.is_file()
+                and image.suffix.lower() in IMAGE_SUFFIXES
+                # hidden files and folders (.git, macOS's ._photo.jpg) are not the user's images
+                and not any(part.startswith(".") for part in image.relative_to(path).parts)
+            }
             if not found:
                 raise CliError(f"no images (.png, .jpg, .jpeg, .webp) in {path}")
-            yield from found
+            names |= found
         elif path.is_file():
-            yield path
+            names[path] = path.name
         else:
             raise CliError(f"no such file: {path}")
+    taken: dict[str, Path] = {}
+    for image, name in names.items():
+        if name in taken:  # the second would silently be a re-upload of the first
+            raise CliError(f"{taken[name]} and {image} would both be uploaded as {name}")
+        taken[name] = image
+    return names
 
 
 # --- following jobs -----------------------------------------------------------------------------
