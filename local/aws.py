@@ -238,11 +238,18 @@ def _rule(
     events: EventBridgeClient, logical: str, props: dict[str, Any], resolver: Resolver
 ) -> tuple[str, dict[str, str]]:
     name = physical_name(logical)
+    # As in AWS: a rule listens on the bus it names, else on the default bus.
+    bus = str(props.get("EventBusName", "default"))
     arn = events.put_rule(
-        Name=name, EventPattern=json.dumps(props["EventPattern"]), State="ENABLED"
+        Name=name,
+        EventBusName=bus,
+        EventPattern=json.dumps(props["EventPattern"]),
+        State="ENABLED",
     )["RuleArn"]
     events.put_targets(
-        Rule=name, Targets=[{"Id": t["Id"], "Arn": t["Arn"]} for t in props.get("Targets", [])]
+        Rule=name,
+        EventBusName=bus,
+        Targets=[{"Id": t["Id"], "Arn": t["Arn"]} for t in props.get("Targets", [])],
     )
     return name, {"Arn": arn}
 

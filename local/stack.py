@@ -121,6 +121,7 @@ class LocalStack:
             **self._parameter_overrides,
         }
         resolver = Resolver(template, parameters)
+        self._create_event_bus(parameters["EventBusName"])
         provisioned = provision(resolver, self._moto.endpoint)
         self._create_fal_key_secret(parameters["FalKeySecretName"], fal_key)
 
@@ -259,6 +260,20 @@ class LocalStack:
                         f"the fault proxy did not start; see {self.logs_dir}"
                     ) from None
                 time.sleep(0.05)
+
+    def _create_event_bus(self, name: str) -> None:
+        """A bus of one's own must exist before the stack (EventBusName); the operator's part."""
+        if name == "default":
+            return
+        assert self._moto
+        env = aws_environment(self._moto.endpoint)
+        boto3.client(
+            "events",
+            endpoint_url=self._moto.endpoint,
+            region_name=REGION,
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        ).create_event_bus(Name=name)
 
     def _create_fal_key_secret(self, name: str, value: str) -> None:
         assert self._moto

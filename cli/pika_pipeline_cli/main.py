@@ -68,6 +68,9 @@ OTHER_BUCKET_PREFIX = "uploads/"  # --bucket without --prefix
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 MAX_STEM_CHARS = 100  # with the job and extension, well inside Windows' 255-character names
 _UNSAFE_IN_NAMES = re.compile(r"[^\w.-]")  # \w: letters and digits of any script, and _
+# What no file name may hold on Windows or POSIX: separators, a drive's or stream's colon,
+# wildcards, control characters. A readable key's name keeps everything else (spaces included).
+_FORBIDDEN_IN_NAMES = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 _WINDOWS_DEVICES = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
     | {f"{port}{n}" for port in ("COM", "LPT") for n in [*"123456789", "¹", "²", "³"]}
@@ -277,7 +280,7 @@ def _budget_set(pipeline: Pipeline, args: argparse.Namespace) -> int:
 
 
 def _upload(pipeline: Pipeline, args: argparse.Namespace) -> int:
-    images = list(_images(args.images))
+    images = upload_names(args.images)
     sizes = {image: image.stat().st_size for image in images}  # unreadable: one line, before any
     metadata = upload_metadata(
         prompt=args.prompt,
@@ -311,15 +314,15 @@ def _upload(pipeline: Pipeline, args: argparse.Namespace) -> int:
             image: manager.upload(
                 str(image),
                 bucket,
-                f"{prefix}{image.name}",
+                f"{prefix}{name}",
                 extra_args={"Metadata": metadata},
                 subscribers=[sent],
             )
-            for image in images
+            for image, name in images.items()
         }
         done = 0
         for image, future in futures.items():
-            key = f"{prefix}{image.name}"
+            key = f"{prefix}{images[image]}"
             try:
                 future.result()
             except Exception as exc:  # one image's failure must not hide the others' jobs
@@ -417,17 +420,34 @@ def upload_metadata(
     return metadata
 
 
-def _images(paths: list[Path]) -> Iterator[Path]:
+def upload_names(paths: list[Path]) -> dict[Path, str]:
+    """Each image to upload and its key below the prefix: a file its own name; a folder's images
+    under the folder's name, subfolders kept (``catalog/shoes/1.jpg``), so the folder is the
+    default batch and same-named images in different subfolders stay different uploads."""
+    names: dict[Path, str] = {}
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = {
+                image: (Path(path.resolve().name) / image.relative_to(path)).as_posix()
+                for image in sorted(path.rglob("*"))
+                if image.is_file()
+                and image.suffix.lower() in IMAGE_SUFFIXES
+                # hidden files and folders (.git, macOS's ._photo.jpg) are not the user's images
+                and not any(part.startswith(".") for part in image.relative_to(path).parts)
+            }
             if not found:
                 raise CliError(f"no images (.png, .jpg, .jpeg, .webp) in {path}")
-            yield from found
+            names |= found
         elif path.is_file():
-            yield path
+            names[path] = path.name
         else:
             raise CliError(f"no such file: {path}")
+    taken: dict[str, Path] = {}
+    for image, name in names.items():
+        if name in taken:  # the second would silently be a re-upload of the first
+            raise CliError(f"{taken[name]} and {image} would both be uploaded as {name}")
+        taken[name] = image
+    return names
 
 
 # --- following jobs -----------------------------------------------------------------------------
@@ -510,8 +530,8 @@ def _download(pipeline: Pipeline, args: argparse.Namespace) -> int:
 
 
 def video_file_name(source_key: str, job_id: str, output_key: str | None = None) -> str:
-    """The video's readable name (its key's, ``output_key``), or else the upload's name then
-    the job, reduced to letters, digits, ``.``, ``_`` and ``-``.
+    """The video's readable name (its key's base name as is, ``output_key``), or else the
+    upload's name then the job, reduced to letters, digits, ``.``, ``_`` and ``-``.
 
     A video at its staging key (``.../<job id>/<request>.mp4``: an older upload of a key whose
     newer upload holds the readable one) is named after its upload and job, so the two never
@@ -522,8 +542,10 @@ def video_file_name(source_key: str, job_id: str, output_key: str | None = None)
     readable = output_key is not None and f"/{job_id}/" not in f"/{output_key}"
     name = re.split(r"[/\\]", output_key if output_key and readable else source_key)[-1]
     stem = name.rsplit(".", 1)[0] if "." in name.strip(".") else name
-    stem = _UNSAFE_IN_NAMES.sub("_", stem).strip(". _")[:MAX_STEM_CHARS] or "video"
-    if stem.split(".", 1)[0].upper() in _WINDOWS_DEVICES:
+    unsafe, trimmed = (_FORBIDDEN_IN_NAMES, ". ") if readable else (_UNSAFE_IN_NAMES, ". _")
+    # Windows drops trailing dots and spaces; a leading dot hides the file (or is "..").
+    stem = unsafe.sub("_", stem).strip(trimmed)[:MAX_STEM_CHARS].strip(trimmed) or "video"
+    if stem.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
         stem = f"_{stem}"
     return f"{stem}.mp4" if readable else f"{stem}-{job_id[:8]}.mp4"
 

@@ -21,9 +21,10 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pika_pipeline.aws.errors import error_code
-from pika_pipeline.dispatch.control import DISPATCH_ITEM
+from pika_pipeline.dispatch.control import DISPATCH_ITEM, slot_key
 from pika_pipeline.dispatch.order import LANES as DISPATCH_LANES
 from pika_pipeline.dispatch.order import QUEUED_JOBS_INDEX
+from pika_pipeline.dispatch.slots import holds_slot
 from pika_pipeline.errors import JobConflict
 from pika_pipeline.fal import pika
 from pika_pipeline.fal.prices import usd_per_video
@@ -82,7 +83,7 @@ class BatchRow:
 @dataclass(frozen=True)
 class QueueSnapshot:
     waiting: list[WaitingJob]  # in dispatch order
-    in_flight: int  # slots held by jobs that are not final
+    in_flight: int  # slots held by a job at fal with that slot (FalInFlight)
     concurrency: int
     headroom: int
     pause: PauseState
@@ -222,13 +223,25 @@ def waiting_jobs(pipeline: Pipeline, *, batch: str | None = None) -> Iterator[Wa
 
 
 def slots_in_flight(pipeline: Pipeline, capacity: int) -> int:
-    """Slots whose holder's job is still open: a slot frees itself when its job is final."""
+    """Slots taken, by the dispatcher's rule: see ``taken_slots``."""
     slots = _batch_get(
-        pipeline, pipeline.control_table(), "pk", [f"slot#{n}" for n in range(capacity)]
+        pipeline, pipeline.control_table(), "pk", [slot_key(n) for n in range(capacity)]
     )
     holders = {str(item["holder"]) for item in slots if item.get("holder")}
     jobs = _batch_get(pipeline, pipeline.table(), "job_id", sorted(holders))
-    return sum(1 for job in jobs if job.get("status") not in FINAL_STATUSES)
+    return taken_slots(slots, jobs, capacity)
+
+
+def taken_slots(slots: list[dict[str, Any]], jobs: list[dict[str, Any]], capacity: int) -> int:
+    """Slots whose holder is at fal with that very slot (dispatch/slots.py): a holder that
+    ended, waits again (re-queued), or moved to another slot no longer takes it."""
+    holder_of = {str(item["pk"]): str(item["holder"]) for item in slots if item.get("holder")}
+    job_of = {str(job["job_id"]): job for job in jobs}
+    return sum(
+        1
+        for n in range(capacity)
+        if (job := job_of.get(holder_of.get(slot_key(n), ""))) is not None and holds_slot(job, n)
+    )
 
 
 def pause_state(pipeline: Pipeline) -> PauseState:

@@ -119,7 +119,9 @@ def job_view(item: dict[str, Any]) -> RenderableType:
     if item.get("status") == QUEUED:
         position = item.get("queue_position")
         if position is not None:
-            row("Position", "next" if position == 0 else f"{position} job(s) ahead of it")
+            # Positions count from 1 (dispatch/queue_report.py): the head is next.
+            ahead = int(position) - 1
+            row("Position", "next" if ahead <= 0 else f"{ahead} job(s) ahead of it")
         if item.get("waiting_for") == "budget":
             row("Waiting for", "budget (pika-pipeline budget)")
     row("Image", _s3_url(item.get("source_bucket"), item.get("source_key")))

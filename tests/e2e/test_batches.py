@@ -2,8 +2,9 @@
 counters through `pika-pipeline batch`, then one `Batch Completed` event and one signed
 `batch.completed` webhook once every job is final and the batch has been quiet.
 
-A stack of its own: a short BatchQuietSeconds, and NotifyUrl pointing at this module's receiver
-(every webhook goes there, so the session's other tests must not share it).
+A stack of its own: a short BatchQuietSeconds, its events on a bus of its own, and NotifyUrl
+pointing at this module's receiver (every webhook goes there, so the session's other tests must not
+share it).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def batched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BatchStack]:
         "NotifyUrl": f"https://127.0.0.1:{port}/hooks/batches",
         "NotifyRetryDelays": "1",
         "NotifyMaxAttempts": "4",
+        # A bus of one's own: the notifier's rule and the integration must listen on it.
+        "EventBusName": "pika-pipeline-events",
     }
     with LocalStack(state_dir, parameters=parameters, run_schedules=False) as info:
         pipeline = Pipeline(info)

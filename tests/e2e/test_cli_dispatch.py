@@ -128,9 +128,10 @@ def test_upload_a_folder_as_a_batch_with_a_priority_shows_progress(
 ) -> None:
     pipeline, _ = gated
     folder = tmp_path / "catalog"
-    folder.mkdir()
-    for n in range(5):
-        shutil.copy(SAMPLE_IMAGE, folder / f"item-{n}.jpg")
+    for sub in ("shoes", "hats"):  # the same names in two subfolders: five uploads each
+        (folder / sub).mkdir(parents=True)
+        for n in range(5):
+            shutil.copy(SAMPLE_IMAGE, folder / sub / f"item-{n}.jpg")
     prefix = f"uploads/{uuid.uuid4().hex[:6]}/"
 
     uploaded = run(
@@ -150,11 +151,12 @@ def test_upload_a_folder_as_a_batch_with_a_priority_shows_progress(
     )
 
     assert uploaded.returncode == 0, uploaded.stderr
-    assert "5/5 images" in uploaded.stdout  # the progress bar's last state
+    assert "10/10 images" in uploaded.stdout  # the progress bar's last state
     jobs = _job_ids(uploaded.stdout)
-    assert len(jobs) == 5
-    for n in range(5):
-        key = f"{prefix}item-{n}.jpg"
+    assert len(set(jobs)) == 10
+    for key in (
+        f"{prefix}catalog/{sub}/item-{n}.jpg" for sub in ("shoes", "hats") for n in range(5)
+    ):
         head = pipeline.s3.head_object(Bucket=pipeline.input_bucket, Key=key)
         assert (head["Metadata"]["batch"], head["Metadata"]["priority"]) == ("spring", "high")
         # The job id printed is the upload's, version included (the transfer manager's answer).

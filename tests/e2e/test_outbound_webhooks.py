@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,10 @@ def test_a_finished_video_is_posted_signed_to_the_uploads_callback(
 ) -> None:
     with webhook_receiver(signing_secret, pipeline.info.fal_ca_file) as receiver:
         job = pipeline.wait_for_job(
-            pipeline.upload({"prompt": "tell me", "duration": "1", "callback-url": receiver.url})
+            pipeline.upload(
+                {"prompt": "tell me", "duration": "1", "callback-url": receiver.url},
+                key=f"uploads/spring drop/{uuid.uuid4().hex[:8]}.jpg",
+            )
         )
         (delivery,) = receiver.wait_for(1)
 
@@ -43,6 +47,7 @@ def test_a_finished_video_is_posted_signed_to_the_uploads_callback(
     assert payload["timestamp"]
     data = payload["data"]
     assert (data["job_id"], data["status"]) == (job["job_id"], "COMPLETED")
+    assert data["batch"] == "spring drop"  # the first folder under the input prefix
     assert data["video"]["key"] == job["output_key"]
     assert "callback_url" not in data
     with urllib.request.urlopen(data["download_url"], timeout=10) as response:  # noqa: S310

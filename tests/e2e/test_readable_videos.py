@@ -84,7 +84,7 @@ def test_the_video_has_the_uploads_name_and_carries_its_correlation_id_everywher
     assert CORRELATION_ID in status.stdout
     assert f"correlation id: {CORRELATION_ID}" in waited.stdout
     assert f"video: s3://{pipeline.output_bucket}/{readable}" in waited.stdout
-    assert Path(downloaded.stdout.strip()) == tmp_path / "sku_123.mp4"
+    assert Path(downloaded.stdout.strip()) == tmp_path / "sku 123.mp4"
 
 
 def test_a_correlation_id_with_a_control_character_is_rejected_before_paying(

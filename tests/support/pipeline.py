@@ -279,8 +279,11 @@ class Pipeline:
         arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
             "Attributes"
         ]["QueueArn"]
-        events.put_rule(Name=name, EventPattern=json.dumps({"source": ["pika-pipeline"]}))
-        events.put_targets(Rule=name, Targets=[{"Id": "integration", "Arn": arn}])
+        bus = self.info.outputs["CompletionEventBus"]  # where the stack says its events go
+        events.put_rule(
+            Name=name, EventBusName=bus, EventPattern=json.dumps({"source": ["pika-pipeline"]})
+        )
+        events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "integration", "Arn": arn}])
         return url
 
     def events_for(self, queue_url: str, job_id: str, timeout: float = 15) -> list[dict[str, Any]]:

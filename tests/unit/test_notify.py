@@ -13,6 +13,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from pika_pipeline.errors import UploadRejected
 from pika_pipeline.jobs.error_codes import ErrorCode
+from pika_pipeline.jobs.events import event_detail
 from pika_pipeline.notify.callbacks import callback_url_from_metadata
 from pika_pipeline.notify.messages import MAX_BODY_BYTES, webhook_message
 from pika_pipeline.notify.notifier import retry_delay
@@ -120,6 +121,24 @@ def test_the_body_is_the_specs_envelope_around_the_events_detail() -> None:
     assert body["data"]["download_url"] == "https://out/videos/j.mp4?sig"
     assert "callback_url" not in body["data"]
     assert message.callback_url == "https://hooks.example.com/x"
+
+
+def test_a_finished_jobs_webhook_names_its_correlation_id_and_batch() -> None:
+    job = {
+        "job_id": JOB_ID,
+        "status": "COMPLETED",
+        "correlation_id": "sku-123",
+        "batch": "spring drop",
+        "output_bucket": "out",
+        "output_key": "videos/spring drop/sku 123.mp4",
+        "updated_at": "2026-11-25T12:00:00Z",
+    }
+
+    event = _event() | {"detail": event_detail(job)}
+    message = webhook_message(event, presign=lambda bucket, key: f"https://{bucket}/{key}?sig")
+
+    data = json.loads(message.body)["data"]
+    assert (data["correlation_id"], data["batch"]) == ("sku-123", "spring drop")
 
 
 def test_a_batch_summary_published_again_is_the_same_message_for_receivers() -> None:

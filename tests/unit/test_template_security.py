@@ -215,3 +215,18 @@ def test_completion_events_go_to_the_bus_the_parameter_names() -> None:
     assert env["EVENT_BUS_NAME"] == {"Ref": "EventBusName"}
     assert DEFAULTS["EventBusName"] == "default"
     assert TEMPLATE["Outputs"]["CompletionEventBus"]["Value"] == {"Ref": "EventBusName"}
+
+
+def test_every_rule_on_the_pipelines_events_listens_on_the_bus_they_are_published_to() -> None:
+    rules = {
+        name: resource["Properties"]
+        for name, resource in RESOURCES.items()
+        if resource["Type"] == "AWS::Events::Rule"
+        and SOURCE in resource["Properties"]["EventPattern"].get("source", [])
+    }
+
+    # A rule without EventBusName sits on the default bus: with a bus of one's own it would never
+    # fire (no event-driven dispatch, no webhooks).
+    assert {"DispatchRule", "NotifyRule"} <= set(rules)
+    for name, properties in rules.items():
+        assert properties.get("EventBusName") == {"Ref": "EventBusName"}, name

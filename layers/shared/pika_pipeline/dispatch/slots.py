@@ -108,7 +108,7 @@ class Slots:
             item = items.get(slot_key(n), {})
             holder = str(item["holder"]) if item.get("holder") else None
             job = jobs.get(holder) if holder else None
-            if holder is None or job is None or not _holds(job, n):
+            if holder is None or job is None or not holds_slot(job, n):
                 freed_at = _epoch(job.get("updated_at")) if job else None
                 free.append(Slot(number=n, holder=holder, freed_at=freed_at))
         return SlotView(free=free, in_flight=self._count - len(free))
@@ -297,8 +297,9 @@ class Slots:
         return found
 
 
-def _holds(job: dict[str, Any], number: int) -> bool:
-    """Whether the job is at fal with this slot (it may have ended, or moved to another)."""
+def holds_slot(job: dict[str, Any], number: int) -> bool:
+    """Whether the job is at fal with this slot (it may have ended, waits again, or moved to
+    another): what makes a slot taken, for the dispatcher and for ``pika-pipeline queue``."""
     return job.get("status") in AT_FAL_STATUSES and int(job.get("slot", -1)) == number
 
 

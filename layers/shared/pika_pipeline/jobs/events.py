@@ -45,6 +45,8 @@ def event_detail(item: dict[str, Any]) -> dict[str, Any]:
             # The uploader's own reference (``correlation-id`` metadata): integrations map the
             # result back with it, without parsing keys or reading the table.
             "correlation_id": item.get("correlation_id"),
+            # The batch the job counts in (metadata, else the first folder under the prefix).
+            "batch": item.get("batch"),
             "source": {
                 "bucket": item.get("source_bucket"),
                 "key": item.get("source_key"),
