@@ -210,7 +210,7 @@ def test_queue_shows_waiting_jobs_by_priority_and_batch_and_requests_at_fal(
         ]
         made.append(_waiting_job(pipeline, lane="high", batch="", rank=1, queued_at=start))
         at_fal = uuid.uuid4().hex
-        pipeline.table.put_item(Item={"job_id": at_fal, "status": "SUBMITTED"})
+        pipeline.table.put_item(Item={"job_id": at_fal, "status": "SUBMITTED", "slot": 0})
         done = uuid.uuid4().hex
         pipeline.table.put_item(Item={"job_id": done, "status": "COMPLETED"})
         _hold_slot(gated, 0, at_fal)
