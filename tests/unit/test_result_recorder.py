@@ -203,6 +203,22 @@ def test_a_result_for_a_call_whose_answer_was_lost_books_its_request_and_closes_
     assert "generation_seconds" not in job  # never learned when fal started
 
 
+def test_a_result_whose_attempt_was_answered_meanwhile_completes_the_job_with_its_video() -> None:
+    # The delivery read the job before the submit recorded fal's answer (the same request): its
+    # attempt is closed by the time it records. The job is not finished, so the video it stored
+    # at the readable key (which a duplicate delivery may already have found and kept as the
+    # job's own) is the job's: it completes the job and is never deleted.
+    seen = Job(job_without_request(open_attempts={"attempt-1"}))
+    world = World(submitted_job(request_id="req-9", request_ids={"req-9"}, open_attempts=set()))
+
+    outcome = world.record(ok("req-9"), seen=seen, unanswered_attempt="attempt-1")
+
+    assert outcome is RecordOutcome.COMPLETED
+    job = world.job()
+    assert (job["status"], job["output_key"]) == ("COMPLETED", READABLE_KEY)
+    assert READABLE_KEY in world.store.objects
+
+
 def test_a_second_paid_result_for_a_finished_job_is_booked_but_not_kept(
     emitted: EmittedMetrics,
 ) -> None:

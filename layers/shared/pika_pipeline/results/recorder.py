@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from pika_pipeline.errors import JobConflict, VideoRejected
+from pika_pipeline.errors import JobConflict, JobStoreBusy, VideoRejected
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.job import Job, now_iso
 from pika_pipeline.jobs.statuses import JobStatus
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 # then fail. The source key and the correlation id are the parts whose size the user chooses:
 # each is cut to its budget (the job id, in the metadata, links the video to the whole of both).
 # Values are percent-quoted: S3 metadata must be ASCII.
+# A record that finds the job changed under it (not finished) tries again with the job as it is.
+_RECORD_TRIES = 3
 METADATA_LIMIT_BYTES = 2048
 SOURCE_KEY_METADATA_BYTES = 1024
 SOURCE_VERSION_METADATA_BYTES = 128
@@ -166,24 +168,37 @@ class ResultRecorder:
         }
         if generation_seconds is not None:
             attributes["generation_seconds"] = Decimal(str(round(generation_seconds, 3)))
-        try:
-            completed = self._jobs.transition(
-                job.job_id,
-                JobStatus.COMPLETED,
-                attributes=attributes,
-                add_request_id=delivery.request_id,
-                close_attempt=unanswered_attempt,
-                attempt_must_be_open=unanswered_attempt is not None,
-                reopen_failed_submit=True,
-                current=job,
-            )
-        except JobConflict:
-            # A concurrent delivery finished first. Of the same request, it wrote the same key;
-            # of another request, this copy is an extra that the job does not keep.
-            winner = self._jobs.get(job.job_id)
-            if winner is None or winner.item.get("output_key") != stored.key:
-                self._store.delete(stored.key)
-            return self._duplicate(job, delivery, unanswered_attempt)
+        for _ in range(_RECORD_TRIES):
+            try:
+                completed = self._jobs.transition(
+                    job.job_id,
+                    JobStatus.COMPLETED,
+                    attributes=attributes,
+                    add_request_id=delivery.request_id,
+                    close_attempt=unanswered_attempt,
+                    attempt_must_be_open=unanswered_attempt is not None,
+                    reopen_failed_submit=True,
+                    current=job,
+                )
+                break
+            except JobConflict:
+                now = self._jobs.get(job.job_id)
+                if now is not None and now.awaits_result:
+                    # Not finished by another delivery: the job changed under this one (its
+                    # attempt answered meanwhile, the request id recorded). The video stored
+                    # is still the job's, and another delivery may already count on it at the
+                    # readable key: record it against the job as it is now, never delete it.
+                    if unanswered_attempt not in now.open_attempts:
+                        unanswered_attempt = None
+                    job = now
+                    continue
+                # A concurrent delivery finished first. Of the same request, it wrote the same
+                # key; of another request, this copy is an extra that the job does not keep.
+                if now is None or now.item.get("output_key") != stored.key:
+                    self._store.delete(stored.key)
+                return self._duplicate(job, delivery, unanswered_attempt)
+        else:
+            raise JobStoreBusy("the job kept changing while its result was recorded")
         self._events.finished(completed)
         count(Metric.VIDEOS_COMPLETED)
         metrics.add_metric(name=Metric.VIDEO_BYTES, unit=MetricUnit.Bytes, value=stored.size)
