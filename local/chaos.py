@@ -89,7 +89,7 @@ PRICE = usd_per_video(PARAMETERS["FalEndpoint"])  # every chaos upload is fal's 
 BUDGET_SHARE = Decimal("0.7")  # of the first drop's price: dispatch stops part-way
 RECEIVER_FAILURE_RATE = 0.10
 FAL_CAP = int(PARAMETERS["FalConcurrency"]) + int(PARAMETERS["FalQueueHeadroom"])
-EMULATOR_CONCURRENCY = int(PARAMETERS["FalConcurrency"])  # the account, in the over-capacity phase
+EMULATOR_CONCURRENCY = int(PARAMETERS["FalConcurrency"])  # the emulated fal account's limit
 FAL_FAULTS = {
     "fast": True,
     "late_seconds": 3,
@@ -346,6 +346,8 @@ def _drive(
     """``budget``: the daily budget the stack starts with, and what it is raised to once it
     has run out."""
     info = run.info
+    # The account the stack's gate is sized for (the emulator starts as a new account, 2).
+    run.http(f"{info.fal_url}/_emulator/account", {"concurrency": EMULATOR_CONCURRENCY}, run.tls)
     run.http(f"{info.fal_url}/_emulator/faults", FAL_FAULTS, run.tls)
     for rule in AWS_FAULTS:
         run.http(f"{info.aws_fault_proxy}/_faults", rule)
