@@ -461,7 +461,13 @@ def main() -> int:
     parser.add_argument("--uploads", type=int, default=1000)
     parser.add_argument("--kills", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds each phase may take (default: 900, or 2.5 s per upload if longer: the "
+        "local moto answers a gate's index reads by walking the table, so a phase slows with "
+        "its size, about half a job a second at 1,000 on 2 cores)",
+    )
     parser.add_argument(
         "--over-capacity",
         type=int,
@@ -473,7 +479,7 @@ def main() -> int:
         uploads=args.uploads,
         kills=args.kills,
         seed=args.seed,
-        timeout=args.timeout,
+        timeout=args.timeout or max(900.0, 2.5 * args.uploads),
         over_capacity=args.over_capacity,
     )
     print(report.table())
