@@ -12,7 +12,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local.template import load_template
 from pika_pipeline.batches.announcer import BatchAnnouncer
 from pika_pipeline.batches.progress import COUNTED_OPEN, BatchProgress, progress_key
 from pika_pipeline.dispatch.order import WaitingJob
@@ -25,6 +24,7 @@ from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.notify.messages import webhook_message
 from pika_pipeline.spend.budget import BudgetLimits, Reservation
 from pika_pipeline.spend.ledger import SpendLedger
+from tests.unit.moto_tables import offline_aws, template_table
 
 UPLOAD_AT = "2026-12-04T10:00:00.000+00:00"
 UPLOAD_EPOCH = 1796378400.0  # UPLOAD_AT
@@ -35,30 +35,14 @@ CLAIM_SECONDS = 300
 
 @pytest.fixture(autouse=True)
 def _offline_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    offline_aws(monkeypatch)
 
 
 @pytest.fixture
 def tables() -> Iterator[tuple[Any, Any]]:
-    resources = load_template()["Resources"]
     with mock_aws():
         dynamodb = boto3.resource("dynamodb")
-        made = []
-        for name in ("JobsTable", "ControlTable"):
-            props = resources[name]["Properties"]
-            dynamodb.create_table(
-                TableName=name,
-                AttributeDefinitions=props["AttributeDefinitions"],
-                KeySchema=props["KeySchema"],
-                GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
-                BillingMode=props["BillingMode"],
-            )
-            made.append(dynamodb.Table(name))
-        yield made[0], made[1]
+        yield template_table(dynamodb, "JobsTable"), template_table(dynamodb, "ControlTable")
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local.template import load_template
 from pika_pipeline.config import SubmitServiceSettings
 from pika_pipeline.dispatch.control import DISPATCH_ITEM, PauseSwitch
 from pika_pipeline.dispatch.dispatcher import Dispatcher
@@ -31,6 +30,7 @@ from pika_pipeline.observability import metrics
 from pika_pipeline.submit.input_objects import InputObjects
 from pika_pipeline.submit.service import SubmitOutcome, SubmitService
 from pika_pipeline.submit.uploads import Upload
+from tests.unit.moto_tables import offline_aws, template_table
 
 INPUT = "pika-input"
 NOW = 1_800_000_000.0
@@ -173,31 +173,17 @@ class Gate:
 
 @pytest.fixture(autouse=True)
 def _offline_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    offline_aws(monkeypatch)
     yield
     metrics.clear_metrics()
-
-
-def _table(dynamodb: Any, name: str, logical: str) -> Any:
-    props = load_template()["Resources"][logical]["Properties"]
-    arguments = {
-        key: props[key]
-        for key in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "BillingMode")
-        if key in props
-    }
-    return dynamodb.create_table(TableName=name, **arguments)
 
 
 def gate(slot_count: int) -> Iterator[Gate]:
     with mock_aws():
         dynamodb = boto3.resource("dynamodb")
         yield Gate(
-            jobs_table=_table(dynamodb, "jobs", "JobsTable"),
-            control_table=_table(dynamodb, "control", "ControlTable"),
+            jobs_table=template_table(dynamodb, "JobsTable", "jobs"),
+            control_table=template_table(dynamodb, "ControlTable", "control"),
             slot_count=slot_count,
         )
 

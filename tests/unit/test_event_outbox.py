@@ -13,7 +13,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local.template import load_template
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.event_outbox import EventOutbox, event_shard
 from pika_pipeline.jobs.open_jobs import open_shard
@@ -32,6 +31,7 @@ from tests.unit.fakes import (
     RecordedEvents,
     recorder_with,
 )
+from tests.unit.moto_tables import offline_aws, template_table
 
 if TYPE_CHECKING:
     from pika_pipeline.jobs.events import JobEvents
@@ -46,30 +46,14 @@ GRACE = 600
 
 @pytest.fixture(autouse=True)
 def _offline_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    offline_aws(monkeypatch)
 
 
 @pytest.fixture
 def tables() -> Iterator[tuple[Any, Any]]:
-    resources = load_template()["Resources"]
     with mock_aws():
         dynamodb = boto3.resource("dynamodb")
-        made = []
-        for name in ("JobsTable", "ControlTable"):
-            props = resources[name]["Properties"]
-            dynamodb.create_table(
-                TableName=name,
-                AttributeDefinitions=props["AttributeDefinitions"],
-                KeySchema=props["KeySchema"],
-                GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
-                BillingMode=props["BillingMode"],
-            )
-            made.append(dynamodb.Table(name))
-        yield made[0], made[1]
+        yield template_table(dynamodb, "JobsTable"), template_table(dynamodb, "ControlTable")
 
 
 @pytest.fixture

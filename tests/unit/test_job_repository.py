@@ -14,13 +14,13 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from local.template import load_template
 from pika_pipeline.aws.errors import error_code
 from pika_pipeline.errors import JobConflict, JobStoreBusy
 from pika_pipeline.jobs.error_codes import ErrorCode
 from pika_pipeline.jobs.open_jobs import OpenJobs, open_shard
 from pika_pipeline.jobs.repository import JobRepository
 from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus, can_transition
+from tests.unit.moto_tables import offline_aws, template_table
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 TABLE = "jobs"
@@ -31,27 +31,13 @@ RECONCILE_AFTER_SECONDS = 600
 
 @pytest.fixture(autouse=True)
 def _offline_aws(monkeypatch: pytest.MonkeyPatch) -> None:
-    # In-process moto only: never the local stack's endpoint, never real credentials.
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    offline_aws(monkeypatch)
 
 
 @pytest.fixture
 def table() -> Iterator[Any]:
-    props = load_template()["Resources"]["JobsTable"]["Properties"]
     with mock_aws():
-        dynamodb = boto3.resource("dynamodb")
-        dynamodb.create_table(
-            TableName=TABLE,
-            AttributeDefinitions=props["AttributeDefinitions"],
-            KeySchema=props["KeySchema"],
-            GlobalSecondaryIndexes=props["GlobalSecondaryIndexes"],
-            BillingMode=props["BillingMode"],
-        )
-        yield dynamodb.Table(TABLE)
+        yield template_table(boto3.resource("dynamodb"), "JobsTable", TABLE)
 
 
 @pytest.fixture
