@@ -8,7 +8,6 @@ reconciler run needs neither, so neither is loaded at init. What this defers is 
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -21,13 +20,24 @@ if TYPE_CHECKING:
     from pika_pipeline.fal.request_history import FalRequestHistory
 
 
-def fal_gateway_on_demand(settings: SubmitServiceSettings) -> Callable[[], FalGateway]:
-    """A factory that builds the gateway on its first call and returns the same one after."""
-
+def built_once[T](make: Callable[[], T]) -> Callable[[], T]:
+    """A factory that builds on its first call and returns the same object after. Locked:
+    several threads may ask at once (a fill submits on several), and one build means one read of
+    the key."""
     building = threading.Lock()
+    built: list[T] = []
 
-    @functools.cache
-    def build() -> FalGateway:
+    def get() -> T:
+        with building:
+            if not built:
+                built.append(make())
+            return built[0]
+
+    return get
+
+
+def fal_gateway_on_demand(settings: SubmitServiceSettings) -> Callable[[], FalGateway]:
+    def make() -> FalGateway:
         from pika_pipeline.fal.gateway import FalGateway  # here, not at init: see the docstring
 
         return FalGateway(
@@ -37,22 +47,13 @@ def fal_gateway_on_demand(settings: SubmitServiceSettings) -> Callable[[], FalGa
             media_lifetime_seconds=settings.fal_media_lifetime_seconds,
         )
 
-    def gateway() -> FalGateway:
-        # functools.cache does not stop two threads building at once (a fill submits on
-        # several): one gateway, one read of the key.
-        with building:
-            return build()
-
-    return gateway
+    return built_once(make)
 
 
 def fal_history_on_demand(settings: ReconcilerSettings) -> Callable[[], FalRequestHistory]:
     """fal's request history, built when a crashed claim first needs it (the reconciler's)."""
 
-    building = threading.Lock()
-
-    @functools.cache
-    def build() -> FalRequestHistory:
+    def make() -> FalRequestHistory:
         from pika_pipeline.fal.request_history import FalRequestHistory
 
         return FalRequestHistory(
@@ -61,8 +62,4 @@ def fal_history_on_demand(settings: ReconcilerSettings) -> Callable[[], FalReque
             timeout_seconds=settings.fal_timeout_seconds,
         )
 
-    def history() -> FalRequestHistory:
-        with building:
-            return build()
-
-    return history
+    return built_once(make)
