@@ -430,7 +430,8 @@ def upload_names(paths: list[Path]) -> dict[Path, str]:
             found = {
                 image: (Path(path.resolve().name) / image.relative_to(path)).as_posix()
                 for image in sorted(path.rglob("*"))
-                if image.is_file()
+                # not is_dir(): a broken link is listed, and fails with its own clear line
+                if not image.is_dir()
                 and image.suffix.lower() in IMAGE_SUFFIXES
                 # hidden files and folders (.git, macOS's ._photo.jpg) are not the user's images
                 and not any(part.startswith(".") for part in image.relative_to(path).parts)

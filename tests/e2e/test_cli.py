@@ -71,7 +71,8 @@ def test_upload_a_folder_and_a_file_wait_and_download(pipeline: Pipeline, tmp_pa
     assert uploaded.returncode == 0, uploaded.stderr
     jobs = _job_ids(uploaded.stdout)
     assert len(jobs) == 2
-    assert "uploads/harbour-1.jpg" in uploaded.stdout
+    # a folder's images keep the folder's name in their keys; a file given alone, its own name
+    assert f"uploads/{folder.name}/harbour-1.jpg" in uploaded.stdout
     assert "uploads/quay.jpg" in uploaded.stdout
     # The progress bar's last state: every image sent.
     assert "2/2 images" in uploaded.stdout
