@@ -47,6 +47,13 @@ def eventbridge_body(bucket: str, key: str, version_id: str, size: int = 100171)
     )
 
 
+OUTBOX_FIELDS = ("event_due", "event_due_at", "event_republished")
+
+
+def without_outbox(job: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in job.items() if k not in OUTBOX_FIELDS}
+
+
 def eventually[T](probe: Callable[[], T | None], timeout: float = 20) -> T:
     """The first value ``probe`` gives that is not None, asking again until ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -108,6 +115,12 @@ class Pipeline:
     def job(self, job_id: str) -> dict[str, Any] | None:
         item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
         return dict(item) if item else None
+
+    def job_state(self, job_id: str) -> dict[str, Any] | None:
+        """The job without the outbox's bookkeeping, which the notifier clears on its own
+        schedule: what "this job did not change" compares."""
+        job = self.job(job_id)
+        return without_outbox(job) if job else None
 
     def claimed_upload(
         self, key: str, metadata: dict[str, str], *, expires_in: int, versioned: bool = True
