@@ -130,9 +130,9 @@ class ColdStartResult:
 
 
 SETTINGS = {
-    "SubmitFunction": "pika_pipeline.config.SubmitSettings",
-    "WebhookFunction": "pika_pipeline.config.WebhookSettings",
-    "ReconcilerFunction": "pika_pipeline.config.ReconcilerSettings",
+    "SubmitFunction": "pika_pipeline.config.submit.SubmitSettings",
+    "WebhookFunction": "pika_pipeline.config.recorder.WebhookSettings",
+    "ReconcilerFunction": "pika_pipeline.config.reconciler.ReconcilerSettings",
 }
 
 

@@ -10,7 +10,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from pika_pipeline import wiring
-from pika_pipeline.config import SubmitSettings
+from pika_pipeline.config.submit import SubmitSettings
 from pika_pipeline.observability import flush_breakdowns, logger, metrics
 
 if TYPE_CHECKING:

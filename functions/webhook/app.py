@@ -7,7 +7,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from pika_pipeline import wiring
-from pika_pipeline.config import WebhookSettings
+from pika_pipeline.config.recorder import WebhookSettings
 from pika_pipeline.observability import flush_breakdowns, logger, metrics
 from pika_pipeline.webhook.service import WebhookRequest, WebhookService
 

@@ -9,15 +9,11 @@ from decimal import Decimal
 import pytest
 
 from local.template import load_template
-from pika_pipeline.config import (
-    PRESIGN_MARGIN_SECONDS,
-    CommonSettings,
-    ConfigurationError,
-    NotifierSettings,
-    ReconcilerSettings,
-    SubmitSettings,
-    WebhookSettings,
-)
+from pika_pipeline.config.environment import CommonSettings, ConfigurationError
+from pika_pipeline.config.notifier import NotifierSettings
+from pika_pipeline.config.reconciler import ReconcilerSettings
+from pika_pipeline.config.recorder import WebhookSettings
+from pika_pipeline.config.submit import PRESIGN_MARGIN_SECONDS, SubmitSettings
 from pika_pipeline.fal.pika import RESOLUTIONS
 
 COMMON = {

@@ -17,7 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from pika_pipeline.config import SubmitServiceSettings
+from pika_pipeline.config.submit import SubmitServiceSettings
 from pika_pipeline.dispatch.control import DISPATCH_ITEM, PauseSwitch
 from pika_pipeline.dispatch.dispatcher import Dispatcher
 from pika_pipeline.dispatch.order import FairShare, WaitingJobs

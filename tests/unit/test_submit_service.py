@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pika_pipeline.config import SubmitServiceSettings
+from pika_pipeline.config.submit import SubmitServiceSettings
 from pika_pipeline.errors import (
     FalRequestFailed,
     FalUnavailable,

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from pika_pipeline.config import ConfigurationError, WebhookSettings
+from pika_pipeline.config.environment import ConfigurationError
+from pika_pipeline.config.recorder import WebhookSettings
 from pika_pipeline.results.video_keys import (
     DEFAULT_TEMPLATE,
     InvalidVideoKeyTemplate,

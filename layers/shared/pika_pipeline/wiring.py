@@ -23,15 +23,11 @@ if TYPE_CHECKING:
 
     from mypy_boto3_dynamodb.service_resource import Table
 
-    from pika_pipeline.config import (
-        CommonSettings,
-        NotifierSettings,
-        ReconcilerSettings,
-        RecorderSettings,
-        SubmitServiceSettings,
-        SubmitSettings,
-        WebhookSettings,
-    )
+    from pika_pipeline.config.environment import CommonSettings
+    from pika_pipeline.config.notifier import NotifierSettings
+    from pika_pipeline.config.reconciler import ReconcilerSettings
+    from pika_pipeline.config.recorder import RecorderSettings, WebhookSettings
+    from pika_pipeline.config.submit import SubmitServiceSettings, SubmitSettings
     from pika_pipeline.dispatch.control import OperatorItems
     from pika_pipeline.dispatch.dispatcher import Dispatcher
     from pika_pipeline.dispatch.slots import Slots

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from pika_pipeline.aws.secrets import read_fal_key
 
 if TYPE_CHECKING:
-    from pika_pipeline.config import ReconcilerSettings, SubmitServiceSettings
+    from pika_pipeline.config.reconciler import ReconcilerSettings
+    from pika_pipeline.config.submit import SubmitServiceSettings
     from pika_pipeline.fal.gateway import FalGateway
     from pika_pipeline.fal.request_history import FalRequestHistory
 

@@ -30,7 +30,7 @@ from pika_pipeline.submit.uploads import Upload, uploads_from_message
 from pika_pipeline.webhook.tokens import expiry_for, new_attempt, webhook_url_for
 
 if TYPE_CHECKING:
-    from pika_pipeline.config import SubmitServiceSettings
+    from pika_pipeline.config.submit import SubmitServiceSettings
     from pika_pipeline.dispatch.order import FairShare
     from pika_pipeline.fal.gateway import FalGateway
     from pika_pipeline.jobs.events import JobEvents
