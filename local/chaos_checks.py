@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import av
 
+from pika_pipeline.jobs.job import WAITING_FOR_BUDGET
 from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus
-from pika_pipeline.spend.budget import WAITING_FOR_BUDGET
 
 if TYPE_CHECKING:
     from local.chaos import ChaosRun

@@ -9,6 +9,10 @@ from typing import Any
 
 from pika_pipeline.jobs.statuses import TERMINAL_STATUSES, JobStatus, reopenable_sources_of
 
+# A QUEUED job's `waiting_for` while the spend guard holds it back (spend/budget.py): here, not
+# there, so the webhook's repository does not load the budget gate at cold start.
+WAITING_FOR_BUDGET = "budget"
+
 
 def plain(value: Any) -> Any:
     """A DynamoDB item as plain JSON values: Decimals as numbers, sets as sorted lists."""

@@ -37,7 +37,7 @@ from pika_pipeline.jobs.event_outbox import (
     mark_event_due,
 )
 from pika_pipeline.jobs.expressions import Update
-from pika_pipeline.jobs.job import Job, now_iso
+from pika_pipeline.jobs.job import WAITING_FOR_BUDGET, Job, now_iso
 from pika_pipeline.jobs.open_jobs import open_shard
 from pika_pipeline.jobs.statuses import (
     AT_FAL_STATUSES,
@@ -47,7 +47,6 @@ from pika_pipeline.jobs.statuses import (
     sources_of,
 )
 from pika_pipeline.jobs.store_errors import RETRY_LATER_CODES, jobs_table_errors
-from pika_pipeline.spend.budget import WAITING_FOR_BUDGET
 
 if TYPE_CHECKING:
     from boto3.dynamodb.conditions import ConditionBase

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from pika_pipeline.aws.errors import error_code
 from pika_pipeline.dispatch.control import OperatorItems
+from pika_pipeline.jobs.job import WAITING_FOR_BUDGET
 from pika_pipeline.jobs.statuses import JobStatus
 from pika_pipeline.observability import Metric, logger, metrics
 from pika_pipeline.spend.ledger import (
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
 # How long a function trusts the limits it read: `budget set` takes effect within this.
 BUDGET_CACHE_SECONDS = 5.0
-WAITING_FOR_BUDGET = "budget"
 
 
 class BudgetExceeded(Exception):
