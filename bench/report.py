@@ -138,6 +138,10 @@ def _network(n: NetworkCallsResult) -> list[Row]:
         note = f"mean of {n.jobs} jobs; the wire saw " + (
             "the same calls" if hooked == wire else saw
         )
+        if value > minimum:  # where the extra calls went, for whoever takes it on
+            note += "; per job: " + ", ".join(
+                f"{op} {c / n.jobs:g}" for op, c in sorted(hooked.items())
+            )
         out.append(_row(f"network calls: {name}", f"{value:g} per job",
                         f"{minimum} (design minimum)", value / minimum, f"<= {minimum}",
                         value <= minimum, note))  # fmt: skip

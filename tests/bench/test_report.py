@@ -177,3 +177,16 @@ def test_a_slow_drain_idle_slots_and_a_late_dispatch_are_not_met() -> None:
     latency = _row(table, "dispatch: median DispatchLatency")
     assert (latency.measured, latency.status) == ("1200 ms", NOT_MET)
     assert "| **NOT MET** |" in document(results, table)
+
+
+def test_calls_over_the_design_minimum_say_where_they_went() -> None:
+    results = full_results()
+    assert results.network is not None
+    extra = Counter({"dynamodb.Query": 8 * results.network.jobs})  # 4 + 8, over the minimum
+    results.network.submit += extra
+    results.network.wire_submit += extra
+
+    row = _row(rows(results), "network calls: submit")
+
+    assert row.status == NOT_MET
+    assert "per job: dynamodb.Query 8, dynamodb.UpdateItem 2" in row.note
