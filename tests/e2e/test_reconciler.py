@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pika_pipeline.jobs.identity import job_id_for
+from pika_pipeline.reconcile.reconciler import ReconcileOutcome
 from tests.support.pipeline import Pipeline, eventbridge_body, without_outbox
 
 UNFINISHED = ("IN_QUEUE", "IN_PROGRESS")
@@ -183,7 +184,11 @@ def test_each_run_is_bounded_and_the_next_one_resumes(pipeline: Pipeline) -> Non
         if all(pipeline.job(j)["status"] == "COMPLETED" for j in job_ids):  # type: ignore[index]
             break
 
-    assert all(sum(report.values()) <= 3 for report in reports)  # ReconcileBatchSize
+    # ReconcileBatchSize bounds the jobs checked; the run's other work (dispatch, batch
+    # summaries, events republished for earlier tests' jobs) is reported beside them.
+    outcomes = {str(outcome) for outcome in ReconcileOutcome}
+    checked = [sum(n for key, n in r.items() if key in outcomes) for r in reports]
+    assert all(n <= 3 for n in checked)
     assert len(reports) >= 2
     assert [pipeline.job(j)["status"] for j in job_ids] == ["COMPLETED"] * 4  # type: ignore[index]
 
