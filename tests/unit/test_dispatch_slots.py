@@ -20,7 +20,7 @@ from moto import mock_aws
 from pika_pipeline.config.submit import SubmitServiceSettings
 from pika_pipeline.dispatch.control import DISPATCH_ITEM, PauseSwitch
 from pika_pipeline.dispatch.dispatcher import Dispatcher
-from pika_pipeline.dispatch.order import FairShare, WaitingJobs
+from pika_pipeline.dispatch.order import FairShare, WaitingJobs, rank_of
 from pika_pipeline.dispatch.slots import JobLost, Slot, SlotLost, Slots
 from pika_pipeline.jobs.events import JobEvents
 from pika_pipeline.jobs.identity import job_id_for
@@ -470,6 +470,27 @@ def test_a_lane_clock_already_past_the_job_does_not_stop_its_dispatch(one_slot: 
     assert one_slot.lane_clock("normal") == 7  # never moved back
     assert one_slot.slots.dispatched_total() == 1
     # The transaction again without the clock: a stale clock only shifts fairness a little.
+    assert calls.take()["TransactWriteItems"] == 2
+
+
+def test_new_batches_arriving_together_are_dispatched_one_transaction_each(
+    one_slot: Gate,
+) -> None:
+    # Two single images in folders of their own: two new batches, ranked at the same clock.
+    first = one_slot.upload("uploads/a/1.jpg")
+    second = one_slot.upload("uploads/b/1.jpg")
+    ranks = [rank_of(str(one_slot.job(job)["queue_order"])) for job in (first, second)]
+    assert ranks == [1, 1]
+    calls = Calls(one_slot.jobs_table)
+
+    # when each is dispatched by a fill of its own (the slot frees in between)
+    assert one_slot.dispatcher().fill() == 1
+    one_slot.finish(first)
+    assert one_slot.dispatcher().fill() == 1
+
+    # then both are at fal, the clock is at their rank, and no slot transaction was sent twice
+    assert [one_slot.fal.submits_for(job) for job in (first, second)] == [1, 1]
+    assert one_slot.lane_clock("normal") == 1
     assert calls.take()["TransactWriteItems"] == 2
 
 

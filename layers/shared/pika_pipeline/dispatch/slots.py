@@ -263,13 +263,15 @@ class Slots:
     def _clock_move(self, job: WaitingJob) -> dict[str, Any]:
         """The lane's clock moves up to the job's rank, never down: a fill moves it with its
         highest-ranked job only (concurrent transactions on one item would cancel each other),
-        and a clock left a little behind only shifts fairness a little."""
+        and a clock left a little behind only shifts fairness a little. A clock already at the
+        rank passes: new batches arriving together share a rank (order.py), and each of their
+        fills would otherwise pay the transaction twice."""
         return {
             "Update": {
                 "TableName": self._control().name,
                 "Key": {"pk": clock_key(job.lane)},
                 "UpdateExpression": "SET #rank = :rank",
-                "ConditionExpression": "attribute_not_exists(#rank) OR #rank < :rank",
+                "ConditionExpression": "attribute_not_exists(#rank) OR #rank <= :rank",
                 "ExpressionAttributeNames": {"#rank": "rank"},
                 "ExpressionAttributeValues": {":rank": rank_of(job.order)},
             }
