@@ -184,8 +184,12 @@ def test_a_high_priority_upload_made_while_a_batch_waits_is_dispatched_next(
     jobs = _wait_all_final(pipeline, [*bulk, urgent], timeout=90)
 
     assert _statuses(jobs) == {"COMPLETED": len(bulk) + 1}
-    after_it = [job for job in jobs if job["job_id"] in {*waiting, urgent}]
-    assert _dispatch_order(after_it)[0] == urgent  # before every batch job that was waiting
+    after_it = _dispatch_order([job for job in jobs if job["job_id"] in {*waiting, urgent}])
+    # Next: in the first fill after fal ran again, ahead of the batch's queue (FIFO would put it
+    # last). That fill pairs it with the first free slot, but sends its pairs side by side, and
+    # fal's first runners end together: a batch job taking another slot freed with that one
+    # may be stamped a moment earlier.
+    assert after_it.index(urgent) < FAL_CONCURRENCY, after_it
     assert pipeline.job(urgent)["priority"] == "high"  # type: ignore[index]
 
 
