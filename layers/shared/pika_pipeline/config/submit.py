@@ -41,7 +41,7 @@ class SubmitServiceSettings(CommonSettings):
         "FAL_KEY_SECRET_NAME", check=non_empty, rule="must not be empty"
     )
     webhook_url: str = setting("WEBHOOK_URL", check=http_url, rule="must be an http(s) URL")
-    # _env returns a dataclasses.field; ruff cannot see that the Literal alias is immutable.
+    # setting() returns a dataclasses.field; ruff cannot see that the Literal alias is immutable.
     default_resolution: Resolution = setting(  # noqa: RUF009
         "DEFAULT_RESOLUTION",
         check=lambda v: v in RESOLUTIONS,
