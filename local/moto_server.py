@@ -1,4 +1,4 @@
-"""moto's server with three fidelity fixes and two savings of CPU.
+"""moto's server with three fidelity fixes and three savings of CPU.
 
 The fixes: DynamoDB writes are atomic per item, as they are on AWS; S3 refuses user metadata
 over 2 KB with ``400 MetadataTooLarge``, as S3 does (moto stores any size, so a pipeline that
@@ -20,7 +20,11 @@ runs alike: moto shares the machine's few cores with the functions it serves, so
 millisecond it spends is one a function waits for. moto's dispatcher lists its package directory
 and tries some 180 URL patterns on every request, under a lock all requests share: ``HostMemo``
 remembers the answer per host. werkzeug writes a line per request, which fills moto's log with
-noise: only server errors are written now, with their tracebacks.
+noise: only server errors are written now, with their tracebacks. And moto backs up every table a
+transaction touches, whole, in case it must roll back: each TransactWriteItems copied the entire
+jobs table, so a transaction cost more the more jobs a stack had seen (a slot transaction took
+three UpdateItems' time on a small table, and grew with every chaos upload). ``ItemRollback``
+keeps a copy of the transaction's own items instead, and puts those back.
 
 Run as ``python -m local.moto_server HOST PORT``.
 """
@@ -28,6 +32,7 @@ Run as ``python -m local.moto_server HOST PORT``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -50,17 +55,26 @@ SINGLE_ITEM = frozenset({"GetItem", "UpdateItem", "DeleteItem"})
 
 
 class SharedOrAlone:
-    """A readers-writer lock: many holders share it, or one holds it alone."""
+    """A readers-writer lock: many holders share it, or one holds it alone.
+
+    One waiting to be alone goes first: holders keep coming to share it while a batch of
+    uploads runs, and the transaction waiting behind them would wait for the whole batch."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._sharing = 0
         self._alone = False
+        self._waiting_alone = 0
+
+    @property
+    def someone_waits_to_be_alone(self) -> bool:
+        with self._changed:
+            return self._waiting_alone > 0
 
     @contextlib.contextmanager
     def shared(self) -> Iterator[None]:
         with self._changed:
-            self._changed.wait_for(lambda: not self._alone)
+            self._changed.wait_for(lambda: not self._alone and not self._waiting_alone)
             self._sharing += 1
         try:
             yield
@@ -72,7 +86,9 @@ class SharedOrAlone:
     @contextlib.contextmanager
     def alone(self) -> Iterator[None]:
         with self._changed:
+            self._waiting_alone += 1
             self._changed.wait_for(lambda: not self._alone and self._sharing == 0)
+            self._waiting_alone -= 1
             self._alone = True
         try:
             yield
@@ -227,6 +243,76 @@ def _bucket_and_key(environ: dict[str, Any]) -> tuple[str, str]:
     return bucket, key
 
 
+class ItemRollback:
+    """moto's TransactWriteItems, rolled back item by item instead of from whole-table copies.
+
+    moto copies each table with ``copy.deepcopy`` through its models module's ``copy``: this
+    stands in for that module there, hands the live table back instead of a copy (so moto's own
+    rollback restores nothing), and ``transact_write_items`` restores the transaction's items from
+    copies of them taken first. Transactions run alone (AtomicDynamoDB), so nothing else writes
+    those items in between.
+    """
+
+    def __init__(self) -> None:
+        from moto.dynamodb.models.table import Table
+
+        self._table_type = Table
+
+    def deepcopy(self, value: Any, memo: dict[int, Any] | None = None) -> Any:
+        if isinstance(value, self._table_type):
+            return value
+        return copy.deepcopy(value, memo)
+
+    @classmethod
+    def install(cls) -> None:
+        from moto.dynamodb import models
+
+        models.copy = cls()  # type: ignore[attr-defined,assignment]
+        transact = models.DynamoDBBackend.transact_write_items
+
+        def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
+            before = [_item_as_it_was(backend, op) for op in transact_items]
+            try:
+                transact(backend, transact_items)
+            except Exception:
+                for restore in reversed(before):
+                    if restore is not None:
+                        restore()
+                raise
+
+        models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign,assignment]
+
+
+def _item_as_it_was(backend: Any, transact_item: dict[str, Any]) -> Callable[[], None] | None:
+    """What puts the item a transaction's operation names back as it is now (None: moto will
+    refuse the operation before writing anything)."""
+    try:
+        _, operation = next(iter(transact_item.items()))
+        table = backend.get_table(operation["TableName"])
+        key = operation.get("Key") or {
+            name: operation["Item"][name]
+            for name in (table.hash_key_attr, table.range_key_attr)
+            if name is not None
+        }
+        hash_key, range_key = backend.get_keys_value(table, key)
+    except Exception:
+        return None
+    was = copy.deepcopy(table.get_item(hash_key, range_key))
+
+    def restore() -> None:
+        if range_key is None:
+            if was is None:
+                table.items.pop(hash_key, None)
+            else:
+                table.items[hash_key] = was
+        elif was is None:
+            table.items[hash_key].pop(range_key, None)
+        else:
+            table.items[hash_key][range_key] = was
+
+    return restore
+
+
 class HostMemo(DomainDispatcherApplication):
     """moto's dispatcher, remembering which backend serves each host (its answer never changes)."""
 
@@ -252,6 +338,7 @@ class QuietRequestHandler(MotoRequestHandler):
 def main() -> None:
     host, port = sys.argv[1], int(sys.argv[2])
     os.environ.setdefault("MOTO_PORT", str(port))
+    ItemRollback.install()
     app = HostMemo(create_backend_app)
     run_simple(
         host,

@@ -1,8 +1,9 @@
 """The local moto server's savings change nothing a client sees (local/moto_server.py).
 
-HostMemo must route every host exactly as moto's own dispatcher does, and the quiet log must
-still show every server error. Where moto is laxer than S3 in a way the pipeline depends on (the
-2 KB of user metadata), the local server refuses as S3 does.
+HostMemo must route every host exactly as moto's own dispatcher does, the quiet log must
+still show every server error, and a cancelled transaction must leave every item as it was
+(ItemRollback). Where moto is laxer than S3 in a way the pipeline depends on (the 2 KB of user
+metadata), the local server refuses as S3 does.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -21,6 +24,9 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from local.aws import REGION, MotoServer, free_port
 from local.moto_server import HostMemo
 from tests.support.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import KeySchemaElementTypeDef
 
 HOSTS = [
     None,
@@ -200,3 +206,71 @@ def test_conditional_writes_hold_as_on_s3(pipeline: Pipeline) -> None:
     )
     assert s3.get_object(Bucket=bucket, Key="held")["Body"].read() == b"second"
     assert s3.get_object(Bucket=bucket, Key="aside")["Body"].read() == b"first"
+
+
+def _scratch_table(pipeline: Pipeline, *, range_key: bool) -> tuple[Any, str]:
+    """A table of its own (the resource's client: plain values in and out), and its name."""
+    name = f"rollback-{uuid.uuid4().hex[:8]}"
+    schema: list[KeySchemaElementTypeDef] = [{"AttributeName": "pk", "KeyType": "HASH"}]
+    if range_key:
+        schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
+    pipeline.table.meta.client.create_table(
+        TableName=name,
+        KeySchema=schema,
+        AttributeDefinitions=[
+            {"AttributeName": key["AttributeName"], "AttributeType": "S"} for key in schema
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return pipeline.table.meta.client, name
+
+
+@pytest.mark.parametrize("range_key", [False, True], ids=["hash key", "hash and range key"])
+def test_a_cancelled_transaction_leaves_every_item_as_it_was(
+    pipeline: Pipeline, range_key: bool
+) -> None:
+    # The local server rolls a transaction back item by item, not from a copy of the whole
+    # table (ItemRollback): what a client reads afterwards must be exactly what was there.
+    client, table = _scratch_table(pipeline, range_key=range_key)
+
+    def key(name: str) -> dict[str, Any]:
+        return {"pk": name, "sk": "s"} if range_key else {"pk": name}
+
+    client.put_item(TableName=table, Item={**key("kept"), "n": 1, "tags": {"a", "b"}})
+    client.put_item(TableName=table, Item={**key("guard"), "open": False})
+    before = client.scan(TableName=table, ConsistentRead=True)["Items"]
+
+    def transaction(guard_open: bool) -> None:
+        client.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": table,
+                        "Key": key("kept"),
+                        "UpdateExpression": "SET n = n + :one ADD tags :c REMOVE gone",
+                        "ExpressionAttributeValues": {":one": 1, ":c": {"c"}},
+                    }
+                },
+                {"Put": {"TableName": table, "Item": {**key("new"), "n": 7}}},
+                {"Delete": {"TableName": table, "Key": key("guard")}}
+                if guard_open
+                else {
+                    "ConditionCheck": {
+                        "TableName": table,
+                        "Key": key("guard"),
+                        "ConditionExpression": "#o = :yes",
+                        "ExpressionAttributeNames": {"#o": "open"},
+                        "ExpressionAttributeValues": {":yes": True},
+                    }
+                },
+            ]
+        )
+
+    assert _code(lambda: transaction(False)) == "TransactionCanceledException"
+    assert client.scan(TableName=table, ConsistentRead=True)["Items"] == before
+
+    transaction(True)
+    after = {item["pk"]: item for item in client.scan(TableName=table)["Items"]}
+    assert set(after) == {"kept", "new"}
+    assert after["kept"]["n"] == 2
+    assert after["kept"]["tags"] == {"a", "b", "c"}
