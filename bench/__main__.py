@@ -36,9 +36,10 @@ from local.template import REPO_ROOT
 
 GROUPS = ("cold", "network", "batch", "drain", "copy", "size", "cost")
 # These figures are not about fal's capacity: a gate wide enough never to hold their jobs (one
-# submit batch run holds up to 88 renders), yet at most 100 slots, so the dispatcher reads them in
-# one BatchGetItem page and makes the calls it makes on a deployed stack.
-STACK_PARAMETERS = {"FalConcurrency": "98", "FalQueueHeadroom": "1"}
+# submit batch run holds up to 88 renders), yet at most 100 slots with the two operator items read
+# along (the pause switch and the budget), so the dispatcher reads them in one BatchGetItem page
+# and makes the calls it makes on a deployed stack.
+STACK_PARAMETERS = {"FalConcurrency": "97", "FalQueueHeadroom": "1"}
 
 
 def _parser() -> argparse.ArgumentParser:

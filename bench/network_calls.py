@@ -55,7 +55,7 @@ SUBMIT_MINIMUM = (
     "DynamoDB queue the job (conditional write, QUEUED)",
     "DynamoDB fair-share rank: the batch's counter (conditional update)",
     "DynamoDB fair-share rank: the lane's clock (read)",
-    "DynamoDB slots (one BatchGetItem)",
+    "DynamoDB slots, with the pause switch and the budget's limits (one BatchGetItem)",
     # Inherent: a slot is free when the job holding it has ended, which only the job table
     # knows (slots are derived, never released); one read per fill once any slot has a holder.
     "DynamoDB the slots' holders (one BatchGetItem of the jobs table)",

@@ -6,6 +6,7 @@ stand-in that records what it was sent, or dies mid-dispatch like a SIGKILLed fu
 from __future__ import annotations
 
 import threading
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -19,7 +20,7 @@ from moto import mock_aws
 
 from pika_pipeline.config.submit import SubmitServiceSettings
 from pika_pipeline.dispatch.control import DISPATCH_ITEM, PauseSwitch
-from pika_pipeline.dispatch.dispatcher import Dispatcher
+from pika_pipeline.dispatch.dispatcher import OTHERS_FILL_SECONDS, Dispatcher
 from pika_pipeline.dispatch.order import FairShare, WaitingJobs, rank_of
 from pika_pipeline.dispatch.slots import JobLost, Slot, SlotLost, Slots
 from pika_pipeline.jobs.events import JobEvents
@@ -127,11 +128,16 @@ class Gate:
             clock=self.clock,
         )
 
-    def dispatcher(self, executor: Executor | None = None) -> Dispatcher:
+    def dispatcher(
+        self,
+        executor: Executor | None = None,
+        pause: PauseSwitch | None = None,
+        slots: Slots | None = None,
+    ) -> Dispatcher:
         return Dispatcher(
-            slots=self.slots,
+            slots=slots or self.slots,
             waiting=self.waiting,
-            pause=PauseSwitch(lambda: self.control_table, cache_seconds=0),
+            pause=pause or PauseSwitch(lambda: self.control_table, cache_seconds=0),
             repository=self.repository,
             submit=self.service,
             claim_seconds=CLAIM_SECONDS,
@@ -304,6 +310,90 @@ def test_a_paused_gate_dispatches_nothing(one_slot: Gate, nudge: bool) -> None:
     assert one_slot.fal.submits_for(waiting) == 1
 
 
+def test_every_fill_sees_the_pause_switch_as_it_is_now(one_slot: Gate) -> None:
+    # A switch whose cache would trust "running" for a minute: the fill reads it with the slots.
+    switch = PauseSwitch(lambda: one_slot.control_table, cache_seconds=60)
+    dispatcher = one_slot.dispatcher(pause=switch)
+    assert dispatcher.fill() == 0  # nothing waits yet; the switch was read as running
+    waiting = one_slot.upload("uploads/a.jpg")
+
+    one_slot.control_table.put_item(Item={"pk": DISPATCH_ITEM, "paused": True})
+
+    assert dispatcher.fill() == 0
+    assert one_slot.fal.submits_for(waiting) == 0
+    one_slot.control_table.put_item(Item={"pk": DISPATCH_ITEM, "paused": False})
+    assert dispatcher.fill() == 1
+
+
+# --- a burst of single uploads: each function's fill takes its own job ---------------------------
+
+
+class MeetingSlots(Slots):
+    """Slots whose readers all meet after reading them: fills that run at once, every one having
+    seen the same free slots and the same queue before any takes a slot."""
+
+    def __init__(self, gate_: Gate, fills: int) -> None:
+        super().__init__(
+            control=lambda: gate_.control_table,
+            jobs=lambda: gate_.jobs_table,
+            count=gate_.slot_count,
+        )
+        self.meeting = threading.Barrier(fills, timeout=5)
+
+    def view(self, *, also: tuple[str, ...] = ()) -> Any:
+        seen = super().view(also=also)
+        self.meeting.wait()
+        return seen
+
+
+def test_fills_running_at_once_each_take_their_own_new_job_without_a_race() -> None:
+    for gate_ in gate(8):
+        # Three functions have each just queued one upload, and fill at the same moment. (Their
+        # ids point at slots 0, 7 and 5: two jobs pointing at one slot would race for it.)
+        jobs = [gate_.upload(f"uploads/{name}.jpg") for name in ("a", "b", "c")]
+        assert sorted(zlib.crc32(job.encode()) % 8 for job in jobs) == [0, 5, 7]
+        slots = MeetingSlots(gate_, fills=3)
+        calls = Calls(gate_.jobs_table)
+        dispatchers = [gate_.dispatcher(slots=slots) for _ in jobs]
+        with ThreadPoolExecutor(max_workers=3) as fills:
+            taken = list(fills.map(lambda d, job: d.fill(own=frozenset({job})), dispatchers, jobs))
+
+        assert taken == [1, 1, 1]  # each its own job
+        assert [gate_.fal.submits_for(job) for job in jobs] == [1, 1, 1]
+        # One slot transaction per job: no fill raced another for a job or a slot.
+        assert calls.take()["TransactWriteItems"] == 3
+        assert len({int(gate_.job(job)["slot"]) for job in jobs}) == 3
+        assert gate_.lane_clock("normal") == 3  # moved once, by the highest rank's own fill
+
+
+def test_a_new_job_whose_own_fill_missed_it_is_taken_by_the_next_fill() -> None:
+    for three_slots in gate(3):
+        missed = three_slots.upload("uploads/a.jpg")  # its function's fill failed, say
+        own = three_slots.upload("uploads/b.jpg")
+
+        assert three_slots.dispatcher().fill(own=frozenset({own})) == 1
+        assert three_slots.job(missed)["status"] == JobStatus.QUEUED  # left to its own fill
+
+        # when another function fills a moment later (a nudge would take everything)
+        three_slots.clock.now += OTHERS_FILL_SECONDS
+        later = three_slots.upload("uploads/c.jpg")
+
+        assert three_slots.dispatcher().fill(own=frozenset({later})) == 2
+        assert three_slots.fal.submits_for(missed) == 1
+
+
+def test_when_more_waits_than_fits_the_queue_order_wins_over_a_fills_own_job(
+    one_slot: Gate,
+) -> None:
+    first = one_slot.upload("uploads/a.jpg")
+    own = one_slot.upload("uploads/b.jpg")
+
+    assert one_slot.dispatcher().fill(own=frozenset({own})) == 1
+
+    assert one_slot.fal.submits_for(first) == 1
+    assert one_slot.job(own)["status"] == JobStatus.QUEUED
+
+
 # --- crash safety -------------------------------------------------------------------------------
 
 
@@ -435,8 +525,8 @@ def test_a_fill_that_finds_no_free_slot_reads_the_slots_only(one_slot: Gate) -> 
 
     assert one_slot.dispatcher().fill() == 0
 
-    # The slot items and their holders; the queue is not read.
-    assert calls.take() == Counter({"GetItem": 1, "BatchGetItem": 2})
+    # The slot items (the pause switch with them) and their holders; the queue is not read.
+    assert calls.take() == Counter({"BatchGetItem": 2})
 
 
 def test_a_fill_reads_slots_and_queue_once_and_no_job_twice() -> None:
@@ -446,11 +536,11 @@ def test_a_fill_reads_slots_and_queue_once_and_no_job_twice() -> None:
 
         assert gate_.dispatcher().fill() == 3
 
-        # Per fill: the pause switch, the slots (no holder yet: one read), the queue's head (one
-        # Scan). Per job: the slot transaction (which also moves the lane's clock and counts the
-        # dispatch) and fal's request id. No job read, no other write.
+        # Per fill: the slots with the pause switch (no holder yet: one read), the queue's head
+        # (one Scan). Per job: the slot transaction (which also moves the lane's clock and counts
+        # the dispatch) and fal's request id. No job read, no other write.
         assert calls.take() == Counter(
-            {"GetItem": 1, "BatchGetItem": 1, "Scan": 1, "TransactWriteItems": 3, "UpdateItem": 3}
+            {"BatchGetItem": 1, "Scan": 1, "TransactWriteItems": 3, "UpdateItem": 3}
         )
         assert [gate_.fal.submits_for(job) for job in jobs] == [1, 1, 1]
         # The lane's clock is at the highest rank dispatched; the dispatch rate counts all three.

@@ -218,7 +218,8 @@ def test_a_fill_reads_the_pause_switch_and_the_budget_in_one_call(
     assert world.dispatcher(items=items).fill() == 2
     operator_reads = [keys for keys in reads if keys & {DISPATCH_ITEM, BUDGET_ITEM}]
     assert operator_reads
-    assert all(keys == {DISPATCH_ITEM, BUDGET_ITEM} for keys in operator_reads)
+    # Never one without the other (a fill reads both with the slots).
+    assert all({DISPATCH_ITEM, BUDGET_ITEM} <= keys for keys in operator_reads)
 
 
 def test_a_zero_limit_means_no_limit_and_a_job_without_a_price_is_priced_now(

@@ -13,8 +13,10 @@ import pytest
 
 from pika_pipeline.aws.sqs_messages import QueueMessage
 from pika_pipeline.errors import FalUnavailable, FalUnavailableKind, MalformedMessage
+from pika_pipeline.jobs.identity import job_id_for
 from pika_pipeline.submit.batch import SubmitBatch, retry_delay
 from pika_pipeline.submit.service import SubmitOutcome
+from tests.support.pipeline import eventbridge_body
 
 SAMPLE = json.loads((Path(__file__).parents[2] / "events" / "submit-eventbridge.json").read_text())
 QUEUE_ARN = SAMPLE["Records"][0]["eventSourceARN"]
@@ -177,23 +179,35 @@ def test_retry_delays_are_capped_at_sqs_maximum_visibility() -> None:
 class Dispatcher:
     def __init__(self) -> None:
         self.fills: list[bool] = []  # waiting_first, per fill
+        self.own: list[frozenset[str]] = []  # the jobs the batch said it queued, per fill
 
-    def fill(self, *, waiting_first: bool = False) -> int:
+    def fill(self, *, waiting_first: bool = False, own: frozenset[str] = frozenset()) -> int:
         self.fills.append(waiting_first)
+        self.own.append(own)
         return 0
 
 
+UPLOADS = {name: eventbridge_body("input", f"uploads/{name}.jpg", f"v-{name}") for name in "ac"}
+
+
 class QueueingService(Service):
-    """Queues a job for each body starting with "upload"; anything else is a nudge."""
+    """Queues a job for each upload event; anything else is a nudge."""
 
     def process_message(self, body: str, *, final_attempt: bool = False) -> list[Any]:
         super().process_message(body, final_attempt=final_attempt)
-        return [SubmitOutcome.QUEUED] if body.startswith("upload") else []
+        return [SubmitOutcome.QUEUED] if body in UPLOADS.values() else []
+
+
+def _job_id(name: str) -> str:
+    return job_id_for(bucket="input", key=f"uploads/{name}.jpg", version=f"v-{name}")
 
 
 @pytest.mark.parametrize(
     ("bodies", "waiting_first"),
-    [(["upload-a", "nudge-b", "upload-c"], False), (["nudge-a", "nudge-b"], True)],
+    [
+        ([UPLOADS["a"], "nudge-b", UPLOADS["c"]], False),
+        (["nudge-a", "nudge-b"], True),
+    ],
 )
 def test_one_fill_per_batch_reading_the_queue_first_when_the_batch_queued_nothing(
     bodies: list[str], waiting_first: bool
@@ -210,3 +224,5 @@ def test_one_fill_per_batch_reading_the_queue_first_when_the_batch_queued_nothin
     batch.handle({"Records": [record(body) for body in bodies]})
 
     assert dispatcher.fills == [waiting_first]
+    # The fill is told which jobs the batch queued (it leaves other fills' new jobs to them).
+    assert dispatcher.own == [frozenset() if waiting_first else {_job_id("a"), _job_id("c")}]

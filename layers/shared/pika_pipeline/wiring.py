@@ -162,7 +162,7 @@ def _dispatcher(
     from pika_pipeline.dispatch.order import WaitingJobs
 
     control = _control(settings)
-    # A fill needs the pause switch and the budget's limits: one cached read for both.
+    # A fill reads the pause switch and the budget's limits with its slots; both share one cache.
     items = OperatorItems(control)
     return Dispatcher(
         slots=_slots(settings),

@@ -1,7 +1,8 @@
 """The control table: dispatch slots, the pause switch and the fair-share counters, one item each.
 
-Operators change what lives here (``pika-pipeline pause``, ``budget set``) without a redeploy; the
-functions read those items together, cached for a few seconds.
+Operators change what lives here (``pika-pipeline pause``, ``budget set``) without a redeploy. A
+fill reads those items with the slots, in the same call; other readers cache them for a few
+seconds.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 DISPATCH_ITEM = "dispatch"  # {paused, paused_at, paused_by}: shared with the CLI
-# How long a function trusts the pause switch it read: an operator's pause takes effect within
-# this, and an idle pipeline pays one read per this many seconds at most.
+# How long a reader outside a fill (which reads them with the slots) trusts the operator items.
 PAUSE_CACHE_SECONDS = 5.0
 
 
@@ -64,6 +64,15 @@ class OperatorItems:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._cached: tuple[float, dict[str, dict[str, Any]]] | None = None
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self._keys
+
+    def store(self, found: dict[str, dict[str, Any]]) -> None:
+        """Items just read along with something else (a fill reads them with the slots): the
+        cache starts again from them."""
+        self._cached = (self._clock(), {key: found[key] for key in self._keys if key in found})
 
     def item(
         self,
@@ -129,13 +138,28 @@ class PauseSwitch:
         item = self._items.item(
             DISPATCH_ITEM, fresh=fresh, trusted=lambda cached: not cached.get("paused")
         )
-        return PauseState(
-            paused=bool(item.get("paused")),
-            paused_at=str(item["paused_at"]) if item.get("paused_at") else None,
-        )
+        return _state(item)
 
     def paused(self) -> bool:
         return self.state().paused
+
+    @property
+    def item_keys(self) -> tuple[str, ...]:
+        """The control items this switch reads (with the budget's, when it shares them)."""
+        return self._items.keys
+
+    def state_read(self, found: dict[str, dict[str, Any]]) -> PauseState:
+        """The state in ``item_keys`` as just read elsewhere (a fill reads them with the slots,
+        so every fill sees the switch as it is); they refresh the cache the budget shares."""
+        self._items.store(found)
+        return _state(found.get(DISPATCH_ITEM, {}))
+
+
+def _state(item: dict[str, Any]) -> PauseState:
+    return PauseState(
+        paused=bool(item.get("paused")),
+        paused_at=str(item["paused_at"]) if item.get("paused_at") else None,
+    )
 
 
 def iso(epoch: float) -> str:

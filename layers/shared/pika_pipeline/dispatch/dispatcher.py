@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, wait
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 # One fill never runs away: a lost race costs a try, and a burst of races ends the fill (the
 # winners fill the rest).
 MAX_LOST_RACES = 20
+# A job another function queued is left to that function's own fill for this long (everything
+# waiting fitting the free slots): past it, its fill missed it, and any fill takes it.
+OTHERS_FILL_SECONDS = 2.0
 
 
 class Dispatcher:
@@ -68,7 +72,7 @@ class Dispatcher:
         self._reconcile_after_seconds = reconcile_after_seconds
         self._clock = clock
 
-    def fill(self, *, waiting_first: bool = False) -> int:
+    def fill(self, *, waiting_first: bool = False, own: frozenset[str] = frozenset()) -> int:
         """Dispatches waiting jobs until no slot or no job is left; returns how many.
 
         The slots and the head of the queue are read once each. Each job is paired with its own
@@ -78,27 +82,39 @@ class Dispatcher:
         a race lost to another dispatcher costs a second round for what is left.
         ``waiting_first``: read the queue before anything else, for a fill that most likely
         finds nothing waiting (a completion's nudge): one read then settles it.
+        The slots' read also brings the pause switch and the budget's limits.
+        ``own``: the jobs the caller has just queued. When everything waiting fits the free
+        slots, order does not matter, and the fill leaves the jobs other functions queued a
+        moment ago to their own fills, which are running too (a burst of single uploads would
+        otherwise have every fill race for every job); see ``_left_to_their_own_fills``.
         """
         head: list[WaitingJob] = []
         if waiting_first:
             head = self._waiting.head(self._slots.count)
             if not head:
                 return 0
-        if self._pause.paused():
+        # The pause switch and the budget's limits come with the slots, in the same read: every
+        # fill sees them as they are, for no call of their own.
+        view = self._slots.view(also=self._pause.item_keys)
+        if self._pause.state_read(view.also).paused:
             return 0
         if self._budget is not None:
             self._budget.begin_fill()
-        if waiting_first:
-            free = deque(self._slots.view().free)
-        else:
-            free = deque(self._slots.view().free)
+        free = deque(view.free)
+        if not waiting_first:
             if not free:
                 return 0
             head = self._waiting.head(len(free))
         asked = self._slots.count if waiting_first else len(free)
-        candidates = deque(head)
         # The queue may hold more than was read: read on if the fill runs out of candidates.
         more = len(head) >= asked
+        # Per lane, the highest rank waiting: a fill leaving that job to its own fill leaves it
+        # the lane's clock too.
+        lane_tops: dict[str, int] = {}
+        if own and not more:
+            lane_tops = _lane_tops(head)
+            head = self._left_to_their_own_fills(head, own, free)
+        candidates = deque(head)
         seen: set[str] = set()  # taken or lost: the index may still list them for a moment
         fal_down = threading.Event()
         dispatched = races = 0
@@ -134,7 +150,7 @@ class Dispatcher:
                         continue
                     self._budget.hold(reservation)
                 pairs.append(_Pair(candidates.popleft(), free.popleft(), reservation))
-            _mark_clock_movers(pairs)
+            _mark_clock_movers(pairs, lane_tops)
             futures = [self._start(pair, fal_down) for pair in pairs]
             # Every job taken is submitted (or its failure recorded) before the fill returns:
             # the function must not freeze with a submit half done.
@@ -153,6 +169,12 @@ class Dispatcher:
                     continue
                 if self._budget is not None and pair.reservation is not None:
                     self._budget.release(pair.reservation)
+                if outcome in (_Outcome.SLOT_LOST, _Outcome.JOB_LOST):
+                    logger.info(
+                        "Lost a dispatch race",
+                        extra={"job_id": pair.job.job_id, "slot": pair.slot.number,
+                               "lost": outcome.value},
+                    )  # fmt: skip
                 if outcome is _Outcome.SLOT_LOST:  # the job may have the next slot
                     races += 1
                     again.append(pair.job)
@@ -170,6 +192,32 @@ class Dispatcher:
             for future in futures:
                 future.result()  # an unexpected error fails the fill, as it did inline
         return dispatched
+
+    def _left_to_their_own_fills(
+        self, head: list[WaitingJob], own: frozenset[str], free: deque[Slot]
+    ) -> list[WaitingJob]:
+        """Everything waiting fits: this fill's own jobs, and any other that has waited longer
+        than a fill takes (its own fill missed it or failed).
+
+        Each job takes the slot its id points at (a hash modulo the slots), or the next free
+        one after it: fills running at once may have read the slots a moment apart, yet each
+        picks its own job's slot, and a few jobs among many slots rarely point at one."""
+        now = self._clock()
+        mine = [
+            job
+            for job in head
+            if job.job_id in own or now - _epoch(job.queued_at) >= OTHERS_FILL_SECONDS
+        ]
+        left = sorted(free, key=lambda slot: slot.number)
+        chosen: list[Slot] = []
+        for job in mine:
+            aim = zlib.crc32(job.job_id.encode()) % self._slots.count
+            slot = next((s for s in left if s.number >= aim), left[0])
+            left.remove(slot)
+            chosen.append(slot)
+        free.clear()
+        free.extend(chosen + left)
+        return mine
 
     def _measure(self, job: WaitingJob, slot: Slot, now: float) -> None:
         waited = max(0.0, now - _epoch(job.queued_at))
@@ -278,17 +326,29 @@ class _Pair:
     moves_clock: bool = False
 
 
-def _mark_clock_movers(pairs: list[_Pair]) -> None:
+def _mark_clock_movers(pairs: list[_Pair], lane_tops: dict[str, int]) -> None:
     """The highest-ranked job of each lane moves the lane's clock in its slot transaction (one
     write per lane and fill: transactions of one fill sharing the clock item would cancel each
-    other). If it loses its race, the clock stays a little behind until the next fill."""
+    other). If it loses its race, the clock stays a little behind until the next fill.
+
+    ``lane_tops``: a higher rank waiting in the lane, left to another fill, moves the clock
+    there instead: fills running at once would otherwise each move it, and the one that moved
+    it first makes the others' lower moves fail and their transactions go again."""
     top: dict[str, _Pair] = {}
     for pair in pairs:
         best = top.get(pair.job.lane)
         if best is None or rank_of(pair.job.order) > rank_of(best.job.order):
             top[pair.job.lane] = pair
-    for pair in top.values():
-        pair.moves_clock = True
+    for lane, pair in top.items():
+        rank = rank_of(pair.job.order)
+        pair.moves_clock = rank >= lane_tops.get(lane, rank)
+
+
+def _lane_tops(jobs: list[WaitingJob]) -> dict[str, int]:
+    tops: dict[str, int] = {}
+    for job in jobs:
+        tops[job.lane] = max(tops.get(job.lane, 0), rank_of(job.order))
+    return tops
 
 
 def _epoch(iso_time: str) -> float:

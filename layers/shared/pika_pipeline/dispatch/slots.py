@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +74,8 @@ class Claim:
 class SlotView:
     free: list[Slot]
     in_flight: int  # slots held by a job at fal (FalInFlight)
+    # Other control items read along with the slots (``view(also=...)``), by key; absent: none.
+    also: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Slots:
@@ -94,10 +96,14 @@ class Slots:
     def count(self) -> int:
         return self._count
 
-    def view(self) -> SlotView:
-        """Which slots are free now (consistent reads: two BatchGetItems, at most 100 slots)."""
-        keys = [{"pk": slot_key(n)} for n in range(self._count)]
+    def view(self, *, also: tuple[str, ...] = ()) -> SlotView:
+        """Which slots are free now (consistent reads: two BatchGetItems, at most 100 slots).
+
+        ``also``: other control items to read in the same call (the operator's pause switch and
+        budget: a fill needs them too, and they cost nothing more here)."""
+        keys = [{"pk": key} for key in also] + [{"pk": slot_key(n)} for n in range(self._count)]
         items = {str(i["pk"]): i for i in self._batch_get(self._control(), keys)}
+        extra = {key: dict(items.pop(key)) for key in also if key in items}
         holders = {str(i.get("holder")) for i in items.values() if i.get("holder")}
         jobs = {
             str(j["job_id"]): j
@@ -111,7 +117,7 @@ class Slots:
             if holder is None or job is None or not holds_slot(job, n):
                 freed_at = _epoch(job.get("updated_at")) if job else None
                 free.append(Slot(number=n, holder=holder, freed_at=freed_at))
-        return SlotView(free=free, in_flight=self._count - len(free))
+        return SlotView(free=free, in_flight=self._count - len(free), also=extra)
 
     def take(
         self,

@@ -7,14 +7,16 @@ the same partial-failure contract, ~30 ms less cold start (measured by ``make be
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from pika_pipeline.aws.sqs_messages import MAX_VISIBILITY_SECONDS, Postponer, QueueMessage
 from pika_pipeline.errors import FalUnavailable, JobStoreBusy, MalformedMessage
+from pika_pipeline.jobs.identity import job_id_for
 from pika_pipeline.observability import logger
 from pika_pipeline.submit.service import SubmitOutcome
+from pika_pipeline.submit.uploads import uploads_from_message
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -59,7 +61,8 @@ class SubmitBatch:
         """Processes every record of an SQS event; the answer names the ones to deliver again."""
         messages = [QueueMessage.from_record(r) for r in event.get("Records") or ()]
         outcomes = list(self._pool.map(self._outcomes, messages))
-        self._dispatch(queued=any(SubmitOutcome.QUEUED in o for o in outcomes if o is not None))
+        queued = any(SubmitOutcome.QUEUED in o for o in outcomes if o is not None)
+        self._dispatch(queued=queued, own=_queued_job_ids(messages, outcomes) if queued else ())
         return {
             "batchItemFailures": [
                 {"itemIdentifier": message.message_id}
@@ -68,17 +71,18 @@ class SubmitBatch:
             ]
         }
 
-    def _dispatch(self, *, queued: bool) -> None:
+    def _dispatch(self, *, queued: bool, own: Iterable[str] = ()) -> None:
         """Once per batch (uploads queued, or a nudge: a job ended and freed its slot), send
         fal what it has room for. A batch that queued nothing (nudges, duplicates) most likely
         finds nothing waiting: it reads the queue first, which settles that in one read.
         A failure here loses nothing: the jobs wait, and the next batch or the reconciler's run
-        dispatches them; the batch's records are answered."""
+        dispatches them; the batch's records are answered. ``own``: the jobs this batch queued
+        (see Dispatcher.fill)."""
         if self._dispatcher is None:
             return
         logger.thread_safe_clear_keys()
         try:
-            self._dispatcher.fill(waiting_first=not queued)
+            self._dispatcher.fill(waiting_first=not queued, own=frozenset(own))
         except Exception:
             logger.exception("Dispatch failed; waiting jobs stay queued")
 
@@ -121,3 +125,18 @@ class SubmitBatch:
             logger.exception("Upload not processed; the message will be retried")
             self._postponer.postpone(record, retry_delay(receive_count, self._retry_base_seconds))
             raise
+
+
+def _queued_job_ids(
+    messages: list[QueueMessage], outcomes: list[list[SubmitOutcome] | None]
+) -> list[str]:
+    """The jobs the batch queued: a message's outcomes follow its uploads, in order."""
+    ids = []
+    for message, done in zip(messages, outcomes, strict=True):
+        if done is None or SubmitOutcome.QUEUED not in done:
+            continue
+        uploads = uploads_from_message(message.body)
+        for upload, outcome in zip(uploads, done, strict=True):
+            if outcome is SubmitOutcome.QUEUED:
+                ids.append(job_id_for(bucket=upload.bucket, key=upload.key, version=upload.version))
+    return ids
