@@ -170,11 +170,8 @@ class Dispatcher:
                 if self._budget is not None and pair.reservation is not None:
                     self._budget.release(pair.reservation)
                 if outcome in (_Outcome.SLOT_LOST, _Outcome.JOB_LOST):
-                    logger.info(
-                        "Lost a dispatch race",
-                        extra={"job_id": pair.job.job_id, "slot": pair.slot.number,
-                               "lost": outcome.value},
-                    )  # fmt: skip
+                    race = {"slot": pair.slot.number, "lost": outcome.value}
+                    logger.info("Lost a dispatch race", extra={"job_id": pair.job.job_id, **race})
                 if outcome is _Outcome.SLOT_LOST:  # the job may have the next slot
                     races += 1
                     again.append(pair.job)

@@ -7,7 +7,7 @@ the same partial-failure contract, ~30 ms less cold start (measured by ``make be
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -61,8 +61,7 @@ class SubmitBatch:
         """Processes every record of an SQS event; the answer names the ones to deliver again."""
         messages = [QueueMessage.from_record(r) for r in event.get("Records") or ()]
         outcomes = list(self._pool.map(self._outcomes, messages))
-        queued = any(SubmitOutcome.QUEUED in o for o in outcomes if o is not None)
-        self._dispatch(queued=queued, own=_queued_job_ids(messages, outcomes) if queued else ())
+        self._dispatch(messages, outcomes)
         return {
             "batchItemFailures": [
                 {"itemIdentifier": message.message_id}
@@ -71,18 +70,22 @@ class SubmitBatch:
             ]
         }
 
-    def _dispatch(self, *, queued: bool, own: Iterable[str] = ()) -> None:
+    def _dispatch(
+        self, messages: list[QueueMessage], outcomes: list[list[SubmitOutcome] | None]
+    ) -> None:
         """Once per batch (uploads queued, or a nudge: a job ended and freed its slot), send
         fal what it has room for. A batch that queued nothing (nudges, duplicates) most likely
         finds nothing waiting: it reads the queue first, which settles that in one read.
         A failure here loses nothing: the jobs wait, and the next batch or the reconciler's run
-        dispatches them; the batch's records are answered. ``own``: the jobs this batch queued
-        (see Dispatcher.fill)."""
+        dispatches them; the batch's records are answered. The fill is told which jobs the
+        batch queued (its own: see Dispatcher.fill)."""
         if self._dispatcher is None:
             return
         logger.thread_safe_clear_keys()
+        queued = any(SubmitOutcome.QUEUED in o for o in outcomes if o is not None)
         try:
-            self._dispatcher.fill(waiting_first=not queued, own=frozenset(own))
+            own = frozenset(_queued_job_ids(messages, outcomes)) if queued else frozenset()
+            self._dispatcher.fill(waiting_first=not queued, own=own)
         except Exception:
             logger.exception("Dispatch failed; waiting jobs stay queued")
 
