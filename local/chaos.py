@@ -12,9 +12,11 @@ before fal's answer is recorded); 2% of uploads have no prompt. The reconciler r
 seconds, as its schedule would, compressed.
 
 Then a second phase, a drop larger than fal's capacity: the emulator runs only FalConcurrency
-requests at once, as a fal account does, the faults are on again (no kills), and the report shows
-the peak of requests
-outstanding at fal against the cap the pipeline must keep (FalConcurrency + FalQueueHeadroom).
+requests at once, as a fal account does, each video takes seconds (so the drop arrives faster
+than fal can run it), the faults are on again (no kills), and the report shows the peak of
+requests outstanding at fal against the cap the pipeline must keep (FalConcurrency +
+FalQueueHeadroom). A peak below FalConcurrency is a problem too: the drop never filled fal, so
+the gate was not tested.
 
 Money and news, both phases: the first starts with a daily budget of about 70% of its drop's price,
 so dispatch stops part-way; the report shows spend against budget (never a cent over) and the jobs
@@ -37,6 +39,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -47,7 +50,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.config import Config
 
 from local.aws import REGION, free_port
-from local.chaos_checks import ChaosReport, Evidence, budget_ran_out, check
+from local.chaos_checks import ChaosReport, Evidence, budget_ran_out, check, metric_totals
 from local.stack import SCHEDULED_EVENT, LocalStack, StackInfo
 from local.template import REPO_ROOT
 from pika_pipeline.fal import pika
@@ -90,6 +93,9 @@ BUDGET_SHARE = Decimal("0.7")  # of the first drop's price: dispatch stops part-
 RECEIVER_FAILURE_RATE = 0.10
 FAL_CAP = int(PARAMETERS["FalConcurrency"]) + int(PARAMETERS["FalQueueHeadroom"])
 EMULATOR_CONCURRENCY = int(PARAMETERS["FalConcurrency"])  # the emulated fal account's limit
+# The over-capacity phase's video time: fal then runs 2 videos a second, fewer than the uploads
+# reach the gate, so work waits in the pipeline and fal's slots stay full.
+OVER_CAPACITY_VIDEO_SECONDS = 4.0
 FAL_FAULTS = {
     "fast": True,
     "late_seconds": 3,
@@ -144,6 +150,13 @@ class ChaosRun:
         # came: each is a request whose id the killed process never learned.
         self.calls_in_flight_at_kills = 0
         self.reconciler_runs = 0
+        self.metrics_reported: Counter[str] = Counter()  # what an earlier phase's report counted
+
+    def next_phase(self) -> None:
+        """Counts start again, so a phase's report holds its own kills, runs and metrics."""
+        self.kills = self.kills_in_flight = self.calls_in_flight_at_kills = 0
+        self.reconciler_runs = 0
+        self.metrics_reported = metric_totals(Path(self.info.state_dir) / "logs")
 
     def http(self, url: str, body: Any = None, context: ssl.SSLContext | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -302,10 +315,11 @@ def _over_capacity(run: ChaosRun, *, uploads: int, timeout: float) -> ChaosRepor
     # A clean account: the first phase's requests are checked already, and the peak counts anew.
     run.http(f"{info.fal_url}/_emulator/reset", {}, run.tls)
     run.http(f"{info.fal_url}/_emulator/account", {"concurrency": EMULATOR_CONCURRENCY}, run.tls)
-    run.http(f"{info.fal_url}/_emulator/faults", FAL_FAULTS, run.tls)
+    faults = {**FAL_FAULTS, "processing_seconds": OVER_CAPACITY_VIDEO_SECONDS}
+    run.http(f"{info.fal_url}/_emulator/faults", faults, run.tls)
     for rule in AWS_FAULTS:
         run.http(f"{info.aws_fault_proxy}/_faults", rule)
-    run.calls_in_flight_at_kills = 0  # no kills in this phase
+    run.next_phase()  # no kills in this phase
     stop = threading.Event()
     reconciler = threading.Thread(target=run.reconcile_on_schedule, args=(stop,), daemon=True)
     started = time.monotonic()
@@ -324,7 +338,7 @@ def _over_capacity(run: ChaosRun, *, uploads: int, timeout: float) -> ChaosRepor
     reconciler.join()
     peak = int(run.http(f"{info.fal_url}/_emulator/requests", None, run.tls)["peak_outstanding"])
     run.http(f"{info.aws_fault_proxy}/_faults/reset", {})
-    run.http(f"{info.fal_url}/_emulator/faults", {"rates": {}}, run.tls)
+    run.http(f"{info.fal_url}/_emulator/faults", {"rates": {}, "processing_seconds": 0}, run.tls)
     if not _settle(run, deadline=time.monotonic() + SETTLE_SECONDS):
         report.problems.append(f"not settled {SETTLE_SECONDS} s after the faults stopped")
     _check(run, report, job_ids)
@@ -337,6 +351,11 @@ def _over_capacity(run: ChaosRun, *, uploads: int, timeout: float) -> ChaosRepor
     )
     if peak > FAL_CAP:
         report.problems.append(f"{peak} requests outstanding at fal at once; the cap is {FAL_CAP}")
+    elif peak < EMULATOR_CONCURRENCY:
+        report.problems.append(
+            f"the drop never filled fal (peak {peak}, account {EMULATOR_CONCURRENCY}): "
+            "the gate was not tested"
+        )
     return report
 
 

@@ -221,7 +221,7 @@ def nothing_left_behind(evidence: Evidence, report: ChaosReport) -> None:
     )
     if undelivered:
         problems.append(f"{undelivered} upload events in the upload rule's dead-letter queue")
-    metrics = _metrics(evidence.logs)
+    metrics = metric_totals(evidence.logs) - run.metrics_reported
     report.rows.update(
         {
             "duplicate uploads suppressed": int(metrics["DuplicateUploads"]),
@@ -283,9 +283,11 @@ def notified_once_per_final_job(evidence: Evidence, report: ChaosReport) -> None
             "notifications lost": len(lost),
             # Events a failed PutEvents kept from the bus at first (the functions' logs): each
             # was published again by the reconciler.
-            "job events EventBridge refused at first": len(_jobs_whose_event_failed(evidence.logs)),
+            "job events EventBridge refused at first": len(
+                _jobs_whose_event_failed(evidence.logs) & set(evidence.job_ids)
+            ),
             "job events republished by the reconciler": int(
-                _metrics(evidence.logs)["EventsRepublished"]
+                (metric_totals(evidence.logs) - evidence.run.metrics_reported)["EventsRepublished"]
             ),
             "dead-lettered notifications": dead,
         }
@@ -425,7 +427,7 @@ def _jobs_whose_event_failed(logs: Path) -> set[str]:
     return jobs
 
 
-def _metrics(logs: Path) -> Counter[str]:
+def metric_totals(logs: Path) -> Counter[str]:
     """Totals of the pipeline's EMF metrics (the undimensioned ones) across the function logs."""
     totals: Counter[str] = Counter()
     for log in logs.glob("*Function.log"):
