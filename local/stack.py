@@ -7,6 +7,7 @@ resource and setting taken from template.yaml.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
@@ -16,6 +17,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -98,6 +100,7 @@ class LocalStack:
 
     def start(self) -> StackInfo:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        _exit_on_sigterm()
         try:
             return self._start()
         except BaseException:
@@ -322,6 +325,19 @@ class LocalStack:
         )
 
 
+def _exit_on_sigterm() -> None:
+    """A ``kill`` (SIGTERM) stops the stack as Ctrl+C does, its processes with it: by default
+    Python would die at once and leave moto, the emulator and the functions running."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(
+        signal.SIGTERM
+    ) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _raise_system_exit)
+
+
+def _raise_system_exit(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
     """Signals a function's processes (its event source and its workers), or any other one."""
     if process.poll() is not None:
@@ -454,8 +470,15 @@ def describe(info: StackInfo) -> str:
 
 
 def main() -> None:
-    state_dir = REPO_ROOT / ".local-stack"
-    with LocalStack(state_dir) as info:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=REPO_ROOT / ".local-stack",
+        help="where stack.json, the logs and the emulator's files go (default: .local-stack)",
+    )
+    args = parser.parse_args()
+    with LocalStack(args.state_dir) as info:
         print(describe(info), flush=True)
         print("\nPress Ctrl+C to stop.", flush=True)
         try:

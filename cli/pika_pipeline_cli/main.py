@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from boto3.dynamodb.conditions import Attr
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.exceptions import (
     BotoCoreError,
@@ -66,6 +67,7 @@ METADATA_LIMIT_BYTES = 2048  # S3's limit on user metadata, keys and values toge
 PRICE_PER_VIDEO = f"${usd_per_video(pika.ENDPOINT):.2f}"
 OTHER_BUCKET_PREFIX = "uploads/"  # --bucket without --prefix
 JOB_ID = re.compile(r"[0-9a-f]{32}")
+JOB_ID_PREFIX = re.compile(r"[0-9a-f]{6,31}")  # short enough to type, long enough to be one job
 MAX_STEM_CHARS = 100  # with the job and extension, well inside Windows' 255-character names
 _UNSAFE_IN_NAMES = re.compile(r"[^\w.-]")  # \w: letters and digits of any script, and _
 # What no file name may hold on Windows or POSIX: separators, a drive's or stream's colon,
@@ -501,11 +503,12 @@ def _jobs(pipeline: Pipeline, args: argparse.Namespace) -> int:
                 continue
         rows.append(item)
     rows.sort(key=lambda item: str(item.get("created_at", "")), reverse=True)
-    print(f"{'JOB':<12}  {'STATUS':<9}  {'CREATED':<19}  {'KEY':<40}  DETAIL")
+    # Whole ids: the one a person copies from here is what status, download and cancel take.
+    print(f"{'JOB':<32}  {'STATUS':<9}  {'CREATED':<19}  {'KEY':<40}  DETAIL")
     for item in rows[: args.limit]:
         detail = item.get("error_code") or item.get("output_key") or ""
         print(
-            f"{item['job_id'][:12]:<12}  {item['status']:<9}  "
+            f"{item['job_id']:<32}  {item['status']:<9}  "
             f"{str(item.get('created_at', ''))[:19]:<19}  "
             f"{str(item.get('source_key', ''))[:40]:<40}  {detail}"
         )
@@ -733,9 +736,11 @@ def _find_job(pipeline: Pipeline, reference: str) -> dict[str, Any]:
     try:
         head = pipeline.s3().head_object(Bucket=bucket, Key=reference)
     except ClientError as exc:
-        if error_code(exc) in ("404", "NoSuchKey"):
-            raise CliError(f"no object {reference!r} in {bucket} and no such job id") from None
-        raise
+        if error_code(exc) not in ("404", "NoSuchKey"):
+            raise
+        if JOB_ID_PREFIX.fullmatch(reference):
+            return _job_by_prefix(pipeline, reference)
+        raise CliError(f"no object {reference!r} in {bucket} and no such job id") from None
     if head.get("VersionId"):
         return _get_job(
             pipeline, job_id_for(bucket=bucket, key=reference, version=head["VersionId"])
@@ -747,6 +752,23 @@ def _find_job(pipeline: Pipeline, reference: str) -> dict[str, Any]:
     return max(matches, key=lambda item: str(item.get("created_at", "")))
 
 
+def _job_by_prefix(pipeline: Pipeline, prefix: str) -> dict[str, Any]:
+    """The one job whose id starts with ``prefix`` (as git takes a short commit id): a scan, so
+    only when the reference is no key and no whole id."""
+    matches = list(
+        _scan(
+            pipeline,
+            FilterExpression=Attr("job_id").begins_with(prefix),
+            ProjectionExpression="job_id",
+        )
+    )
+    if len(matches) > 1:
+        raise CliError(f"{len(matches)} jobs have ids starting {prefix!r}; give more of the id")
+    if not matches:
+        raise CliError(f"no job id starts with {prefix!r}, and no object has that key")
+    return _get_job(pipeline, matches[0]["job_id"])
+
+
 def _get_job(pipeline: Pipeline, job_id: str) -> dict[str, Any]:
     item = pipeline.table().get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
     if not item:
@@ -754,9 +776,9 @@ def _get_job(pipeline: Pipeline, job_id: str) -> dict[str, Any]:
     return dict(item)
 
 
-def _scan(pipeline: Pipeline) -> Iterator[dict[str, Any]]:
+def _scan(pipeline: Pipeline, **filters: Any) -> Iterator[dict[str, Any]]:
     table = pipeline.table()
-    arguments: dict[str, Any] = {}
+    arguments: dict[str, Any] = dict(filters)
     while True:
         page = table.scan(**arguments)
         yield from page.get("Items", [])

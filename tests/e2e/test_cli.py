@@ -106,6 +106,8 @@ def test_status_by_key_and_the_jobs_table(pipeline: Pipeline) -> None:
 
     status = run(pipeline, "status", f"uploads/{SAMPLE_IMAGE.name}", "--json")
     by_id = run(pipeline, "status", job_id, "--json")
+    by_short_id = run(pipeline, "status", job_id[:8], "--json")  # as git takes a short id
+    unknown_short_id = run(pipeline, "status", "0123456789abcdef")
     listed = run(pipeline, "jobs", "--status", "COMPLETED", "--since", "1h")
     # The same moments written as a user in Paris in summer, or in New York, would write them.
     since_before = before.astimezone(timezone(timedelta(hours=2))).isoformat(timespec="seconds")
@@ -118,10 +120,15 @@ def test_status_by_key_and_the_jobs_table(pipeline: Pipeline) -> None:
     assert by_id.returncode == 0, by_id.stderr
     record = json.loads(by_id.stdout)
     assert (record["job_id"], record["status"], record["prompt"]) == (job_id, "COMPLETED", "status")
-    assert job_id[:12] in listed.stdout
-    assert "COMPLETED" in listed.stdout
-    assert job_id[:12] in listed_since_before.stdout
-    assert job_id[:12] not in listed_since_after.stdout
+    assert json.loads(by_short_id.stdout)["job_id"] == job_id
+    assert unknown_short_id.returncode == 1
+    assert unknown_short_id.stderr.endswith(
+        "error: no job id starts with '0123456789abcdef', and no object has that key\n"
+    )
+    # The whole id, the one status, download and cancel take.
+    assert f"{job_id}  COMPLETED" in listed.stdout
+    assert job_id in listed_since_before.stdout
+    assert job_id not in listed_since_after.stdout
     assert refused.returncode == 1
     assert refused.stderr == (
         f"error: job {job_id} is COMPLETED; only FAILED or EXPIRED jobs can be retried\n"
