@@ -179,7 +179,7 @@ def unstorable_videos_fail_within_the_deadline(evidence: Evidence, report: Chaos
         # video, or fal's own error, ends a job otherwise (checked elsewhere).
         if job_id in refused_jobs:
             continue
-        codes = {PERMANENT_MEDIA.get(r["media"], "") if r["outcome"] == "ok" else "" for r in made}
+        codes = {PERMANENT_MEDIA.get(r["media"], "") if r["made_video"] else "" for r in made}
         job = evidence.jobs.get(job_id)
         if job is None or len(codes) != 1 or "" in codes:
             continue

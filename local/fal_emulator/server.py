@@ -583,6 +583,9 @@ class Emulator:
                         "outcome": r.outcome,
                         "delivery": r.delivery,
                         "media": r.media,
+                        # Whether it rendered a video (an outcome "ok" can still fail: fal
+                        # could not fetch the image).
+                        "made_video": r.output is not None,
                         "cancelled": r.cancelled,
                         "started_at": r.started_at,
                         "finished_at": r.finished_at,
