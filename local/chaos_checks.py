@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,11 @@ class Evidence:
     @property
     def logs(self) -> Path:
         return Path(self.run.info.state_dir) / "logs"
+
+    @cached_property
+    def metrics(self) -> Counter[str]:
+        """The phase's own metric totals: the logs' less what an earlier phase reported."""
+        return metric_totals(self.logs) - self.run.metrics_reported
 
     def status(self, job_id: str) -> str:
         return str(self.jobs.get(job_id, {}).get("status", "MISSING"))
@@ -221,7 +227,7 @@ def nothing_left_behind(evidence: Evidence, report: ChaosReport) -> None:
     )
     if undelivered:
         problems.append(f"{undelivered} upload events in the upload rule's dead-letter queue")
-    metrics = metric_totals(evidence.logs) - run.metrics_reported
+    metrics = evidence.metrics
     report.rows.update(
         {
             "duplicate uploads suppressed": int(metrics["DuplicateUploads"]),
@@ -286,9 +292,7 @@ def notified_once_per_final_job(evidence: Evidence, report: ChaosReport) -> None
             "job events EventBridge refused at first": len(
                 _jobs_whose_event_failed(evidence.logs) & set(evidence.job_ids)
             ),
-            "job events republished by the reconciler": int(
-                (metric_totals(evidence.logs) - evidence.run.metrics_reported)["EventsRepublished"]
-            ),
+            "job events republished by the reconciler": int(evidence.metrics["EventsRepublished"]),
             "dead-lettered notifications": dead,
         }
     )
